@@ -1,0 +1,40 @@
+# The two commands of the README quick start are `make demo` and `make test`.
+# Both create their own virtualenv and provision the binaries they need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Where provisioned binaries (kube-apiserver, etcd, kubectl, pebble, helm) are cached.
+export CERTDEPOT_CACHE ?= $(CURDIR)/.cache/testenv
+
+.PHONY: demo test lint bench provision venv clean kind-e2e
+
+$(BIN)/certdepot: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/certdepot
+
+provision: venv
+	$(BIN)/certdepot dev provision
+
+demo: provision
+	$(BIN)/certdepot demo $(DEMO_ARGS)
+
+test: provision
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/mypy
+
+bench: provision
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+kind-e2e: venv
+	./tests/e2e/kind.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

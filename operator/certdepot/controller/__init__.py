@@ -1,0 +1,1 @@
+"""The kopf operator that turns custom resources into kubernetes.io/tls Secrets."""

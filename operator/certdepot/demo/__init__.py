@@ -1,0 +1,1 @@
+"""The one-command demo: a local control plane, repository and operator."""

@@ -1,0 +1,1 @@
+"""The repository: the domain owner's ACME server."""
