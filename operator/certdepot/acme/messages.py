@@ -1,0 +1,566 @@
+"""Typed ACME resources (RFC 8555 §7.1, RFC 9773, the profiles draft, RFC 9115).
+
+Every resource is a dataclass with ``from_json(doc, url=None)`` and ``to_json()``. Parsing
+is tolerant: unknown members are kept in ``extra`` (and come back out of ``to_json``), so
+extension fields such as ``download``, ``private-key`` or ``delegation`` survive a round trip
+and are readable with ``obj.get("download")`` / ``obj["private-key"]``. A member with the
+wrong type, or a required one missing, raises ``AcmeProblem(malformed)`` naming it, never a
+``KeyError``.
+
+Resources: ``Identifier``, ``Challenge``, ``Authorization``, ``Order``, ``Account``,
+``Directory`` (with ``DirectoryMeta``), ``RenewalInfo``, ``Delegation``. Status values are
+plain strings (constants in ``Status``). Times are aware ``datetime`` objects, written
+as RFC 3339 UTC (``...Z``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+from certdepot.acme.problems import AcmeProblem
+
+T = TypeVar("T")
+
+
+class Status:
+    """Status strings used by ACME objects."""
+
+    PENDING = "pending"
+    READY = "ready"
+    PROCESSING = "processing"
+    VALID = "valid"
+    INVALID = "invalid"
+    DEACTIVATED = "deactivated"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+def parse_time(value: Any, name: str = "time") -> dt.datetime | None:
+    """RFC 3339 text to an aware datetime (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise AcmeProblem("malformed", f"{name} is not an RFC 3339 string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python < 3.11 would choke on >6 fractional digits; Go servers send nanoseconds.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        text = f"{head}.{digits[:6]}{rest}" if digits else head + rest
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise AcmeProblem("malformed", f"{name} {value!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def format_time(moment: dt.datetime) -> str:
+    """An aware datetime as RFC 3339 UTC with a ``Z`` suffix."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    text = moment.astimezone(dt.UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def _get(
+    doc: Mapping[str, Any], key: str, kind: type[T], what: str, required: bool = False
+) -> T | None:
+    value = doc.get(key)
+    if value is None:
+        if required:
+            raise AcmeProblem("malformed", f"{what} lacks {key!r}")
+        return None
+    if kind is int and isinstance(value, bool):
+        raise AcmeProblem("malformed", f"{what} {key!r} must be an integer")
+    if not isinstance(value, kind):
+        raise AcmeProblem(
+            "malformed", f"{what} {key!r} must be {kind.__name__}, not {type(value).__name__}"
+        )
+    return value
+
+
+def _str_list(doc: Mapping[str, Any], key: str, what: str) -> list[str]:
+    value = _get(doc, key, list, what) or []
+    if not all(isinstance(v, str) for v in value):
+        raise AcmeProblem("malformed", f"{what} {key!r} must be a list of strings")
+    return list(value)
+
+
+def _require_object(doc: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(doc, Mapping):
+        raise AcmeProblem("malformed", f"{what} is not a JSON object")
+    return doc
+
+
+def _problem(doc: Mapping[str, Any], key: str, what: str) -> AcmeProblem | None:
+    value = _get(doc, key, dict, what)
+    return AcmeProblem.from_json(value) if value is not None else None
+
+
+@dataclass
+class _Resource:
+    """Shared extension-field access; ``url`` is where the object lives (Location), if known."""
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset()
+
+    def _extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = getattr(self, "extra", {})
+        return extra
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """An extension (unknown to this model) member, e.g. ``order.get("download")``."""
+        return self._extra().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._extra()[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._extra()
+
+    @classmethod
+    def _unknown(cls, doc: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in doc.items() if k not in cls.KNOWN}
+
+
+@dataclass
+class Identifier(_Resource):
+    """``{"type": "dns", "value": "example.com"}``."""
+
+    type: str
+    value: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset({"type", "value"})
+
+    @classmethod
+    def dns(cls, name: str) -> Identifier:
+        """A DNS identifier (lower-cased, no trailing dot)."""
+        return cls("dns", name.lower().rstrip("."))
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> Identifier:
+        d = _require_object(doc, "identifier")
+        return cls(
+            type=_get(d, "type", str, "identifier", True) or "",
+            value=_get(d, "value", str, "identifier", True) or "",
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.extra, "type": self.type, "value": self.value}
+
+    def key(self) -> tuple[str, str]:
+        """A hashable, case-normalised form for set comparisons."""
+        return (self.type, self.value.lower())
+
+
+@dataclass
+class Challenge(_Resource):
+    """A challenge object (§7.1.5, §8)."""
+
+    type: str
+    url: str
+    status: str
+    token: str | None = None
+    validated: dt.datetime | None = None
+    error: AcmeProblem | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {"type", "url", "status", "token", "validated", "error"}
+    )
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> Challenge:
+        d = _require_object(doc, "challenge")
+        return cls(
+            type=_get(d, "type", str, "challenge", True) or "",
+            url=_get(d, "url", str, "challenge") or url or "",
+            status=_get(d, "status", str, "challenge", True) or "",
+            token=_get(d, "token", str, "challenge"),
+            validated=parse_time(d.get("validated"), "challenge validated"),
+            error=_problem(d, "error", "challenge"),
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            **self.extra,
+            "type": self.type,
+            "url": self.url,
+            "status": self.status,
+        }
+        if self.token is not None:
+            doc["token"] = self.token
+        if self.validated is not None:
+            doc["validated"] = format_time(self.validated)
+        if self.error is not None:
+            doc["error"] = self.error.to_json()
+        return doc
+
+
+@dataclass
+class Authorization(_Resource):
+    """An authorization object (§7.1.4)."""
+
+    identifier: Identifier
+    status: str
+    challenges: list[Challenge] = field(default_factory=list)
+    expires: dt.datetime | None = None
+    wildcard: bool = False
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {"identifier", "status", "challenges", "expires", "wildcard"}
+    )
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> Authorization:
+        d = _require_object(doc, "authorization")
+        challenges = _get(d, "challenges", list, "authorization") or []
+        return cls(
+            identifier=Identifier.from_json(_get(d, "identifier", dict, "authorization", True)),
+            status=_get(d, "status", str, "authorization", True) or "",
+            challenges=[Challenge.from_json(c) for c in challenges],
+            expires=parse_time(d.get("expires"), "authorization expires"),
+            wildcard=bool(_get(d, "wildcard", bool, "authorization")),
+            url=url,
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            **self.extra,
+            "identifier": self.identifier.to_json(),
+            "status": self.status,
+            "challenges": [c.to_json() for c in self.challenges],
+        }
+        if self.expires is not None:
+            doc["expires"] = format_time(self.expires)
+        if self.wildcard:
+            doc["wildcard"] = True
+        return doc
+
+    def challenge(self, type_: str) -> Challenge | None:
+        """The first challenge of a type (``http-01``, ``dns-01``...), if offered."""
+        return next((c for c in self.challenges if c.type == type_), None)
+
+
+@dataclass
+class Order(_Resource):
+    """An order object (§7.1.3) with ``profile`` (profiles draft) and ``replaces`` (RFC 9773)."""
+
+    status: str
+    identifiers: list[Identifier]
+    authorizations: list[str] = field(default_factory=list)
+    finalize: str = ""
+    certificate: str | None = None
+    expires: dt.datetime | None = None
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    error: AcmeProblem | None = None
+    profile: str | None = None
+    replaces: str | None = None
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {
+            "status", "identifiers", "authorizations", "finalize", "certificate", "expires",
+            "notBefore", "notAfter", "error", "profile", "replaces",
+        }
+    )  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> Order:
+        d = _require_object(doc, "order")
+        idents = _get(d, "identifiers", list, "order", True) or []
+        return cls(
+            status=_get(d, "status", str, "order", True) or "",
+            identifiers=[Identifier.from_json(i) for i in idents],
+            authorizations=_str_list(d, "authorizations", "order"),
+            finalize=_get(d, "finalize", str, "order") or "",
+            certificate=_get(d, "certificate", str, "order"),
+            expires=parse_time(d.get("expires"), "order expires"),
+            not_before=parse_time(d.get("notBefore"), "order notBefore"),
+            not_after=parse_time(d.get("notAfter"), "order notAfter"),
+            error=_problem(d, "error", "order"),
+            profile=_get(d, "profile", str, "order"),
+            replaces=_get(d, "replaces", str, "order"),
+            url=url,
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            **self.extra,
+            "status": self.status,
+            "identifiers": [i.to_json() for i in self.identifiers],
+            "authorizations": list(self.authorizations),
+            "finalize": self.finalize,
+        }
+        optional: dict[str, Any] = {
+            "certificate": self.certificate,
+            "expires": self.expires and format_time(self.expires),
+            "notBefore": self.not_before and format_time(self.not_before),
+            "notAfter": self.not_after and format_time(self.not_after),
+            "error": self.error and self.error.to_json(),
+            "profile": self.profile,
+            "replaces": self.replaces,
+        }
+        doc.update({k: v for k, v in optional.items() if v is not None})
+        return doc
+
+    def dns_names(self) -> list[str]:
+        """The DNS identifier values, in order."""
+        return [i.value for i in self.identifiers if i.type == "dns"]
+
+
+@dataclass
+class Account(_Resource):
+    """An account object (§7.1.2)."""
+
+    status: str
+    contact: list[str] = field(default_factory=list)
+    terms_of_service_agreed: bool | None = None
+    orders: str | None = None
+    external_account_binding: dict[str, Any] | None = None
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {"status", "contact", "termsOfServiceAgreed", "orders", "externalAccountBinding"}
+    )
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> Account:
+        d = _require_object(doc, "account")
+        return cls(
+            status=_get(d, "status", str, "account") or Status.VALID,
+            contact=_str_list(d, "contact", "account"),
+            terms_of_service_agreed=_get(d, "termsOfServiceAgreed", bool, "account"),
+            orders=_get(d, "orders", str, "account"),
+            external_account_binding=_get(d, "externalAccountBinding", dict, "account"),
+            url=url,
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {**self.extra, "status": self.status, "contact": list(self.contact)}
+        if self.terms_of_service_agreed is not None:
+            doc["termsOfServiceAgreed"] = self.terms_of_service_agreed
+        if self.orders is not None:
+            doc["orders"] = self.orders
+        if self.external_account_binding is not None:
+            doc["externalAccountBinding"] = self.external_account_binding
+        return doc
+
+    @property
+    def delegations(self) -> str | None:
+        """RFC 9115: URL of the account's delegation list, if the server offers one."""
+        value = self.extra.get("delegations")
+        return value if isinstance(value, str) else None
+
+
+@dataclass
+class DirectoryMeta(_Resource):
+    """The directory's ``meta`` object, including ``profiles`` and certdepot's flags."""
+
+    terms_of_service: str | None = None
+    website: str | None = None
+    caa_identities: list[str] = field(default_factory=list)
+    external_account_required: bool = False
+    profiles: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {"termsOfService", "website", "caaIdentities", "externalAccountRequired", "profiles"}
+    )
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> DirectoryMeta:
+        d = _require_object(doc, "directory meta")
+        profiles = _get(d, "profiles", dict, "directory meta") or {}
+        return cls(
+            terms_of_service=_get(d, "termsOfService", str, "directory meta"),
+            website=_get(d, "website", str, "directory meta"),
+            caa_identities=_str_list(d, "caaIdentities", "directory meta"),
+            external_account_required=bool(
+                _get(d, "externalAccountRequired", bool, "directory meta")
+            ),
+            profiles={str(k): str(v) for k, v in profiles.items()},
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = dict(self.extra)
+        if self.terms_of_service:
+            doc["termsOfService"] = self.terms_of_service
+        if self.website:
+            doc["website"] = self.website
+        if self.caa_identities:
+            doc["caaIdentities"] = list(self.caa_identities)
+        if self.external_account_required:
+            doc["externalAccountRequired"] = True
+        if self.profiles:
+            doc["profiles"] = dict(self.profiles)
+        return doc
+
+    @property
+    def download_enabled(self) -> bool:
+        """certdepot's certificate download extension (CONTRACTS §3)."""
+        return self.extra.get("download-enabled") is True
+
+    @property
+    def delegation_enabled(self) -> bool:
+        """RFC 9115 delegation support."""
+        return self.extra.get("delegation-enabled") is True
+
+
+@dataclass
+class Directory(_Resource):
+    """The directory object (§7.1.1) plus ``renewalInfo`` (RFC 9773)."""
+
+    new_nonce: str
+    new_account: str
+    new_order: str
+    revoke_cert: str | None = None
+    key_change: str | None = None
+    new_authz: str | None = None
+    renewal_info: str | None = None
+    meta: DirectoryMeta = field(default_factory=DirectoryMeta)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {
+            "newNonce",
+            "newAccount",
+            "newOrder",
+            "revokeCert",
+            "keyChange",
+            "newAuthz",
+            "renewalInfo",
+            "meta",
+        }
+    )
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> Directory:
+        d = _require_object(doc, "directory")
+        return cls(
+            new_nonce=_get(d, "newNonce", str, "directory", True) or "",
+            new_account=_get(d, "newAccount", str, "directory", True) or "",
+            new_order=_get(d, "newOrder", str, "directory", True) or "",
+            revoke_cert=_get(d, "revokeCert", str, "directory"),
+            key_change=_get(d, "keyChange", str, "directory"),
+            new_authz=_get(d, "newAuthz", str, "directory"),
+            renewal_info=_get(d, "renewalInfo", str, "directory"),
+            meta=DirectoryMeta.from_json(_get(d, "meta", dict, "directory") or {}),
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            **self.extra,
+            "newNonce": self.new_nonce,
+            "newAccount": self.new_account,
+            "newOrder": self.new_order,
+        }
+        optional = {
+            "revokeCert": self.revoke_cert,
+            "keyChange": self.key_change,
+            "newAuthz": self.new_authz,
+            "renewalInfo": self.renewal_info,
+        }
+        doc.update({k: v for k, v in optional.items() if v is not None})
+        meta = self.meta.to_json()
+        if meta:
+            doc["meta"] = meta
+        return doc
+
+
+@dataclass
+class RenewalInfo(_Resource):
+    """A renewalInfo response (RFC 9773 §4.2); ``retry_after`` comes from the HTTP header."""
+
+    start: dt.datetime
+    end: dt.datetime
+    explanation_url: str | None = None
+    retry_after: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset({"suggestedWindow", "explanationURL"})
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> RenewalInfo:
+        d = _require_object(doc, "renewalInfo")
+        window = _get(d, "suggestedWindow", dict, "renewalInfo", True) or {}
+        start = parse_time(window.get("start"), "suggestedWindow start")
+        end = parse_time(window.get("end"), "suggestedWindow end")
+        if start is None or end is None:
+            raise AcmeProblem("malformed", "suggestedWindow needs start and end")
+        if end < start:
+            raise AcmeProblem("malformed", "suggestedWindow ends before it starts")
+        return cls(
+            start=start,
+            end=end,
+            explanation_url=_get(d, "explanationURL", str, "renewalInfo"),
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            **self.extra,
+            "suggestedWindow": {"start": format_time(self.start), "end": format_time(self.end)},
+        }
+        if self.explanation_url:
+            doc["explanationURL"] = self.explanation_url
+        return doc
+
+    def is_open(self, now: dt.datetime | None = None) -> bool:
+        """Whether the window has started."""
+        return (now or dt.datetime.now(dt.UTC)) >= self.start
+
+
+@dataclass
+class Delegation(_Resource):
+    """An RFC 9115 delegation object: ``csr-template`` and optional ``cname-map``."""
+
+    csr_template: dict[str, Any]
+    cname_map: dict[str, str] = field(default_factory=dict)
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    KNOWN: ClassVar[frozenset[str]] = frozenset({"csr-template", "cname-map"})
+
+    @classmethod
+    def from_json(cls, doc: Any, url: str | None = None) -> Delegation:
+        d = _require_object(doc, "delegation")
+        cmap = _get(d, "cname-map", dict, "delegation") or {}
+        return cls(
+            csr_template=dict(_get(d, "csr-template", dict, "delegation", True) or {}),
+            cname_map={str(k): str(v) for k, v in cmap.items()},
+            url=url,
+            extra=cls._unknown(d),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {**self.extra, "csr-template": self.csr_template}
+        if self.cname_map:
+            doc["cname-map"] = dict(self.cname_map)
+        return doc
+
+
+def field_names(cls: type[Any]) -> list[str]:
+    """Dataclass field names (handy for tests and debugging)."""
+    return [f.name for f in fields(cls)]
