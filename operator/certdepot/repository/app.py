@@ -1,0 +1,80 @@
+"""The repository's ASGI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository.http import problem_response, repo_of
+from certdepot.repository.routes import (
+    accounts,
+    ari,
+    authz,
+    certificates,
+    delegations,
+    directory,
+    download,
+    orders,
+)
+from certdepot.repository.state import Repo
+
+log = logging.getLogger("certdepot.repository.app")
+
+
+async def _acme_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AcmeProblem)
+    return problem_response(repo_of(request), exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = "malformed"
+    detail = {404: "no such resource", 405: "method not allowed"}.get(exc.status_code,
+                                                                     str(exc.detail))
+    return problem_response(repo_of(request), AcmeProblem(kind, detail, status=exc.status_code))
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    # Log the type only: exception text may carry request data.
+    log.error("internal error on %s %s: %s", request.method, request.url.path,
+              type(exc).__name__, exc_info=exc)
+    return problem_response(repo_of(request),
+                            AcmeProblem("serverInternal", "internal server error"))
+
+
+def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
+    """The ACME front end over ``repo``. With ``run_background`` the app's lifespan also
+    runs the renewal loop (the server does; in-process tests drive renewal directly)."""
+    routes: list[BaseRoute] = [
+        *directory.routes, *accounts.routes, *orders.routes, *authz.routes,
+        *certificates.routes, *download.routes, *ari.routes, *delegations.routes,
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stopper = None
+        if run_background:
+            from certdepot.repository import renewal
+
+            stopper = renewal.start(repo)
+        try:
+            yield
+        finally:
+            if stopper is not None:
+                await stopper()
+            for task in list(repo.tasks):
+                task.cancel()
+
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={AcmeProblem: _acme_problem, HTTPException: _http_error,
+                                        Exception: _crash})
+    app.state.repo = repo
+    return app

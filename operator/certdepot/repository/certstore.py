@@ -1,0 +1,68 @@
+"""Certificates the repository keeps: saving issued chains, finding the current one."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography import x509
+
+from certdepot.acme import ari, crypto
+from certdepot.repository import store as tables
+from certdepot.repository.keyvault import KeyVault
+from certdepot.repository.store import Store, new_id
+
+
+def key_label(cert_id: str) -> str:
+    return f"cert-key:{cert_id}"
+
+
+def ari_id_of(cert: x509.Certificate) -> str:
+    try:
+        return ari.cert_id(cert)
+    except ValueError:
+        return ""  # no AKI: ARI cannot name this certificate
+
+
+def save_certificate(store: Store, vault: KeyVault, chain_pem: str, *, issuer: str,
+                     now: float, managed_name: str | None = None,
+                     key: crypto.PrivateKey | None = None, order_id: str | None = None,
+                     account_id: str | None = None) -> str:
+    leaf = crypto.parse_pem_chain(chain_pem)[0]
+    cert_id = new_id()
+    sealed = (vault.seal(crypto.private_key_to_pkcs8_der(key), key_label(cert_id))
+              if key is not None else None)
+    store.insert(tables.certificates, id=cert_id, managed_name=managed_name,
+                 order_id=order_id, issuer=issuer, serial=crypto.serial_hex(leaf),
+                 ari_id=ari_id_of(leaf), not_before=leaf.not_valid_before_utc.timestamp(),
+                 not_after=leaf.not_valid_after_utc.timestamp(), chain_pem=chain_pem,
+                 key=sealed, account_id=account_id, revoked=False, created=now)
+    return cert_id
+
+
+def open_key(vault: KeyVault, row: dict[str, Any]) -> crypto.PrivateKey:
+    return crypto.load_private_key(vault.open(bytes(row["key"]), key_label(row["id"])))
+
+
+def current_managed(store: Store, name: str) -> dict[str, Any] | None:
+    """The certificate currently served for managed entry ``name``."""
+    m = store.get(tables.managed, name)
+    if m is None or not m["current_cert_id"]:
+        return None
+    return store.get(tables.certificates, m["current_cert_id"])
+
+
+def set_current(store: Store, name: str, cert_id: str) -> None:
+    if not store.update(tables.managed, name, current_cert_id=cert_id, failures=0,
+                        last_error=None, renew_requested=False, next_attempt=0.0):
+        ensure_managed(store, name)
+        store.update(tables.managed, name, current_cert_id=cert_id)
+
+
+def ensure_managed(store: Store, name: str) -> None:
+    if store.get(tables.managed, name) is None:
+        # IntegrityError: another replica created it first, which is as good.
+        with contextlib.suppress(sa.exc.IntegrityError):
+            store.insert(tables.managed, name=name, current_cert_id=None, failures=0,
+                         next_attempt=0.0, last_error=None, renew_requested=False)

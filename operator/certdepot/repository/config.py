@@ -1,0 +1,347 @@
+"""Repository configuration: one YAML file, validated with pydantic at start.
+
+An invalid file must stop the process with a message naming the file, the key path and the
+problem, so :func:`load_config` turns every pydantic error into one :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"90d"``, ``"12h"``, ``"30m"``, ``"45s"`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"not a duration (use e.g. 90d, 12h, 30m, 45s): {value!r}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
+
+
+class ConfigError(Exception):
+    """Configuration is unusable; the message names file, key path and problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class HttpsListener(_Model):
+    address: str = "127.0.0.1:8443"
+    cert: Path | None = None
+    key: Path | None = None
+    # Generate a throw-away self-signed certificate (development and tests only).
+    self_signed: bool = False
+
+    @model_validator(mode="after")
+    def _cert_source(self) -> HttpsListener:
+        if self.self_signed and (self.cert or self.key):
+            raise ValueError("give either cert+key or selfSigned, not both")
+        if not self.self_signed and bool(self.cert) != bool(self.key):
+            raise ValueError("cert and key must be given together")
+        return self
+
+
+class HttpListener(_Model):
+    address: str
+
+
+class Listeners(_Model):
+    https: HttpsListener | None = None
+    # Plain HTTP: serves the repository API without TLS (behind a TLS-terminating proxy,
+    # or in tests) when https is absent.
+    http: HttpListener | None = None
+    # Plain HTTP for http-01 tokens of the repository's own upstream orders.
+    http01: HttpListener | None = None
+
+    @model_validator(mode="after")
+    def _some_api_listener(self) -> Listeners:
+        if self.https is None and self.http is None:
+            raise ValueError("need an https (or plain http) listener for the ACME API")
+        return self
+
+
+class Storage(_Model):
+    # sqlite:///path.db (default file), sqlite:// (in memory), postgresql+psycopg://...
+    url: str = "sqlite:///certdepot.db"
+
+
+class KeyEncryptionKey(_Model):
+    """Where the 256-bit key that wraps private keys at rest comes from."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeyEncryptionKey:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    def load(self) -> bytes:
+        if self.env is not None:
+            raw = os.environ.get(self.env)
+            if raw is None:
+                raise ConfigError(f"keyEncryptionKey.env: environment variable {self.env} unset")
+            where = f"environment variable {self.env}"
+        else:
+            assert self.file is not None
+            try:
+                raw = self.file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"keyEncryptionKey.file: cannot read {self.file}: "
+                                  f"{exc.strerror}") from None
+            where = str(self.file)
+        try:
+            key = base64.b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4), altchars=b"-_")
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise ConfigError(f"keyEncryptionKey: {where} must hold 32 bytes, base64-encoded")
+        return key
+
+
+class EabCredentials(_Model):
+    kid: str
+    hmac_key: str
+
+
+class Tsig(_Model):
+    name: str
+    secret: str
+    algorithm: str = "hmac-sha256"
+
+
+class ChallengeSolver(_Model):
+    type: Literal["http-01", "dns-01"] = "http-01"
+    # dns-01: RFC 2136 updates to this authoritative server
+    server: str | None = None
+    port: int = 53
+    zone: str | None = None
+    tsig: Tsig | None = None
+    propagation_seconds: float = 0.0
+
+    @model_validator(mode="after")
+    def _dns_fields(self) -> ChallengeSolver:
+        if self.type == "dns-01" and (not self.server or not self.zone):
+            raise ValueError("dns-01 needs server and zone")
+        return self
+
+
+class AcmeIssuer(_Model):
+    name: str
+    type: Literal["acme"]
+    directory: str
+    ca_bundle: Path | None = None
+    eab: EabCredentials | None = None
+    profile: str | None = None
+    contact: list[str] = Field(default_factory=list)
+    challenge: ChallengeSolver = Field(default_factory=ChallengeSolver)
+    # Longest lifetime this CA issues with the configured profile; used to reject
+    # delegations whose maximum it cannot meet.
+    max_lifetime: Duration | None = None
+
+
+class LocalCaRoot(_Model):
+    cert: Path
+    key: Path
+
+
+class LocalCaIssuer(_Model):
+    name: str
+    type: Literal["local-ca"]
+    # Absent: generated once and kept (encrypted) in the store.
+    root: LocalCaRoot | None = None
+    common_name: str = "certdepot local CA"
+    lifetime: Duration = timedelta(days=90)
+
+
+class ImportedIssuer(_Model):
+    name: str
+    type: Literal["imported"]
+    warn_before: Duration = timedelta(days=14)
+
+
+Issuer = Annotated[AcmeIssuer | LocalCaIssuer | ImportedIssuer, Field(discriminator="type")]
+
+
+class ManagedCertificate(_Model):
+    name: str
+    dns_names: list[str] = Field(min_length=1)
+    issuer: str
+    renew_before: Duration | None = None
+    lifetime: Duration | None = None
+    key_type: KeyType = "ec-p256"
+    profile: str | None = None
+    # Clients that are not granted it may still download it after proving control of
+    # every name (http-01 / dns-01, validated by the repository).
+    download_by_proof: bool = False
+
+    @field_validator("dns_names")
+    @classmethod
+    def _lower(cls, names: list[str]) -> list[str]:
+        return [n.lower().rstrip(".") for n in names]
+
+
+class Delegation(_Model):
+    """RFC 9115 delegation offered to one tenant."""
+
+    name: str
+    csr_template: dict[str, Any]
+    # fnmatch-style patterns with '*' matching exactly one label: cdn-*.example.com
+    name_patterns: list[str] = Field(default_factory=list)
+    max_lifetime: Duration = timedelta(days=7)
+    issuer: str
+    profile: str | None = None
+    cname_map: dict[str, str] | None = None
+    allow_certificate_get: bool = False
+
+
+class Tenant(_Model):
+    name: str
+    download: list[str] = Field(default_factory=list)
+    issue: list[str] = Field(default_factory=list)
+    issuer: str | None = None
+    delegations: list[Delegation] = Field(default_factory=list)
+
+
+class Validation(_Model):
+    """How the repository checks a client's http-01 / dns-01 proof of control."""
+
+    http_port: int = 80
+    # Connect to this address for every name instead of resolving it (tests, split DNS).
+    resolve_to: str | None = None
+    dns_server: str | None = None
+    dns_port: int = 53
+    timeout_seconds: float = 10.0
+
+
+class Config(_Model):
+    base_url: str
+    validation: Validation = Field(default_factory=Validation)
+    # How long an ARI response tells clients to wait before asking again.
+    ari_retry_after: Duration = timedelta(hours=6)
+    listeners: Listeners
+    storage: Storage = Field(default_factory=Storage)
+    key_encryption_key: KeyEncryptionKey
+    eab_required: bool = True
+    nonce_lifetime: Duration = timedelta(minutes=10)
+    max_body_bytes: int = 65536
+    renew_check_interval: Duration = timedelta(seconds=60)
+    issuers: list[Issuer] = Field(default_factory=list)
+    certificates: list[ManagedCertificate] = Field(default_factory=list)
+    tenants: list[Tenant] = Field(default_factory=list)
+    default_issuer: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [i.name for i in self.issuers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"issuers: duplicate name(s) {sorted(dup)}")
+        issuers = {i.name: i for i in self.issuers}
+
+        def need(path: str, name: str | None) -> None:
+            if name is not None and name not in issuers:
+                raise ValueError(f"{path}: unknown issuer {name!r} (have {sorted(issuers)})")
+
+        need("defaultIssuer", self.default_issuer)
+        certs = {c.name for c in self.certificates}
+        for i, c in enumerate(self.certificates):
+            need(f"certificates.{i}.issuer", c.issuer)
+        for i, t in enumerate(self.tenants):
+            need(f"tenants.{i}.issuer", t.issuer)
+            for d in t.download:
+                if d not in certs:
+                    raise ValueError(f"tenants.{i}.download: unknown certificate {d!r}")
+            for j, dl in enumerate(t.delegations):
+                need(f"tenants.{i}.delegations.{j}.issuer", dl.issuer)
+                iss = issuers[dl.issuer]
+                limit = iss.max_lifetime if isinstance(iss, AcmeIssuer) else None
+                if isinstance(iss, ImportedIssuer):
+                    raise ValueError(f"tenants.{i}.delegations.{j}.issuer: an imported issuer "
+                                     "cannot issue delegated certificates")
+                if limit is None and isinstance(iss, AcmeIssuer):
+                    raise ValueError(
+                        f"tenants.{i}.delegations.{j}: issuer {iss.name!r} must declare "
+                        f"maxLifetime so the delegation's maximum "
+                        f"({dl.max_lifetime}) can be checked")
+                if limit is not None and limit > dl.max_lifetime:
+                    raise ValueError(
+                        f"tenants.{i}.delegations.{j}.maxLifetime: issuer {iss.name!r} "
+                        f"issues up to {limit}, more than the delegation's maximum "
+                        f"{dl.max_lifetime}")
+        return self
+
+    def issuer(self, name: str) -> AcmeIssuer | LocalCaIssuer | ImportedIssuer:
+        for i in self.issuers:
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+    def certificate(self, name: str) -> ManagedCertificate | None:
+        return next((c for c in self.certificates if c.name == name), None)
+
+    def tenant(self, name: str | None) -> Tenant | None:
+        return next((t for t in self.tenants if t.name == name), None)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    # Drop pydantic's discriminator tags (e.g. 'acme') so the path matches the YAML.
+    parts = [str(p) for p in loc if p not in ("acme", "local-ca", "imported")]
+    return ".".join(parts) or "(top level)"
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: {_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: (top level): expected a mapping")
+    return parse_config(data, str(path))

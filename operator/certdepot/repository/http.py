@@ -1,0 +1,138 @@
+"""Request verification and response helpers shared by every route.
+
+All ACME POSTs go through :func:`verify_post`; all answers carry a fresh ``Replay-Nonce``
+and ``Link: <directory>;rel="index"`` (added by :func:`acme_headers`), and every error is
+turned into a problem document in :func:`problem_response` — the one place that does so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from certdepot.acme import jws
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import store as tables
+from certdepot.repository.state import Repo
+
+log = logging.getLogger("certdepot.repository.http")
+
+JOSE_JSON = "application/jose+json"
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A verified ACME request."""
+
+    protected: dict[str, Any]
+    payload: dict[str, Any] | None  # None: POST-as-GET
+    raw_payload: bytes
+    jwk: dict[str, Any]  # the key that signed it
+    account: dict[str, Any] | None  # the account row when signed with kid
+
+
+def repo_of(request: Request) -> Repo:
+    r: Repo = request.app.state.repo
+    return r
+
+
+def acme_headers(repo: Repo, headers: dict[str, str] | None = None) -> dict[str, str]:
+    out = {
+        "Replay-Nonce": repo.new_nonce(),
+        "Link": f'<{repo.urls.directory()}>;rel="index"',
+        "Cache-Control": "no-store",
+    }
+    if headers:
+        out.update(headers)
+    return out
+
+
+def acme_json(repo: Repo, obj: Any, status: int = 200, *, location: str | None = None,
+              headers: dict[str, str] | None = None,
+              links: list[tuple[str, str]] | None = None) -> Response:
+    hdrs = acme_headers(repo, headers)
+    if location:
+        hdrs["Location"] = location
+    body = json.dumps(obj, separators=(",", ":"))
+    resp = Response(body, status_code=status, media_type="application/json", headers=hdrs)
+    for url, rel in links or []:
+        resp.headers.append("Link", f'<{url}>;rel="{rel}"')
+    return resp
+
+
+def problem_response(repo: Repo, problem: AcmeProblem,
+                     headers: dict[str, str] | None = None) -> Response:
+    status = problem.status or 400
+    hdrs = acme_headers(repo, headers)
+    if problem.short_type == "rateLimited" and "Retry-After" not in hdrs:
+        hdrs["Retry-After"] = "60"
+    return Response(json.dumps(problem.to_json()), status_code=status,
+                    media_type="application/problem+json", headers=hdrs)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise AcmeProblem("malformed", f"request body larger than {limit} bytes", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise AcmeProblem("malformed", f"request body larger than {limit} bytes",
+                              status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def account_id_from_kid(repo: Repo, kid: str) -> str | None:
+    prefix = repo.urls.account("")
+    if not kid.startswith(prefix):
+        return None
+    acct = kid[len(prefix):]
+    return acct if acct and "/" not in acct else None
+
+
+async def verify_post(request: Request, *, use_jwk: bool = False,
+                      allow_deactivated: bool = False) -> Signed:
+    """RFC 8555 §6.2-6.5 for one request: content type, JWS structure and algorithm,
+    ``url`` equal to the external request URL, ``kid`` xor ``jwk`` as the resource demands,
+    account status, signature, then the single-use nonce (after the signature so that
+    forged requests cannot burn a legitimate client's nonces)."""
+    repo = repo_of(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != JOSE_JSON:
+        raise AcmeProblem("malformed", f"Content-Type must be {JOSE_JSON}", status=415)
+    body = await read_body(request, repo.config.max_body_bytes)
+    parsed = jws.parse_jws(body)
+    parsed.check_url(repo.urls.request_url(request.url.path, request.url.query))
+    account: dict[str, Any] | None = None
+    if use_jwk:
+        if parsed.jwk is None:
+            raise AcmeProblem("malformed", "this resource must be signed with a jwk, not kid")
+        key = public_key_of(parsed.jwk)
+        signer_jwk = parsed.jwk
+    else:
+        if parsed.kid is None:
+            raise AcmeProblem("malformed", "this resource must be signed with kid")
+        acct_id = account_id_from_kid(repo, parsed.kid)
+        account = repo.store.get(tables.accounts, acct_id) if acct_id else None
+        if account is None:
+            raise AcmeProblem("accountDoesNotExist", "no such account")
+        signer_jwk = dict(account["jwk"])
+        key = public_key_of(signer_jwk)
+    parsed.verify(key)
+    if account is not None and account["status"] != "valid" and not allow_deactivated:
+        raise AcmeProblem("unauthorized", f"account is {account['status']}")
+    if not parsed.nonce or not repo.store.use_nonce(parsed.nonce):
+        raise AcmeProblem("badNonce", "nonce unknown, expired or already used")
+    return Signed(parsed.protected, parsed.payload_json(), parsed.payload, signer_jwk, account)
+
+
+def public_key_of(jwk_doc: dict[str, Any]) -> jws.PublicKey:
+    return jws.public_key_from_jwk(jwk_doc)

@@ -1,0 +1,40 @@
+"""Where the repository's certificates come from: an upstream ACME CA, an embedded CA, or
+certificates the admin imported. Every issuer signs a client's CSR the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from cryptography import x509
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    csr_der: bytes
+    dns_names: list[str]
+    lifetime: timedelta | None = None
+    profile: str | None = None
+    # ARI certID of the certificate this one replaces (RFC 9773 ``replaces``)
+    replaces: str | None = None
+
+
+class IssuerError(Exception):
+    """Issuance failed; the message is safe to log and to show to clients."""
+
+
+class Issuer(Protocol):
+    name: str
+    can_issue: bool
+
+    async def issue(self, request: IssueRequest) -> str:
+        """Sign the CSR; returns the PEM chain, leaf first."""
+        ...
+
+    async def suggested_renewal(self, cert: x509.Certificate
+                                ) -> tuple[float, float] | None:
+        """The CA's suggested renewal window (epoch seconds) when it has one (ARI)."""
+        ...
+
+    async def close(self) -> None: ...

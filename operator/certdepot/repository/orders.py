@@ -1,0 +1,248 @@
+"""Orders and authorizations: creation by policy, state transitions, finalization.
+
+Three kinds of order share the RFC 8555 state machine:
+- plain: names the tenant may have issued (policy name patterns), finalized with a CSR;
+- download (certdepot extension): the name set of a managed certificate, finalized with an
+  ephemeral public JWK; the order then links the existing certificate and its wrapped key;
+- delegation (RFC 9115): starts ``ready`` with no authorizations; the CSR is checked
+  against the delegation's template at finalize (see delegation.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from certdepot.acme import crypto, keywrap
+from certdepot.acme.jws import b64decode
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import certstore, policy
+from certdepot.repository import store as tables
+from certdepot.repository.issuers import IssueRequest, IssuerError
+from certdepot.repository.state import Repo
+from certdepot.repository.store import new_id
+
+log = logging.getLogger("certdepot.repository.orders")
+
+ORDER_LIFETIME = 7 * 86400.0
+AUTHZ_LIFETIME = 7 * 86400.0
+
+
+def _identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
+    idents = payload.get("identifiers")
+    if not isinstance(idents, list) or not idents:
+        raise AcmeProblem("malformed", "identifiers must be a non-empty array")
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for ident in idents:
+        if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
+            raise AcmeProblem("malformed", "each identifier needs a type and a value")
+        if ident.get("type") != "dns":
+            raise AcmeProblem("unsupportedIdentifier",
+                              f"identifier type {ident.get('type')!r} is not supported",
+                              identifier=ident)
+        value = ident["value"].lower().rstrip(".")
+        if not value or value in seen:
+            continue
+        seen.add(value)
+        out.append({"type": "dns", "value": value})
+    return out
+
+
+def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: bool,
+               challenge_types: list[str]) -> str:
+    authz_id = new_id()
+    wildcard = name.startswith("*.")
+    challenges = [] if valid else [
+        {"id": new_id(), "type": t, "token": secrets.token_urlsafe(32), "status": "pending"}
+        for t in challenge_types]
+    repo.store.insert(tables.authzs, id=authz_id, order_id=order_id, account_id=account_id,
+                      status="valid" if valid else "pending",
+                      identifier={"type": "dns", "value": name.removeprefix("*.")},
+                      expires=repo.clock() + AUTHZ_LIFETIME, wildcard=wildcard,
+                      challenges=challenges)
+    return authz_id
+
+
+def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
+                 ) -> dict[str, Any]:
+    tenant = repo.tenant(account.get("tenant"))
+    if payload.get("delegation") is not None:
+        from certdepot.repository import delegation
+
+        return delegation.create_order(repo, account, payload)
+    idents = _identifiers(payload)
+    names = [i["value"] for i in idents]
+    data: dict[str, Any] = {"identifiers": idents}
+    if payload.get("profile") is not None:
+        if not isinstance(payload["profile"], str):
+            raise AcmeProblem("malformed", "profile must be a string")
+        data["profile"] = payload["profile"]
+    if payload.get("replaces") is not None:
+        data["replaces"] = str(payload["replaces"])
+    for key in ("notBefore", "notAfter"):
+        if payload.get(key) is not None:
+            raise AcmeProblem("malformed", f"{key} is not supported by this server")
+    order_id = new_id()
+    grants: list[bool] = []
+    challenge_types = ["http-01", "dns-01"]
+    if payload.get("download") is not None:
+        if payload["download"] is not True:
+            raise AcmeProblem("malformed", "download must be true when present")
+        managed = policy.managed_for_names(repo.config, names)
+        if managed is None:
+            raise AcmeProblem(
+                "rejectedIdentifier",
+                "the identifiers do not equal the DNS names of any certificate held here",
+                subproblems=[AcmeProblem("rejectedIdentifier", "not part of a held "
+                                         "certificate's name set", identifier=i)
+                             for i in idents if not any(
+                                 i["value"] in c.dns_names for c in repo.config.certificates)])
+        granted = policy.may_download(tenant, managed)
+        if not granted and not managed.download_by_proof:
+            raise AcmeProblem("unauthorized",
+                              "this account may not download that certificate")
+        data.update(download=True, managed=managed.name)
+        grants = [granted] * len(names)
+    else:
+        if tenant is None:
+            raise AcmeProblem("unauthorized", "this account is not bound to a tenant")
+        refused = [i for i in idents if not policy.may_issue(tenant, i["value"])]
+        if refused:
+            raise AcmeProblem(
+                "rejectedIdentifier", "the tenant's policy does not allow these names",
+                subproblems=[AcmeProblem("rejectedIdentifier",
+                                         "not allowed for this tenant", identifier=i)
+                             for i in refused])
+        issuer = tenant.issuer or repo.config.default_issuer
+        if issuer is None or not repo.issuers[issuer].can_issue:
+            raise AcmeProblem("serverInternal", "no issuer is configured for this tenant")
+        data["issuer"] = issuer
+        grants = [True] * len(names)
+    data["authzs"] = [
+        _new_authz(repo, order_id, account["id"], n, valid=g,
+                   challenge_types=[t for t in challenge_types
+                                    if not (n.startswith("*.") and t == "http-01")])
+        for n, g in zip(names, grants, strict=True)]
+    status = "ready" if all(grants) else "pending"
+    row = {"id": order_id, "account_id": account["id"], "status": status,
+           "expires": repo.clock() + ORDER_LIFETIME, "data": data, "cert_id": None,
+           "created": repo.clock()}
+    repo.store.insert(tables.orders, **row)
+    return row
+
+
+def get_order_for(repo: Repo, order_id: str, account: dict[str, Any]) -> dict[str, Any]:
+    row = repo.store.get(tables.orders, order_id)
+    if row is None or row["account_id"] != account["id"]:
+        # Same answer for "absent" and "someone else's": order URLs are not an oracle.
+        raise AcmeProblem("malformed", "no such order", status=404)
+    return refresh_order(repo, row)
+
+
+def refresh_order(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:
+    """Recompute pending -> ready/invalid from the authorizations, and expiry."""
+    if row["status"] in ("pending", "ready", "processing") and row["expires"] < repo.clock():
+        repo.store.update(tables.orders, row["id"], status="invalid")
+        return {**row, "status": "invalid"}
+    if row["status"] != "pending":
+        return row
+    statuses = [a["status"] for a in repo.store.select(
+        tables.authzs, tables.authzs.c.order_id == row["id"])]
+    new = row["status"]
+    if any(s in ("invalid", "deactivated", "expired", "revoked") for s in statuses):
+        new = "invalid"
+    elif statuses and all(s == "valid" for s in statuses):
+        new = "ready"
+    if new != row["status"] and repo.store.update(tables.orders, row["id"],
+                                                  where={"status": "pending"}, status=new):
+        return {**row, "status": new}
+    return repo.store.get(tables.orders, row["id"]) or row
+
+
+def _order_error(repo: Repo, row: dict[str, Any], problem: AcmeProblem) -> None:
+    data = dict(row["data"])
+    data["error"] = problem.to_json()
+    repo.store.update(tables.orders, row["id"], status="invalid", data=data)
+
+
+async def finalize(repo: Repo, account: dict[str, Any], order_id: str,
+                   payload: dict[str, Any]) -> dict[str, Any]:
+    row = get_order_for(repo, order_id, account)
+    if row["status"] != "ready":
+        raise AcmeProblem("orderNotReady", f"order is {row['status']}, not ready")
+    data = row["data"]
+    if data.get("download"):
+        return _finalize_download(repo, row, payload)
+    if data.get("delegation"):
+        from certdepot.repository import delegation
+
+        return await delegation.finalize(repo, account, row, payload)
+    csr_b64 = payload.get("csr")
+    if not isinstance(csr_b64, str):
+        raise AcmeProblem("malformed", "finalize needs a csr")
+    try:
+        csr_der = b64decode(csr_b64)
+        csr = crypto.load_csr(csr_der)
+    except ValueError:
+        raise AcmeProblem("badCSR", "csr is not a base64url DER CSR") from None
+    if not csr.is_signature_valid:
+        raise AcmeProblem("badCSR", "CSR signature does not verify")
+    names = sorted(set(crypto.csr_dns_names(csr)))
+    wanted = sorted(i["value"] for i in data["identifiers"])
+    if names != wanted:
+        raise AcmeProblem("badCSR", f"CSR names {names} differ from the order's {wanted}")
+    if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
+                             status="processing"):
+        raise AcmeProblem("orderNotReady", "order is already being finalized")
+    request = IssueRequest(csr_der=csr_der, dns_names=wanted,
+                           profile=data.get("profile"), replaces=data.get("replaces"))
+    task = repo.spawn(_issue(repo, row, data["issuer"], request, account["id"]),
+                      name=f"issue-{row['id']}")
+    # Fast issuers (local CA) finish before we answer; slow ones leave the order
+    # processing and the client polls (Retry-After).
+    await asyncio.wait([task], timeout=3.0)
+    return repo.store.get(tables.orders, row["id"]) or row
+
+
+async def _issue(repo: Repo, row: dict[str, Any], issuer_name: str, request: IssueRequest,
+                 account_id: str) -> None:
+    try:
+        chain = await repo.issuers[issuer_name].issue(request)
+    except IssuerError as exc:
+        log.warning("order %s: issuer %s failed: %s", row["id"], issuer_name, exc)
+        _order_error(repo, row, AcmeProblem("serverInternal", f"issuance failed: {exc}"))
+        return
+    except Exception as exc:
+        log.exception("order %s: issuer %s crashed", row["id"], issuer_name)
+        _order_error(repo, row, AcmeProblem("serverInternal",
+                                            f"issuance failed: {type(exc).__name__}"))
+        return
+    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=issuer_name,
+                                         now=repo.clock(), order_id=row["id"],
+                                         account_id=account_id)
+    repo.store.update(tables.orders, row["id"], status="valid", cert_id=cert_id)
+
+
+def check_ephemeral_jwk(jwk: Any) -> dict[str, str]:
+    """The ephemeral key of a download finalize: a public ECDH key, nothing else."""
+    return keywrap.validate_ephemeral_jwk(jwk)
+
+
+def _finalize_download(repo: Repo, row: dict[str, Any], payload: dict[str, Any]
+                       ) -> dict[str, Any]:
+    if "csr" in payload:
+        raise AcmeProblem("malformed", "a download order is finalized with ephemeral-jwk, "
+                          "not a csr")
+    jwk = check_ephemeral_jwk(payload.get("ephemeral-jwk"))
+    cert = certstore.current_managed(repo.store, row["data"]["managed"])
+    if cert is None or cert["key"] is None:
+        raise AcmeProblem("orderNotReady", "the certificate has not been obtained yet; retry",
+                          extra={"retry-after": 10})
+    data = {**row["data"], "ephemeral_jwk": jwk}
+    if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
+                             status="valid", cert_id=cert["id"], data=data):
+        raise AcmeProblem("orderNotReady", "order is already finalized")
+    return repo.store.get(tables.orders, row["id"]) or row

@@ -1,0 +1,142 @@
+"""Obtain managed certificates at start and renew them, on exactly one replica.
+
+Each managed entry has its own lease in the store; the replica that holds it decides and
+renews, the others keep serving what the store holds. A failing issuer is retried with
+exponential backoff while the current certificate keeps being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from certdepot.acme import crypto
+from certdepot.repository import certstore
+from certdepot.repository import store as tables
+from certdepot.repository.config import ManagedCertificate
+from certdepot.repository.issuers import IssueRequest
+from certdepot.repository.state import Repo
+
+log = logging.getLogger("certdepot.repository.renewal")
+
+LEASE_SECONDS = 600.0
+MAX_BACKOFF = 3600.0
+
+
+def backoff(failures: int) -> float:
+    return float(min(MAX_BACKOFF, 5 * 2 ** min(failures, 12)))
+
+
+async def is_due(repo: Repo, cfg: ManagedCertificate, cert: dict[str, object]) -> str | None:
+    """Why ``cert`` must be renewed now, or None."""
+    now = repo.clock()
+    not_before, not_after = float(cert["not_before"]), float(cert["not_after"])  # type: ignore[arg-type]
+    if cfg.renew_before is not None:
+        if now >= not_after - cfg.renew_before.total_seconds():
+            return "inside renewBefore"
+        return None
+    issuer = repo.issuers[cfg.issuer]
+    try:
+        window = await issuer.suggested_renewal(crypto.parse_pem_chain(
+            str(cert["chain_pem"]))[0])
+    except Exception as exc:
+        log.info("%s: renewal info unavailable (%s)", cfg.name, type(exc).__name__)
+        window = None
+    if window is not None:
+        return "ARI window open" if now >= window[0] else None
+    if now >= not_before + (not_after - not_before) * 2 / 3:
+        return "two thirds of the lifetime passed"
+    return None
+
+
+async def obtain(repo: Repo, cfg: ManagedCertificate, replaces: str | None) -> str:
+    """Get a new certificate for ``cfg`` and make it current; returns its id."""
+    key = crypto.generate_private_key(cfg.key_type)
+    csr = crypto.build_csr(key, cfg.dns_names)
+    chain = await repo.issuers[cfg.issuer].issue(IssueRequest(
+        csr_der=csr, dns_names=list(cfg.dns_names), lifetime=cfg.lifetime,
+        profile=cfg.profile, replaces=replaces or None))
+    leaf = crypto.parse_pem_chain(chain)[0]
+    if not crypto.public_key_matches(key, leaf):
+        raise RuntimeError("issuer returned a certificate for another key")
+    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=cfg.issuer,
+                                         now=repo.clock(), managed_name=cfg.name, key=key)
+    certstore.set_current(repo.store, cfg.name, cert_id)
+    log.info("%s: new certificate serial %s", cfg.name, crypto.serial_hex(leaf))
+    return cert_id
+
+
+async def check_one(repo: Repo, cfg: ManagedCertificate) -> None:
+    """One renewal decision for one managed entry (call with its lease held)."""
+    certstore.ensure_managed(repo.store, cfg.name)
+    state = repo.store.get(tables.managed, cfg.name)
+    assert state is not None
+    now = repo.clock()
+    if state["next_attempt"] > now and not state["renew_requested"]:
+        return
+    cur = certstore.current_managed(repo.store, cfg.name)
+    issuer = repo.issuers[cfg.issuer]
+    if not issuer.can_issue:
+        if cur is not None and cur["not_after"] - now < 14 * 86400:
+            log.warning("%s: imported certificate expires in %.1f days; import a new one",
+                        cfg.name, (cur["not_after"] - now) / 86400)
+        return
+    reason = "requested" if state["renew_requested"] else (
+        "no certificate yet" if cur is None else await is_due(repo, cfg, cur))
+    if reason is None:
+        return
+    log.info("%s: obtaining a certificate (%s)", cfg.name, reason)
+    try:
+        await obtain(repo, cfg, cur["ari_id"] if cur else None)
+    except Exception as exc:
+        failures = int(state["failures"]) + 1
+        delay = backoff(failures)
+        log.warning("%s: issuance failed (%s: %s); retry in %.0fs", cfg.name,
+                    type(exc).__name__, exc, delay)
+        repo.store.update(tables.managed, cfg.name, failures=failures,
+                          next_attempt=repo.clock() + delay,
+                          last_error=f"{type(exc).__name__}: {exc}"[:500],
+                          renew_requested=False)
+
+
+async def run_once(repo: Repo) -> None:
+    for cfg in repo.config.certificates:
+        lease = f"renew:{cfg.name}"
+        if not repo.store.acquire_lease(lease, repo.replica_id, LEASE_SECONDS):
+            continue
+        try:
+            await check_one(repo, cfg)
+        finally:
+            repo.store.release_lease(lease, repo.replica_id)
+
+
+def request_renewal(repo_store: tables.Store, name: str) -> bool:
+    certstore.ensure_managed(repo_store, name)
+    return repo_store.update(tables.managed, name, renew_requested=True)
+
+
+def start(repo: Repo) -> Callable[[], Awaitable[None]]:
+    """Start the loop; returns an async function that stops it."""
+    from certdepot.repository import star
+
+    async def loop() -> None:
+        while True:
+            try:
+                await run_once(repo)
+                await star.run_once(repo)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("renewal pass failed")
+            await asyncio.sleep(repo.config.renew_check_interval.total_seconds())
+
+    task = asyncio.get_running_loop().create_task(loop(), name="renewal")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop

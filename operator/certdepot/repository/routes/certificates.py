@@ -1,0 +1,88 @@
+"""Certificate retrieval (RFC 8555 §7.4.2) and revocation (§7.6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from certdepot.acme import crypto, jws
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import store as tables
+from certdepot.repository.http import acme_headers, repo_of, verify_post
+from certdepot.repository.state import Repo
+
+PEM_CHAIN = "application/pem-certificate-chain"
+
+
+def may_read(repo: Repo, cert: dict[str, Any], account_id: str) -> bool:
+    if cert["account_id"] == account_id:
+        return True
+    return bool(repo.store.select(tables.orders, tables.orders.c.account_id == account_id,
+                                  tables.orders.c.cert_id == cert["id"],
+                                  tables.orders.c.status == "valid"))
+
+
+async def certificate(request: Request) -> Response:
+    repo = repo_of(request)
+    signed = await verify_post(request)
+    assert signed.account is not None
+    cert = repo.store.get(tables.certificates, request.path_params["cert"])
+    if cert is None or not may_read(repo, cert, signed.account["id"]):
+        raise AcmeProblem("malformed", "no such certificate", status=404)
+    return pem_response(repo, cert)
+
+
+def pem_response(repo: Repo, cert: dict[str, Any], extra: dict[str, str] | None = None
+                 ) -> Response:
+    return Response(cert["chain_pem"], media_type=PEM_CHAIN,
+                    headers=acme_headers(repo, extra))
+
+
+async def revoke(request: Request) -> Response:
+    repo = repo_of(request)
+    ctype_jwk = False
+    # Either the account that holds the certificate (kid) or the certificate's key (jwk).
+    body_peek = await request.body()
+    try:
+        ctype_jwk = jws.parse_jws(body_peek).jwk is not None
+    except AcmeProblem:
+        ctype_jwk = False
+    signed = await verify_post(request, use_jwk=ctype_jwk)
+    payload = signed.payload or {}
+    try:
+        der = jws.b64decode(str(payload.get("certificate", "")))
+        leaf = crypto.load_certificate(der)
+    except ValueError:
+        raise AcmeProblem("malformed", "certificate must be base64url DER") from None
+    reason = payload.get("reason", 0)
+    if not isinstance(reason, int) or reason not in (0, 1, 3, 4, 5, 9, 10):
+        raise AcmeProblem("badRevocationReason", f"reason {reason!r} is not allowed")
+    rows = repo.store.select(tables.certificates,
+                             tables.certificates.c.serial == crypto.serial_hex(leaf))
+    row = next((r for r in rows if crypto.parse_pem_chain(r["chain_pem"])[0]
+                .public_bytes(serialization.Encoding.DER) == der), None)
+    if row is None:
+        raise AcmeProblem("malformed", "certificate was not issued here", status=404)
+    if signed.account is not None:
+        if row["managed_name"] is not None or not may_read(repo, row, signed.account["id"]):
+            raise AcmeProblem("unauthorized", "this account may not revoke that certificate")
+    else:
+        pub = jws.public_key_from_jwk(signed.jwk)
+        fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+        enc = serialization.Encoding.DER
+        if pub.public_bytes(enc, fmt) != leaf.public_key().public_bytes(enc, fmt):
+            raise AcmeProblem("unauthorized", "signed with a key other than the certificate's")
+    if row["revoked"]:
+        raise AcmeProblem("alreadyRevoked", "certificate is already revoked")
+    repo.store.update(tables.certificates, row["id"], revoked=True)
+    return Response(status_code=200, headers=acme_headers(repo))
+
+
+routes = [
+    Route("/acme/cert/{cert}", certificate, methods=["POST"]),
+    Route("/acme/revoke-cert", revoke, methods=["POST"]),
+]

@@ -1,0 +1,47 @@
+"""The download extension's private-key resource (docs/protocol.md): the certificate's key
+wrapped as a JWE for the ephemeral key the ordering account sent at finalize."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from certdepot.acme import keywrap
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import certstore
+from certdepot.repository import store as tables
+from certdepot.repository.http import acme_headers, repo_of, verify_post
+
+log = logging.getLogger("certdepot.repository.download")
+
+
+async def private_key(request: Request) -> Response:
+    repo = repo_of(request)
+    signed = await verify_post(request)
+    assert signed.account is not None
+    if signed.payload is not None:
+        raise AcmeProblem("malformed", "fetch the private key with POST-as-GET")
+    order = repo.store.get(tables.orders, request.path_params["order"])
+    if order is None or not order["data"].get("download"):
+        raise AcmeProblem("malformed", "no such download order", status=404)
+    if order["account_id"] != signed.account["id"]:
+        raise AcmeProblem("unauthorized", "only the ordering account may fetch this key")
+    if order["status"] != "valid" or not order["cert_id"]:
+        raise AcmeProblem("orderNotReady", f"order is {order['status']}, not valid")
+    cert = repo.store.get(tables.certificates, order["cert_id"])
+    if cert is None or cert["key"] is None:
+        raise AcmeProblem("serverInternal", "the certificate's key is not held here")
+    token = keywrap.wrap_private_key(certstore.open_key(repo.vault, cert),
+                                     order["data"]["ephemeral_jwk"])
+    repo.store.insert(tables.deliveries, tenant=signed.account.get("tenant"),
+                      account_id=signed.account["id"], managed_name=cert["managed_name"],
+                      cert_id=cert["id"], serial=cert["serial"], delivered=repo.clock())
+    log.info("key of %s serial %s delivered to tenant %s account %s", cert["managed_name"],
+             cert["serial"], signed.account.get("tenant"), signed.account["id"])
+    return Response(token, media_type=keywrap.MEDIA_TYPE, headers=acme_headers(repo))
+
+
+routes = [Route("/acme/order/{order}/private-key", private_key, methods=["POST"])]

@@ -1,0 +1,54 @@
+"""newOrder, order objects and finalize (RFC 8555 §7.4)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import orders as logic
+from certdepot.repository.http import acme_json, repo_of, verify_post
+from certdepot.repository.views import order_json
+
+
+def _retry(status: str) -> dict[str, str]:
+    return {"Retry-After": "2"} if status in ("processing", "pending") else {}
+
+
+async def new_order(request: Request) -> Response:
+    repo = repo_of(request)
+    signed = await verify_post(request)
+    assert signed.account is not None
+    if signed.payload is None:
+        raise AcmeProblem("malformed", "newOrder needs a payload")
+    row = logic.create_order(repo, signed.account, signed.payload)
+    return acme_json(repo, order_json(repo, row), 201, location=repo.urls.order(row["id"]))
+
+
+async def order(request: Request) -> Response:
+    repo = repo_of(request)
+    signed = await verify_post(request)
+    assert signed.account is not None
+    row = logic.get_order_for(repo, request.path_params["order"], signed.account)
+    return acme_json(repo, order_json(repo, row), location=repo.urls.order(row["id"]),
+                     headers=_retry(row["status"]))
+
+
+async def finalize(request: Request) -> Response:
+    repo = repo_of(request)
+    signed = await verify_post(request)
+    assert signed.account is not None
+    if signed.payload is None:
+        raise AcmeProblem("malformed", "finalize needs a payload")
+    row = await logic.finalize(repo, signed.account, request.path_params["order"],
+                               signed.payload)
+    return acme_json(repo, order_json(repo, row), location=repo.urls.order(row["id"]),
+                     headers=_retry(row["status"]))
+
+
+routes = [
+    Route("/acme/new-order", new_order, methods=["POST"]),
+    Route("/acme/order/{order}", order, methods=["POST"]),
+    Route("/acme/order/{order}/finalize", finalize, methods=["POST"]),
+]

@@ -1,0 +1,51 @@
+"""The repository's shared state: what every route and background task needs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from certdepot.repository.config import Config, Tenant
+from certdepot.repository.issuers import Issuer
+from certdepot.repository.keyvault import KeyVault
+from certdepot.repository.store import Store
+from certdepot.repository.urls import Urls
+
+log = logging.getLogger("certdepot.repository")
+
+
+@dataclass
+class Repo:
+    config: Config
+    store: Store
+    vault: KeyVault
+    issuers: dict[str, Issuer]
+    urls: Urls
+    replica_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    clock: Callable[[], float] = time.time
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run work in the background, keeping a reference so it is not collected and
+        logging (not losing) its failure."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task %s failed: %s", name, t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def tenant(self, name: str | None) -> Tenant | None:
+        return self.config.tenant(name)
+
+    def new_nonce(self) -> str:
+        return self.store.new_nonce(self.config.nonce_lifetime.total_seconds())

@@ -1,0 +1,266 @@
+"""Durable state on SQLAlchemy 2 Core: SQLite by default, PostgreSQL for several replicas.
+
+Everything replicas must agree on lives here: nonces (so a nonce issued by one replica is
+accepted once by any), accounts, orders, certificates, key deliveries, http-01 tokens, and
+the leases that let exactly one replica renew. Private keys are stored only as KeyVault
+blobs. Times are float epoch seconds: portable across both back ends, no tz surprises.
+
+Schema migrations: a small versioned table (``schema_version``) with an ordered list of
+migration steps (alembic would be heavier than this schema needs; the list is the history).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer))
+nonces = sa.Table(
+    "nonces", metadata,
+    sa.Column("value", sa.String(64), primary_key=True),
+    sa.Column("expires", sa.Float, nullable=False, index=True),
+)
+tenants = sa.Table(
+    "tenants", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("eab_kid", sa.String(100), unique=True, nullable=False),
+    sa.Column("eab_key", sa.LargeBinary, nullable=False),  # KeyVault blob
+    sa.Column("created", sa.Float, nullable=False),
+)
+accounts = sa.Table(
+    "accounts", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("thumbprint", sa.String(100), unique=True, nullable=False),
+    sa.Column("jwk", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("contact", sa.JSON, nullable=False),
+    sa.Column("tenant", sa.String(200), nullable=True),
+    sa.Column("created", sa.Float, nullable=False),
+)
+orders = sa.Table(
+    "orders", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("cert_id", sa.String(64), nullable=True),
+    sa.Column("created", sa.Float, nullable=False),
+)
+authzs = sa.Table(
+    "authzs", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("order_id", sa.String(64), nullable=False, index=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("identifier", sa.JSON, nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+    sa.Column("wildcard", sa.Boolean, nullable=False, default=False),
+    sa.Column("challenges", sa.JSON, nullable=False),
+)
+certificates = sa.Table(
+    "certificates", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("managed_name", sa.String(200), nullable=True, index=True),
+    sa.Column("order_id", sa.String(64), nullable=True, index=True),
+    sa.Column("issuer", sa.String(200), nullable=False),
+    sa.Column("serial", sa.String(80), nullable=False, index=True),
+    sa.Column("ari_id", sa.String(300), nullable=False, index=True),
+    sa.Column("not_before", sa.Float, nullable=False),
+    sa.Column("not_after", sa.Float, nullable=False),
+    sa.Column("chain_pem", sa.Text, nullable=False),
+    sa.Column("key", sa.LargeBinary, nullable=True),  # KeyVault blob; None: client holds it
+    sa.Column("account_id", sa.String(64), nullable=True),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    sa.Column("created", sa.Float, nullable=False),
+)
+managed = sa.Table(
+    "managed", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("current_cert_id", sa.String(64), nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt", sa.Float, nullable=False, default=0.0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("renew_requested", sa.Boolean, nullable=False, default=False),
+)
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(200), nullable=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("managed_name", sa.String(200), nullable=True),
+    sa.Column("cert_id", sa.String(64), nullable=False),
+    sa.Column("serial", sa.String(80), nullable=False),
+    sa.Column("delivered", sa.Float, nullable=False),
+)
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+)
+http01_tokens = sa.Table(
+    "http01_tokens", metadata,
+    sa.Column("token", sa.String(200), primary_key=True),
+    sa.Column("key_authorization", sa.Text, nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
+)
+blobs = sa.Table(  # sealed or plain named values: generated CA roots, cancellations, ...
+    "blobs", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+)
+
+_V1 = [schema_version, nonces, tenants, accounts, orders, authzs, certificates, managed,
+       deliveries, leases, http01_tokens, blobs]
+
+
+def _migrate_v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=_V1)
+
+
+# Ordered history: index + 1 is the version a step produces. Append, never edit.
+MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_v1]
+
+
+def new_id() -> str:
+    """Opaque, unguessable identifier for URLs."""
+    return secrets.token_urlsafe(18)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = sa.create_engine(url, **kwargs)
+
+    def migrate(self) -> int:
+        """Bring the schema to the newest version; safe to run from several replicas."""
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Serialise concurrent replicas starting at once.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(814203)"))
+            insp = sa.inspect(conn)
+            current = 0
+            if insp.has_table("schema_version"):
+                current = conn.execute(sa.select(sa.func.max(schema_version.c.version))
+                                       ).scalar() or 0
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                MIGRATIONS[version - 1](conn)
+                conn.execute(schema_version.delete())
+                conn.execute(schema_version.insert().values(version=version))
+            return len(MIGRATIONS)
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- generic row helpers -------------------------------------------------------
+    def insert(self, table: sa.Table, **values: Any) -> None:
+        with self.tx() as c:
+            c.execute(table.insert().values(**values))
+
+    def get(self, table: sa.Table, key: Any) -> dict[str, Any] | None:
+        pk = next(iter(table.primary_key.columns))
+        with self.tx() as c:
+            row = c.execute(sa.select(table).where(pk == key)).mappings().first()
+        return dict(row) if row else None
+
+    def update(self, table: sa.Table, key: Any, *, where: Mapping[str, Any] | None = None,
+               **values: Any) -> bool:
+        """Update one row; with ``where`` only if those columns still hold those values
+        (compare-and-set, how replicas claim work). True if a row changed."""
+        pk = next(iter(table.primary_key.columns))
+        stmt = table.update().where(pk == key)
+        for col, val in (where or {}).items():
+            stmt = stmt.where(table.c[col] == val)
+        with self.tx() as c:
+            return (c.execute(stmt.values(**values)).rowcount or 0) > 0
+
+    def select(self, table: sa.Table, *conds: Any,
+               order_by: Any = None) -> list[dict[str, Any]]:
+        stmt = sa.select(table).where(*conds)
+        if order_by is not None:
+            stmt = stmt.order_by(order_by)
+        with self.tx() as c:
+            return [dict(r) for r in c.execute(stmt).mappings()]
+
+    # ---- nonces --------------------------------------------------------------------
+    def new_nonce(self, lifetime: float) -> str:
+        value = secrets.token_urlsafe(24)
+        now = time.time()
+        with self.tx() as c:
+            c.execute(nonces.insert().values(value=value, expires=now + lifetime))
+            if secrets.randbelow(50) == 0:  # cheap amortised cleanup
+                c.execute(nonces.delete().where(nonces.c.expires < now))
+        return value
+
+    def use_nonce(self, value: str) -> bool:
+        """Consume a nonce: True exactly once, and only before it expires."""
+        with self.tx() as c:
+            n = c.execute(nonces.delete().where(nonces.c.value == value,
+                                                nonces.c.expires >= time.time())).rowcount
+        return (n or 0) == 1
+
+    # ---- leases --------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Hold ``name`` for ``ttl`` seconds; True if we (now) hold it."""
+        now = time.time()
+        with self.tx() as c:
+            n = c.execute(leases.update()
+                          .where(leases.c.name == name,
+                                 sa.or_(leases.c.holder == holder, leases.c.expires < now))
+                          .values(holder=holder, expires=now + ttl)).rowcount or 0
+            if n:
+                return True
+        try:
+            with self.tx() as c:
+                c.execute(leases.insert().values(name=name, holder=holder, expires=now + ttl))
+            return True
+        except sa.exc.IntegrityError:
+            return False
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.tx() as c:
+            c.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))
+
+    # ---- blobs ---------------------------------------------------------------------
+    def put_blob(self, name: str, value: bytes, *, replace: bool = True) -> bool:
+        """Store a named value; with replace=False only if absent (first writer wins)."""
+        try:
+            with self.tx() as c:
+                c.execute(blobs.insert().values(name=name, value=value))
+            return True
+        except sa.exc.IntegrityError:
+            if not replace:
+                return False
+        with self.tx() as c:
+            c.execute(blobs.update().where(blobs.c.name == name).values(value=value))
+        return True
+
+    def get_blob(self, name: str) -> bytes | None:
+        row = self.get(blobs, name)
+        return bytes(row["value"]) if row else None
+
+    def delete_blob(self, name: str) -> None:
+        with self.tx() as c:
+            c.execute(blobs.delete().where(blobs.c.name == name))

@@ -1,0 +1,154 @@
+"""The RFC 8555 plain path against the in-process app: EAB, policy, finalize with a CSR."""
+
+from __future__ import annotations
+
+from repository_testkit import Env
+
+from certdepot.acme import crypto, jws
+
+
+async def test_directory_and_nonce(env: Env) -> None:
+    r = await env.http.get("/directory")
+    assert r.status_code == 200
+    d = r.json()
+    assert d["meta"]["externalAccountRequired"] is True
+    assert d["meta"]["download-enabled"] is True
+    assert "Replay-Nonce" in r.headers and 'rel="index"' in r.headers["Link"]
+    h = await env.http.head(d["newNonce"])
+    assert h.status_code == 200 and h.headers["Replay-Nonce"]
+    g = await env.http.get(d["newNonce"])
+    assert g.status_code == 204
+
+
+async def test_eab_required(env: Env) -> None:
+    c = env.client()
+    r = await c.register(None)
+    assert r.status_code == 400
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert r.json()["type"].endswith(":externalAccountRequired")
+    assert r.headers["Replay-Nonce"]
+
+
+async def test_register_and_issue_local_ca(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    r = await c.new_order(["x.a.example.test", "app.example.test"])
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["status"] == "ready"
+    for a in order["authorizations"]:
+        az = await c.post(a, None)
+        assert az.json()["status"] == "valid"
+    key = crypto.generate_private_key()
+    csr = crypto.build_csr(key, ["x.a.example.test", "app.example.test"])
+    f = await c.post(order["finalize"], {"csr": jws.b64encode(csr)})
+    assert f.status_code == 200, f.text
+    assert f.json()["status"] == "valid"
+    cert = await c.post(f.json()["certificate"], None)
+    assert cert.headers["Content-Type"].startswith("application/pem-certificate-chain")
+    chain = crypto.parse_pem_chain(cert.text)
+    assert sorted(crypto.certificate_dns_names(chain[0])) == ["app.example.test",
+                                                             "x.a.example.test"]
+    life = chain[0].not_valid_after_utc - chain[0].not_valid_before_utc
+    assert life.total_seconds() == 2 * 86400  # local-ca lifetime, exactly
+    crypto.verify_chain(chain, [chain[-1]])
+
+
+async def test_names_outside_policy_rejected(env: Env) -> None:
+    c = await env.tenant_client("team-b")
+    r = await c.new_order(["x.a.example.test", "y.b.example.test"])
+    assert r.status_code == 400
+    doc = r.json()
+    assert doc["type"].endswith(":rejectedIdentifier")
+    assert [s["identifier"]["value"] for s in doc["subproblems"]] == ["x.a.example.test"]
+
+
+async def test_wildcard_pattern_is_one_label(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    r = await c.new_order(["deep.x.a.example.test"])
+    assert r.json()["type"].endswith(":rejectedIdentifier")
+
+
+async def test_replayed_nonce(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    n = await c.nonce()
+    d = await c.dir()
+    r1 = await c.new_order(["x.a.example.test"])
+    assert r1.status_code == 201
+    payload = {"identifiers": [{"type": "dns", "value": "x.a.example.test"}]}
+    r2 = await c.post(d["newOrder"], payload, nonce=n)
+    assert r2.status_code == 201
+    r3 = await c.post(d["newOrder"], payload, nonce=n)
+    assert r3.status_code == 400 and r3.json()["type"].endswith(":badNonce")
+
+
+async def test_url_must_match(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    d = await c.dir()
+    body_url = d["newOrder"]
+    r = await c.post(body_url, {"identifiers": []}, mutate=None)
+    assert r.status_code == 400
+    # sign for one URL, post to another
+    import json
+
+    body = jws.sign({"identifiers": [{"type": "dns", "value": "x.a.example.test"}]}, c.key,
+                    url=d["newAccount"], nonce=await c.nonce(), kid=c.kid)
+    r = await env.http.post(body_url, content=json.dumps(body),
+                            headers={"Content-Type": "application/jose+json"})
+    assert r.status_code == 403 and r.json()["type"].endswith(":unauthorized")
+
+
+async def test_body_limit(env: Env) -> None:
+    d = (await env.http.get("/directory")).json()
+    r = await env.http.post(d["newOrder"], content=b"x" * 70000,
+                            headers={"Content-Type": "application/jose+json"})
+    assert r.status_code == 413
+
+
+async def test_unknown_path_is_problem(env: Env) -> None:
+    r = await env.http.get("/nope")
+    assert r.status_code == 404
+    assert r.headers["Content-Type"] == "application/problem+json"
+
+
+async def test_deactivated_account_refused(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    assert c.kid
+    r = await c.post(c.kid, {"status": "deactivated"})
+    assert r.json()["status"] == "deactivated"
+    r = await c.new_order(["x.a.example.test"])
+    assert r.status_code == 403 and r.json()["type"].endswith(":unauthorized")
+
+
+async def test_existing_account_returned(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    r = await c.post((await c.dir())["newAccount"], {"onlyReturnExisting": True}, use_jwk=True)
+    assert r.status_code == 200 and r.headers["Location"] == c.kid
+
+
+async def test_key_change(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    d = await c.dir()
+    new_key = crypto.generate_private_key("ec-p384")
+    inner = jws.sign({"account": c.kid, "oldKey": jws.public_jwk(c.key)}, new_key,
+                     url=d["keyChange"])
+    r = await c.post(d["keyChange"], inner)
+    assert r.status_code == 200, r.text
+    c.key = new_key
+    r = await c.new_order(["x.a.example.test"])
+    assert r.status_code == 201
+
+
+async def test_revoke_by_account(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    order = (await c.new_order(["x.a.example.test"])).json()
+    csr = crypto.build_csr(crypto.generate_private_key(), ["x.a.example.test"])
+    f = (await c.post(order["finalize"], {"csr": jws.b64encode(csr)})).json()
+    pem = (await c.post(f["certificate"], None)).text
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = crypto.parse_pem_chain(pem)[0].public_bytes(Encoding.DER)
+    d = await c.dir()
+    r = await c.post(d["revokeCert"], {"certificate": jws.b64encode(der)})
+    assert r.status_code == 200, r.text
+    r = await c.post(d["revokeCert"], {"certificate": jws.b64encode(der)})
+    assert r.json()["type"].endswith(":alreadyRevoked")
