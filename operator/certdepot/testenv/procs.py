@@ -1,0 +1,305 @@
+"""Launch and stop real processes for tests and the demo.
+
+The whole API in one place::
+
+    port = free_port()
+    proc = start("pebble", [str(binary), "-config", cfg], log_path=workdir / "pebble.log")
+    proc.wait_for_port(port)                  # or proc.wait_for_url(url, verify=ca)
+    ...
+    proc.stop()                               # SIGTERM, then SIGKILL after a grace period
+
+Every process is started in its own session, so ``stop`` signals the process group whose id
+is the PID we started (wrappers such as ``runuser`` and their children go together). Every
+started process is registered and stopped at interpreter exit as a backstop, so a crashed
+test run leaves nothing behind. A process that dies or does not come up raises
+:class:`ProcessError` carrying the tail of its log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+__all__ = [
+    "ManagedProcess",
+    "ProcessError",
+    "free_port",
+    "start",
+    "stop_all",
+    "tail",
+    "wait_for_port",
+    "wait_for_url",
+]
+
+DEFAULT_STOP_GRACE = 10.0
+_POLL = 0.05
+
+
+class ProcessError(RuntimeError):
+    """A managed process failed to start, died, or did not become ready in time."""
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+class ManagedProcess:
+    """A process we started, with its log file. Create it with :func:`start`."""
+
+    def __init__(
+        self,
+        name: str,
+        popen: subprocess.Popen[bytes],
+        log_path: Path,
+        argv: Sequence[str],
+        stop_signal: signal.Signals,
+    ) -> None:
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+        self.argv = list(argv)
+        self.stop_signal = stop_signal
+
+    def __repr__(self) -> str:
+        return f"<ManagedProcess {self.name} pid={self.pid} running={self.running}>"
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        return tail(self.log_path, lines)
+
+    def fail(self, message: str) -> ProcessError:
+        """A ProcessError for this process that quotes the tail of its log."""
+        return ProcessError(
+            f"{self.name} (pid {self.pid}): {message}\n"
+            f"--- last lines of {self.log_path} ---\n{self.tail()}"
+        )
+
+    def check_running(self) -> None:
+        code = self.popen.poll()
+        if code is not None:
+            raise self.fail(f"exited with status {code}")
+
+    def wait_for_port(self, port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+        """Wait until ``host:port`` accepts TCP connections; fail early if the process dies."""
+        wait_for_port(port, host=host, timeout=timeout, process=self)
+
+    def wait_for_url(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: tuple[str, str] | None = None,
+        ok_status: Sequence[int] = (200,),
+    ) -> httpx.Response:
+        """Wait until GET ``url`` answers with one of ``ok_status``; return that response."""
+        return wait_for_url(
+            url, timeout=timeout, verify=verify, cert=cert, ok_status=ok_status, process=self
+        )
+
+    def stop(self, grace: float = DEFAULT_STOP_GRACE) -> int | None:
+        """Stop the process group: ``stop_signal`` first, SIGKILL after ``grace`` seconds.
+
+        Idempotent. Returns the exit status (None if it could not be reaped).
+        """
+        _forget(self)
+        if self.popen.poll() is not None:
+            return self.popen.returncode
+        _signal_group(self.pid, self.stop_signal)
+        try:
+            return self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.pid, signal.SIGKILL)
+            try:
+                return self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                return None
+        finally:
+            # Children that outlived the leader (same group) must not survive either.
+            _signal_group(self.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+_registry: dict[int, ManagedProcess] = {}
+_registry_lock = threading.Lock()
+
+
+def _forget(proc: ManagedProcess) -> None:
+    with _registry_lock:
+        _registry.pop(proc.pid, None)
+
+
+def stop_all() -> None:
+    """Stop every process started through this module that is still registered."""
+    with _registry_lock:
+        procs = list(_registry.values())
+    for proc in reversed(procs):
+        proc.stop(grace=5)
+
+
+atexit.register(stop_all)
+
+
+def start(
+    name: str,
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | int | None = None,
+    group: str | int | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
+) -> ManagedProcess:
+    """Start ``argv`` with stdout and stderr appended to ``log_path``.
+
+    ``env`` replaces the environment (default: inherit); ``extra_env`` is merged on top.
+    ``user``/``group`` run it as another account (needs root), e.g. PostgreSQL refuses root.
+    ``stop_signal`` is what :meth:`ManagedProcess.stop` sends first (PostgreSQL wants
+    SIGINT for a fast shutdown; SIGTERM waits for clients to disconnect).
+    """
+    args = [os.fspath(a) for a in argv]
+    environ = dict(os.environ if env is None else env)
+    if extra_env:
+        environ.update(extra_env)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        log.write(f"=== {time.strftime('%H:%M:%S')} starting {name}: {args}\n".encode())
+        log.flush()
+        try:
+            popen = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                cwd=cwd,
+                start_new_session=True,
+                user=user,
+                group=group,
+            )
+        except OSError as exc:
+            raise ProcessError(f"{name}: cannot start {args[0]}: {exc}") from exc
+    proc = ManagedProcess(name, popen, log_path, args, stop_signal)
+    with _registry_lock:
+        _registry[proc.pid] = proc
+    return proc
+
+
+_handed_out: set[int] = set()
+
+
+def free_port(host: str = "127.0.0.1", *, udp_too: bool = False) -> int:
+    """A port that is free on ``host`` right now (TCP, and UDP when ``udp_too``).
+
+    The kernel picks it; ports already handed out by this process are skipped so that
+    several servers configured before any of them starts do not get the same one.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+        if port in _handed_out:
+            continue
+        if udp_too:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise ProcessError(f"no free port found on {host}")
+
+
+def wait_for_port(
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    timeout: float = 30.0,
+    process: ManagedProcess | None = None,
+) -> None:
+    """Wait until ``host:port`` accepts a TCP connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None:
+            process.check_running()
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            message = f"nothing listening on {host}:{port} after {timeout:.0f}s"
+            raise process.fail(message) if process else ProcessError(message)
+        time.sleep(_POLL)
+
+
+def wait_for_url(
+    url: str,
+    *,
+    timeout: float = 30.0,
+    verify: ssl.SSLContext | str | bool = True,
+    cert: tuple[str, str] | None = None,
+    ok_status: Sequence[int] = (200,),
+    process: ManagedProcess | None = None,
+) -> httpx.Response:
+    """Wait until GET ``url`` returns a status in ``ok_status``; return the response."""
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    # httpx's `cert=` argument is deprecated; a client certificate goes into the SSL context.
+    if cert is not None:
+        ctx = (
+            verify
+            if isinstance(verify, ssl.SSLContext)
+            else ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+        )
+        ctx.load_cert_chain(*cert)
+        verify = ctx
+    with httpx.Client(verify=verify, timeout=5) as client:
+        while True:
+            if process is not None:
+                process.check_running()
+            try:
+                response = client.get(url)
+                if response.status_code in ok_status:
+                    return response
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                message = f"{url} not ready after {timeout:.0f}s (last: {last})"
+                raise process.fail(message) if process else ProcessError(message)
+            time.sleep(0.1)

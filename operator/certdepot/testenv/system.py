@@ -1,0 +1,108 @@
+"""System packages the test environment needs (PostgreSQL, Knot DNS), found or installed.
+
+These come from the distribution, not from Go modules: when one is missing and we are root
+on a machine with apt-get, :func:`ensure_system_tools` installs it; otherwise it fails with
+the package names to install.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from certdepot.testenv.provision import ProvisionError
+
+__all__ = ["ensure_system_tools", "find_knotd", "find_pg_bindir", "service_user"]
+
+APT_PACKAGES = {"postgresql": "postgresql", "knotd": "knot"}
+
+
+def find_pg_bindir() -> Path | None:
+    """The directory holding initdb and postgres: $PG_BINDIR, PATH, or Debian's layout."""
+    configured = os.environ.get("PG_BINDIR")
+    if configured:
+        return Path(configured)
+    found = shutil.which("initdb")
+    if found and shutil.which("postgres"):
+        return Path(found).resolve().parent
+    # Debian keeps them off PATH in /usr/lib/postgresql/<major>/bin; take the newest.
+    candidates = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+    candidates.sort(key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    return Path(candidates[-1]).parent if candidates else None
+
+
+def find_knotd() -> Path | None:
+    """knotd from $KNOTD, PATH or /usr/sbin (not on a normal user's PATH on Debian)."""
+    configured = os.environ.get("KNOTD")
+    if configured:
+        return Path(configured)
+    found = shutil.which("knotd") or shutil.which("knotd", path="/usr/sbin:/usr/local/sbin")
+    return Path(found) if found else None
+
+
+def service_user(preferred: str) -> str | None:
+    """The account to run a server as: None when we are not root (run as ourselves).
+
+    As root, PostgreSQL refuses to start at all, and nothing else needs root either, so use
+    ``preferred`` (the distribution's service account) or ``nobody``.
+    """
+    if os.geteuid() != 0:
+        return None
+    for name in (preferred, "nobody"):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name
+    raise ProvisionError(f"running as root but neither {preferred!r} nor 'nobody' exists")
+
+
+def give_to(path: Path, user: str | None) -> None:
+    """chown -R ``path`` to ``user`` (no-op when ``user`` is None)."""
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, entry.pw_uid, entry.pw_gid)
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def missing_tools() -> list[str]:
+    missing = []
+    if find_pg_bindir() is None:
+        missing.append("postgresql")
+    if find_knotd() is None:
+        missing.append("knotd")
+    return missing
+
+
+def ensure_system_tools(*, install: bool = True, log: Callable[[str], None] = print) -> None:
+    missing = missing_tools()
+    if not missing:
+        return
+    packages = [APT_PACKAGES[m] for m in missing]
+    can_install = install and os.geteuid() == 0 and shutil.which("apt-get") is not None
+    if not can_install:
+        raise ProvisionError(
+            f"missing system packages: {' '.join(packages)} (Debian/Ubuntu names). Install "
+            f"them, e.g. `sudo apt-get install {' '.join(packages)}`, or point PG_BINDIR at "
+            "the directory holding initdb/postgres and KNOTD at knotd."
+        )
+    log(f"installing {' '.join(packages)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+    ):
+        proc = subprocess.run(args, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ProvisionError(f"`{' '.join(args)}` failed:\n{proc.stderr[-2000:]}")
+    still = missing_tools()
+    if still:
+        raise ProvisionError(f"still missing after apt-get install: {', '.join(still)}")
