@@ -1,0 +1,140 @@
+"""RFC 9115 CSR template matching and template-driven CSR building."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from certdepot.acme import crypto, csr_template
+from certdepot.acme.problems import AcmeProblem
+
+TEMPLATE: dict[str, Any] = {
+    "keyTypes": [
+        {
+            "PublicKeyType": "id-ecPublicKey",
+            "namedCurve": "secp256r1",
+            "SignatureType": "ecdsa-with-SHA256",
+        },
+        {
+            "PublicKeyType": "rsaEncryption",
+            "PublicKeyLength": 2048,
+            "SignatureType": "sha256WithRSAEncryption",
+        },
+    ],
+    "subject": {"country": "CA", "organization": "**", "commonName": "*"},
+    "extensions": {
+        "subjectAltName": {"DNS": ["cdn.example.test", "**"]},
+        "keyUsage": ["digitalSignature"],
+        "extendedKeyUsage": ["serverAuth"],
+    },
+}
+EC = crypto.generate_private_key("ec-p256")
+
+
+def _fields(problems: list[AcmeProblem]) -> list[str]:
+    return [p.extra["field"] for p in problems]
+
+
+def test_template_is_valid_and_built_csr_matches() -> None:
+    assert csr_template.validate_template(TEMPLATE) == []
+    der = csr_template.build_csr_for_template(
+        TEMPLATE, EC, ["edge1.example.test"], {"organization": "CDN Inc"}
+    )
+    assert csr_template.match_csr(TEMPLATE, der) == []
+    csr_template.check_csr(TEMPLATE, der)
+    names = crypto.csr_dns_names(crypto.load_csr(der))
+    assert names == ["edge1.example.test", "cdn.example.test"]
+
+
+def test_rsa_key_matches_its_key_type_and_other_sizes_do_not() -> None:
+    rsa = crypto.generate_private_key("rsa-2048")
+    der = csr_template.build_csr_for_template(
+        TEMPLATE, rsa, ["e.example.test"], {"organization": "O"}
+    )
+    assert csr_template.match_csr(TEMPLATE, der) == []
+    with pytest.raises(csr_template.TemplateError, match="does not allow key"):
+        csr_template.build_csr_for_template(
+            TEMPLATE, crypto.generate_private_key("ec-p384"), ["e.test"]
+        )
+    p384 = crypto.build_csr(
+        crypto.generate_private_key("ec-p384"),
+        ["e.example.test", "cdn.example.test"],
+        subject={"country": "CA", "organization": "O"},
+        key_usage=["digitalSignature"],
+        extended_key_usage=["serverAuth"],
+    )
+    assert _fields(csr_template.match_csr(TEMPLATE, p384)) == ["keyTypes"]
+
+
+def test_required_subject_value_missing_is_reported() -> None:
+    with pytest.raises(csr_template.TemplateError, match=r"subject\.organization"):
+        csr_template.build_csr_for_template(TEMPLATE, EC, ["e.test"])
+    der = crypto.build_csr(
+        EC,
+        ["e.example.test", "cdn.example.test"],
+        subject={"country": "US"},
+        key_usage=["digitalSignature"],
+        extended_key_usage=["serverAuth"],
+    )
+    problems = csr_template.match_csr(TEMPLATE, der)
+    assert sorted(_fields(problems)) == ["subject.country", "subject.organization"]
+    assert all(p.short_type == "badCSR" for p in problems)
+
+
+def test_names_usages_and_extra_extensions() -> None:
+    strict = copy.deepcopy(TEMPLATE)
+    strict["extensions"]["subjectAltName"] = {"dNSName": ["cdn.example.test"]}
+    der = crypto.build_csr(
+        EC,
+        ["cdn.example.test", "evil.example.test"],
+        subject={"country": "CA", "organization": "O", "locality": "X"},
+        key_usage=["digitalSignature", "keyEncipherment"],
+    )
+    problems = csr_template.match_csr(strict, der)
+    assert sorted(_fields(problems)) == [
+        "extensions.extendedKeyUsage",
+        "extensions.keyUsage",
+        "extensions.subjectAltName.DNS",
+        "subject.locality",
+    ]
+    with pytest.raises(AcmeProblem) as exc:
+        csr_template.check_csr(strict, der)
+    assert exc.value.short_type == "badCSR" and len(exc.value.subproblems) == 4
+    assert exc.value.to_json()["subproblems"][0]["type"].endswith("badCSR")
+
+
+def test_required_chosen_name_and_missing_literal() -> None:
+    der = crypto.build_csr(
+        EC,
+        ["other.example.test"],
+        subject={"country": "CA", "organization": "O"},
+        key_usage=["digitalSignature"],
+        extended_key_usage=["serverAuth"],
+    )
+    problems = csr_template.match_csr(TEMPLATE, der)
+    assert [p.detail for p in problems] == [
+        "extensions.subjectAltName.DNS: must include 'cdn.example.test'"
+    ]
+    only_literal = crypto.build_csr(
+        EC,
+        ["cdn.example.test"],
+        subject={"country": "CA", "organization": "O"},
+        key_usage=["digitalSignature"],
+        extended_key_usage=["serverAuth"],
+    )
+    assert "choosing" in csr_template.match_csr(TEMPLATE, only_literal)[0].detail
+
+
+def test_validate_template_reports_structure() -> None:
+    assert csr_template.validate_template([]) == ["template is not a JSON object"]
+    errors = csr_template.validate_template(
+        {
+            "keyTypes": [{"PublicKeyType": "dsa"}],
+            "subject": {"nick": "x"},
+            "extensions": {"foo": 1},
+            "bar": 1,
+        }
+    )
+    assert len(errors) == 5

@@ -1,0 +1,62 @@
+"""JWE key wrapping for the download extension (CONTRACTS §3)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from certdepot.acme import crypto, jws, keywrap
+from certdepot.acme.problems import AcmeProblem
+
+
+@pytest.mark.parametrize("curve", ["P-256", "P-384", "P-521", "X25519"])
+@pytest.mark.parametrize("kind", ["ec-p256", "rsa-2048", "ed25519"])
+def test_wrap_unwrap_roundtrip(curve: str, kind: str) -> None:
+    private, public = keywrap.generate_ephemeral(curve)
+    assert "d" not in public
+    key = crypto.generate_private_key(kind)
+    token = keywrap.wrap_private_key(key, public)
+    header = json.loads(jws.b64decode(token.split(".")[0]))
+    assert header["alg"] == "ECDH-ES" and header["enc"] == "A256GCM"
+    assert header["cty"] == "application/pkcs8" and "epk" in header
+    assert token.count(".") == 4 and token.split(".")[1] == ""  # direct key agreement: no CEK
+    unwrapped = keywrap.unwrap_private_key(token, private)
+    assert crypto.private_key_to_pkcs8_der(unwrapped) == crypto.private_key_to_pkcs8_der(key)
+
+
+def test_other_recipient_cannot_unwrap() -> None:
+    _, public = keywrap.generate_ephemeral()
+    other, _ = keywrap.generate_ephemeral()
+    token = keywrap.wrap_private_key(crypto.generate_private_key(), public)
+    with pytest.raises(keywrap.KeyWrapError):
+        keywrap.unwrap_private_key(token, other)
+    with pytest.raises(keywrap.KeyWrapError):
+        keywrap.unwrap_private_key("not.a.jwe", other)
+
+
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        None,
+        "x",
+        {"kty": "RSA", "n": "AQAB", "e": "AQAB"},
+        {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+        {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+        {"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"},
+    ],
+)
+def test_unacceptable_recipient_keys_are_bad_public_key(jwk: object) -> None:
+    with pytest.raises(AcmeProblem) as exc:
+        keywrap.validate_ephemeral_jwk(jwk)
+    assert exc.value.short_type == "badPublicKey"
+
+
+def test_private_member_is_refused_and_valid_key_normalised() -> None:
+    private, public = keywrap.generate_ephemeral("P-384")
+    assert keywrap.validate_ephemeral_jwk(public) == public
+    from joserfc.jwk import ECKey
+
+    with_d = ECKey.import_key(private).as_dict(private=True)
+    with pytest.raises(AcmeProblem, match="private"):
+        keywrap.validate_ephemeral_jwk(with_d)
