@@ -36,9 +36,9 @@ def make_ca(
     signer_pub = issuer_key.public_key()
     builder = builder.add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_pub),
-        critical=False,  # type: ignore[arg-type]
+        critical=False,
     )
-    return builder.sign(issuer_key, hashes.SHA256()), key  # type: ignore[arg-type]
+    return builder.sign(issuer_key, hashes.SHA256()), key
 
 
 def make_leaf(
@@ -64,7 +64,7 @@ def make_leaf(
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier(aki or ski, None, None), critical=False)
     )
-    return builder.sign(issuer_key, hashes.SHA256()), leaf_key  # type: ignore[arg-type]
+    return builder.sign(issuer_key, hashes.SHA256()), leaf_key
 
 
 def pem(*certs: x509.Certificate) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import ECKey
 
 from certdepot.acme import crypto, jws, keywrap
 from certdepot.acme.problems import AcmeProblem
@@ -55,8 +57,7 @@ def test_unacceptable_recipient_keys_are_bad_public_key(jwk: object) -> None:
 def test_private_member_is_refused_and_valid_key_normalised() -> None:
     private, public = keywrap.generate_ephemeral("P-384")
     assert keywrap.validate_ephemeral_jwk(public) == public
-    from joserfc.jwk import ECKey
-
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
     with_d = ECKey.import_key(private).as_dict(private=True)
     with pytest.raises(AcmeProblem, match="private"):
         keywrap.validate_ephemeral_jwk(with_d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -148,9 +149,7 @@ def test_renewal_info() -> None:
         (m.Challenge, {"type": "http-01", "status": "pending", "token": 5}, "token"),
     ],
 )
-def test_bad_documents_raise_malformed_naming_the_field(
-    cls: type, doc: object, needle: str
-) -> None:
+def test_bad_documents_raise_malformed_naming_the_field(cls: Any, doc: object, needle: str) -> None:
     with pytest.raises(AcmeProblem, match=needle) as exc:
         cls.from_json(doc)
     assert exc.value.short_type == "malformed"
