@@ -2,9 +2,214 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
 import click
+
+from certdepot.repository.config import Config, ConfigError, load_config
+from certdepot.repository.keyvault import KeyVault
+from certdepot.repository.store import Store
+
+_config_option = click.option(
+    "--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CERTDEPOT_REPOSITORY_CONFIG", help="Repository configuration (YAML).")
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 @click.group()
 def repository() -> None:
     """The central repository: an ACME server that keeps, renews and hands out certificates."""
+
+
+@repository.command()
+@_config_option
+@click.option("--log-level", default="info", show_default=True)
+def serve(config_path: Path, log_level: str) -> None:
+    """Run the ACME server (and renewal) described by the configuration."""
+    from certdepot.repository.server import serve as run
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = _load(config_path)
+    try:
+        asyncio.run(run(config, log_level))
+    except ConfigError as exc:
+        click.echo(f"error: {config_path}: {exc}", err=True)
+        sys.exit(2)
+
+
+@repository.group()
+def tenant() -> None:
+    """Tenants and their External Account Binding credentials."""
+
+
+@tenant.command("create")
+@_config_option
+@click.argument("name")
+def tenant_create(config_path: Path, name: str) -> None:
+    """Mint EAB credentials for tenant NAME (shown once, keep them)."""
+    from certdepot.repository.tenants import TenantExists, create_tenant
+
+    config = _load(config_path)
+    if config.tenant(name) is None:
+        click.echo(f"warning: tenant {name!r} has no policy in {config_path}; its accounts "
+                   "will be refused until you add one", err=True)
+    store, vault = _open(config)
+    try:
+        creds = create_tenant(store, vault, name)
+    except TenantExists:
+        click.echo(f"error: tenant {name!r} already exists", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"tenant:   {creds.tenant}\neab-kid:  {creds.kid}\neab-hmac: {creds.hmac_key}")
+
+
+def _open(config: Config) -> tuple[Store, KeyVault]:
+    from certdepot.repository.bootstrap import open_store
+
+    try:
+        return open_store(config)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@repository.command("import")
+@_config_option
+@click.option("--name", required=True, help="Managed certificate name (declared in config).")
+@click.option("--cert", "cert_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--chain", "chain_path", type=click.Path(exists=True, path_type=Path))
+def import_cmd(config_path: Path, name: str, cert_path: Path, key_path: Path,
+               chain_path: Path | None) -> None:
+    """Import an existing certificate and key as managed certificate NAME."""
+    import time
+
+    from certdepot.acme import crypto
+    from certdepot.repository import certstore
+    from certdepot.repository.config import ImportedIssuer
+    from certdepot.repository.issuers import IssuerError
+    from certdepot.repository.issuers.imported import validate_import
+
+    config = _load(config_path)
+    managed = config.certificate(name)
+    if managed is None:
+        click.echo(f"error: {config_path}: certificates: no entry named {name!r}; declare "
+                   "it (dnsNames, an imported issuer) first", err=True)
+        sys.exit(2)
+    if not isinstance(config.issuer(managed.issuer), ImportedIssuer):
+        click.echo(f"error: certificate {name!r} uses issuer {managed.issuer!r}, which is "
+                   "not of type imported", err=True)
+        sys.exit(2)
+    try:
+        chain, key, leaf = validate_import(cert_path.read_bytes(), key_path.read_bytes(),
+                                           chain_path.read_bytes() if chain_path else None)
+    except IssuerError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    names = set(crypto.certificate_dns_names(leaf))
+    if names != set(managed.dns_names):
+        click.echo(f"error: certificate names {sorted(names)} differ from {name!r}'s "
+                   f"dnsNames {sorted(managed.dns_names)}", err=True)
+        sys.exit(1)
+    store, vault = _open(config)
+    try:
+        cert_id = certstore.save_certificate(store, vault, chain, issuer=managed.issuer,
+                                             now=time.time(), managed_name=name, key=key)
+        certstore.set_current(store, name, cert_id)
+    finally:
+        store.close()
+    click.echo(f"imported {name}: serial {crypto.serial_hex(leaf)}, expires "
+               f"{leaf.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}")
+
+
+@repository.command()
+@_config_option
+@click.argument("name")
+def renew(config_path: Path, name: str) -> None:
+    """Ask the running repository to renew managed certificate NAME now."""
+    from certdepot.repository.renewal import request_renewal
+
+    config = _load(config_path)
+    if config.certificate(name) is None:
+        click.echo(f"error: no managed certificate {name!r}", err=True)
+        sys.exit(2)
+    store, _ = _open(config)
+    try:
+        request_renewal(store, name)
+    finally:
+        store.close()
+    click.echo(f"renewal of {name} requested")
+
+
+def _ts(value: float) -> str:
+    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@repository.command()
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inventory(config_path: Path, as_json: bool) -> None:
+    """Each certificate with its expiry, issuer, and who downloaded which serial."""
+    from certdepot.repository.inventory import collect
+
+    config = _load(config_path)
+    store, _ = _open(config)
+    try:
+        entries = collect(config, store)
+    finally:
+        store.close()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for e in entries:
+        cur = e["current"]
+        state = (f"serial {cur['serial']} expires {_ts(cur['not_after'])}" if cur
+                 else "no certificate yet")
+        click.echo(f"{e['name']}  [{', '.join(e['dns_names'])}]  issuer {e['issuer']}  "
+                   f"{state}")
+        if e.get("last_error"):
+            click.echo(f"    last error: {e['last_error']}")
+        for c in e["certificates"]:
+            marker = "*" if cur and c["serial"] == cur["serial"] else " "
+            click.echo(f"  {marker} serial {c['serial']}  {_ts(c['not_before'])} .. "
+                       f"{_ts(c['not_after'])}")
+            for d in c["deliveries"]:
+                click.echo(f"      -> tenant {d['tenant']} account {d['account_id']} at "
+                           f"{_ts(d['delivered'])}")
+
+
+@repository.group()
+def delegation() -> None:
+    """RFC 9115 delegations."""
+
+
+@delegation.command("cancel")
+@_config_option
+@click.option("--tenant", "tenant_name", required=True)
+@click.option("--name", required=True, help="Delegation name.")
+def delegation_cancel(config_path: Path, tenant_name: str, name: str) -> None:
+    """Cancel a delegation: no new orders, STAR renewal stops."""
+    from certdepot.repository.delegation import cancel
+
+    config = _load(config_path)
+    store, _ = _open(config)
+    try:
+        n = cancel(store, tenant_name, name)
+    finally:
+        store.close()
+    click.echo(f"delegation {tenant_name}/{name} cancelled ({n} auto-renewal order(s) stopped)")

@@ -58,8 +58,10 @@ class HttpsListener(_Model):
     address: str = "127.0.0.1:8443"
     cert: Path | None = None
     key: Path | None = None
-    # Generate a throw-away self-signed certificate (development and tests only).
+    # Generate a throw-away self-signed certificate (development and tests only) and
+    # write it (not its key) to selfSignedCertFile so clients can trust it.
     self_signed: bool = False
+    self_signed_cert_file: Path | None = None
 
     @model_validator(mode="after")
     def _cert_source(self) -> HttpsListener:

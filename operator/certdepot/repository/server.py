@@ -1,0 +1,119 @@
+"""``certdepot repository serve``: the ASGI app on its listeners, with renewal running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Generator
+from pathlib import Path
+from typing import Literal
+
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from certdepot.acme import crypto
+from certdepot.repository.app import create_app
+from certdepot.repository.bootstrap import build_repo
+from certdepot.repository.config import Config, ConfigError
+from certdepot.repository.http01 import create_http01_app
+
+log = logging.getLogger("certdepot.repository.server")
+
+
+class _Server(uvicorn.Server):
+    # Signals are handled once for all listeners in serve(), not per uvicorn server.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def split_address(address: str, key: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{key}: {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def self_signed(workdir: Path, host: str, out: Path | None) -> tuple[Path, Path]:
+    """A throw-away certificate for the HTTPS listener (development and tests)."""
+    key = crypto.generate_private_key("ec-p256")
+    now = dt.datetime.now(dt.UTC)
+    import ipaddress
+
+    sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    try:
+        sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        sans.append(x509.DNSName(host))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certdepot repository")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = workdir / "tls.crt", workdir / "tls.key"
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_path.write_bytes(pem)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(crypto.private_key_to_pem(key))
+    if out is not None:
+        out.write_bytes(pem)
+    return cert_path, key_path
+
+
+async def serve(config: Config, log_level: str = "info") -> None:
+    repo = build_repo(config)
+    app = create_app(repo, run_background=True)
+    servers: list[uvicorn.Server] = []
+    lifespan: Literal["on", "off"] = "on"
+    with tempfile.TemporaryDirectory(prefix="certdepot-tls-") as tmp:
+        ls = config.listeners
+        if ls.https is not None:
+            host, port = split_address(ls.https.address, "listeners.https.address")
+            if ls.https.self_signed:
+                cert, key = self_signed(Path(tmp), host, ls.https.self_signed_cert_file)
+            elif ls.https.cert and ls.https.key:
+                cert, key = ls.https.cert, ls.https.key
+            else:
+                raise ConfigError("listeners.https: give cert and key, or selfSigned: true")
+            servers.append(_Server(uvicorn.Config(
+                app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
+                lifespan=lifespan, log_level=log_level, access_log=False)))
+            lifespan = "off"
+        if ls.http is not None:
+            host, port = split_address(ls.http.address, "listeners.http.address")
+            servers.append(_Server(uvicorn.Config(app, host=host, port=port,
+                                                  lifespan=lifespan, log_level=log_level,
+                                                  access_log=False)))
+        if ls.http01 is not None:
+            host, port = split_address(ls.http01.address, "listeners.http01.address")
+            servers.append(_Server(uvicorn.Config(create_http01_app(repo.store), host=host,
+                                                  port=port, lifespan="off",
+                                                  log_level=log_level, access_log=False)))
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            for s in servers:
+                s.should_exit = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        log.info("repository %s serving %s (replica %s)", config.base_url,
+                 ", ".join(f"{s.config.host}:{s.config.port}" for s in servers),
+                 repo.replica_id)
+        try:
+            await asyncio.gather(*(s.serve() for s in servers))
+        finally:
+            for issuer in repo.issuers.values():
+                await issuer.close()
+            repo.store.close()
