@@ -113,15 +113,13 @@ app.kubernetes.io/component: repository
 {{- default (printf "%s-key-encryption-key" (include "certdepot.repository.fullname" .)) .Values.repository.keyEncryptionKey.existingSecret -}}
 {{- end -}}
 
-{{- define "certdepot.repository.databaseSecretName" -}}
-{{- default (include "certdepot.repository.credentialsSecretName" .) .Values.repository.storage.postgresql.existingSecret -}}
-{{- end -}}
-
-{{- define "certdepot.repository.databaseSecretKey" -}}
-{{- if .Values.repository.storage.postgresql.existingSecret -}}
-{{- .Values.repository.storage.postgresql.existingSecretKey -}}
-{{- else -}}
-database-url
+{{/* Where PGPASSWORD comes from: (secret name, key), or empty when there is no password. */}}
+{{- define "certdepot.repository.databasePasswordRef" -}}
+{{- $pg := .Values.repository.storage.postgresql -}}
+{{- if $pg.existingSecret -}}
+{{- toJson (dict "name" $pg.existingSecret "key" $pg.existingSecretKey) -}}
+{{- else if $pg.password -}}
+{{- toJson (dict "name" (include "certdepot.repository.credentialsSecretName" .) "key" "database-password") -}}
 {{- end -}}
 {{- end -}}
 
@@ -139,8 +137,13 @@ database-url
 {{- if and (eq $r.storage.type "sqlite") (gt (int $r.replicas) 1) -}}
 {{- fail "repository.replicas > 1 needs repository.storage.type=postgresql: a SQLite file on a ReadWriteOnce volume serves one pod" -}}
 {{- end -}}
-{{- if and (eq $r.storage.type "postgresql") (not $r.storage.postgresql.url) (not $r.storage.postgresql.existingSecret) -}}
-{{- fail "repository.storage.type=postgresql needs repository.storage.postgresql.url or .existingSecret" -}}
+{{- if eq $r.storage.type "postgresql" -}}
+{{- if not $r.storage.postgresql.url -}}
+{{- fail "repository.storage.type=postgresql needs repository.storage.postgresql.url" -}}
+{{- end -}}
+{{- if regexMatch "^[^:]+://[^/@]*:[^/@]*@" $r.storage.postgresql.url -}}
+{{- fail "repository.storage.postgresql.url must not contain the password (it would land in a ConfigMap): use repository.storage.postgresql.existingSecret or .password" -}}
+{{- end -}}
 {{- end -}}
 {{- if and (gt (int $r.replicas) 1) (not $r.tls.secretName) -}}
 {{- fail "repository.replicas > 1 needs repository.tls.secretName: self-signed certificates differ per pod, so clients could not trust them" -}}
