@@ -95,7 +95,8 @@ def running(workdir: Path, config_path: Path, port: int, name: str = "repository
 
 
 def certbot(workdir: Path, repo: RepoProcess, eab: tuple[str, str], names: list[str],
-            extra_env: dict[str, str] | None = None, cert_name: str = "test") -> subprocess.CompletedProcess[str]:
+            extra_env: dict[str, str] | None = None, cert_name: str = "test"
+            ) -> subprocess.CompletedProcess[str]:
     if not CERTBOT.exists():
         raise AssertionError(f"certbot not found at {CERTBOT}: pip install certbot into .venv")
     base = workdir / "certbot"

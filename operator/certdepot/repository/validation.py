@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -70,7 +69,7 @@ async def validate(repo: Repo, authz_id: str, chall_id: str, account_jwk: dict[s
                               challenges.dns01_txt_value(chall["token"], account_jwk))
     except AcmeProblem as exc:
         error = exc
-    except (TimeoutError, asyncio.CancelledError, OSError) as exc:
+    except (TimeoutError, OSError) as exc:
         error = AcmeProblem("connection", f"validating {name}: {type(exc).__name__}")
     new_challenges = []
     for c in row["challenges"]:

@@ -33,7 +33,7 @@ async def renewal_info(request: Request) -> Response:
     if row["managed_name"]:
         current = certstore.current_managed(repo.store, row["managed_name"])
         newer = current is not None and current["id"] != row["id"] and \
-            current["not_after"] > row["not_after"]
+            current["created"] >= row["created"]
     else:
         newer = bool(repo.store.select(
             tables.certificates, tables.certificates.c.order_id == row["order_id"],
