@@ -64,6 +64,11 @@ def dns01_txt_value(token: str, account_jwk: Mapping[str, Any]) -> str:
     return b64encode(digest)
 
 
+def dns01_txt_from_key_authorization(key_authorization_value: str) -> str:
+    """The dns-01 TXT value computed from an already-built key authorization."""
+    return b64encode(hashlib.sha256(key_authorization_value.encode()).digest())
+
+
 def tlsalpn01_digest(token: str, account_jwk: Mapping[str, Any]) -> bytes:
     """SHA-256 of the key authorization, as carried in the acmeIdentifier extension."""
     return hashlib.sha256(key_authorization(token, account_jwk).encode()).digest()
