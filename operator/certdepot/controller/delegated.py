@@ -1,0 +1,275 @@
+"""DelegatedCertificate: key and CSR made here, certificate issued via an RFC 9115 delegation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from certdepot.controller import decisions, repolookup, secrets, tlsdata
+from certdepot.controller import status as status_doc
+from certdepot.controller.deps import Deps, Step
+from certdepot.controller.download import _write, failure, owner_of
+from certdepot.controller.durations import parse_duration
+from certdepot.controller.errors import ReconcileError, SecretConflict
+from certdepot.controller.gateway import Delegation, Endpoint
+
+KIND = "DelegatedCertificate"
+
+# Spec fields whose change needs a new certificate (secretTemplate, say, does not).
+_ISSUANCE_FIELDS = (
+    "delegation",
+    "dnsNames",
+    "commonName",
+    "duration",
+    "privateKey",
+    "usages",
+    "subject",
+    "autoRenewal",
+)
+
+
+def issuance_hash(spec: Mapping[str, Any]) -> str:
+    relevant = {k: spec.get(k) for k in _ISSUANCE_FIELDS}
+    private_key = relevant.get("privateKey")
+    if isinstance(private_key, Mapping):
+        # Encoding only changes tls.key's format; rotationPolicy only future renewals.
+        relevant["privateKey"] = {
+            k: v for k, v in private_key.items() if k in ("algorithm", "size")
+        }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def find_delegation(available: Sequence[Delegation], wanted: str) -> Delegation:
+    for item in available:
+        if item.url == wanted or item.url.rstrip("/").rsplit("/", 1)[-1] == wanted:
+            return item
+    raise ReconcileError(
+        "UnknownDelegation", f"delegation {wanted!r} is not among this account's delegations"
+    )
+
+
+def order_extra(spec: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """newOrder extension fields: the requested lifetime, and RFC 8739 auto-renewal."""
+    extra: dict[str, Any] = {}
+    auto = spec.get("autoRenewal") or {}
+    lifetime = auto.get("lifetime") or spec.get("duration")
+    if auto.get("enabled"):
+        block: dict[str, Any] = {}
+        if lifetime:
+            block["lifetime"] = int(parse_duration(str(lifetime)).total_seconds())
+        if auto.get("endDate"):
+            block["end-date"] = auto["endDate"]
+        extra["auto-renewal"] = block
+    elif lifetime:
+        extra["notAfter"] = (now + parse_duration(str(lifetime))).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return extra
+
+
+def choose_key(spec: Mapping[str, Any], state: secrets.SecretState) -> tlsdata.PrivateKey:
+    pk = spec.get("privateKey") or {}
+    algorithm = str(pk.get("algorithm") or "ECDSA")
+    size = pk.get("size")
+    if (
+        pk.get("rotationPolicy") == "Never"
+        and state.ours
+        and state.bundle is not None
+        and tlsdata.key_fits(state.bundle.key, algorithm, size)
+    ):
+        return state.bundle.key
+    return tlsdata.generate_key(algorithm, size)
+
+
+async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
+    now = deps.clock()
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    owner = owner_of(body, KIND)
+    memory = deps.memory(owner.uid or owner.ref)
+    state: secrets.SecretState | None = None
+    try:
+        state = secrets.inspect(
+            await deps.kube.get_secret(owner.namespace, spec["secretName"]), owner
+        )
+        endpoint, _repo = await repolookup.resolve(
+            deps.kube, spec.get("repositoryRef") or {}, owner.namespace, deps.settings
+        )
+        wanted_hash = issuance_hash(spec)
+        renew_before = parse_duration(str(spec["renewBefore"])) if spec.get("renewBefore") else None
+        decision = decisions.decide(
+            dns_names=spec.get("dnsNames") or [],
+            renew_before=renew_before,
+            state=state,
+            status=status,
+            generation=meta.get("generation"),
+            adopt=bool(spec.get("adoptExistingSecret")),
+            now=now,
+            recheck=deps.settings.recheck,
+            spec_needs_new_certificate=bool(status.get("specHash"))
+            and status.get("specHash") != wanted_hash,
+        )
+        if decision.conflict:
+            raise SecretConflict(decision.message)
+        auto = bool((spec.get("autoRenewal") or {}).get("enabled"))
+        if (
+            not decision.fetch
+            and auto
+            and state.info is not None
+            and status.get("certificateURL")
+            and now >= state.info.not_before + (state.info.not_after - state.info.not_before) / 2
+        ):
+            # STAR: the repository re-issued at half-life; pick the new one up from the stable URL.
+            step = await _follow_auto_renewal(body, deps, endpoint, state, now)
+            if step is not None:
+                return step
+        if decision.fetch:
+            return await _issue(body, deps, endpoint, state, decision.reason, now, wanted_hash)
+        assert state.info is not None and state.bundle is not None
+        if decision.rewrite:
+            await _write(
+                deps, body, owner, state, state.bundle.chain, state.bundle.root, state.bundle.key
+            )
+        deps.metrics.observe(
+            KIND,
+            owner.namespace,
+            owner.name,
+            ready=True,
+            not_after=state.info.not_after,
+            renewal=decision.renewal_time,
+        )
+        memory.last_warning = ""
+        new_status = status_doc.ready(
+            status,
+            info=state.info,
+            renewal_time=decision.renewal_time,
+            reason="UpToDate",
+            message=f"Secret {spec['secretName']} holds certificate {state.info.serial}",
+            now=now,
+            generation=meta.get("generation"),
+            extra={"specHash": status.get("specHash") or wanted_hash},
+        )
+        delay = (decision.next_check - now).total_seconds() if decision.next_check else 60.0
+        return Step(new_status, max(1.0, delay))
+    except Exception as error:
+        return failure(body, deps, memory, error, state, now, KIND)
+
+
+async def _follow_auto_renewal(
+    body: Mapping[str, Any],
+    deps: Deps,
+    endpoint: Endpoint,
+    state: secrets.SecretState,
+    now: datetime,
+) -> Step | None:
+    status = body.get("status") or {}
+    spec = body.get("spec") or {}
+    assert state.bundle is not None and state.info is not None
+    pem = await deps.gateway.fetch_certificate(endpoint, str(status["certificateURL"]))
+    chain, root = tlsdata.separate_root(tlsdata.split_chain(pem))
+    leaf = tlsdata.cert_info(chain[0])
+    if leaf.serial == state.info.serial or not tlsdata.key_matches(chain[0], state.bundle.key):
+        return None
+    owner = owner_of(body, KIND)
+    await _write(deps, body, owner, state, chain, root or state.bundle.root, state.bundle.key)
+    renew_at = decisions.renewal_time(None, leaf.not_before, leaf.not_after)
+    message = f"auto-renewed certificate {leaf.serial} written to Secret {spec['secretName']}"
+    deps.events(body, "Normal", "AutoRenewed", message)
+    deps.metrics.fetches.labels(KIND, "AutoRenewed").inc()
+    deps.metrics.observe(
+        KIND, owner.namespace, owner.name, ready=True, not_after=leaf.not_after, renewal=renew_at
+    )
+    new_status = status_doc.ready(
+        status,
+        info=leaf,
+        renewal_time=renew_at,
+        reason="AutoRenewed",
+        message=message,
+        now=now,
+        generation=(body.get("metadata") or {}).get("generation"),
+    )
+    return Step(
+        new_status,
+        max(
+            1.0,
+            min(
+                (leaf.not_before + (leaf.not_after - leaf.not_before) / 2 - now).total_seconds(),
+                deps.settings.recheck.total_seconds(),
+            ),
+        ),
+    )
+
+
+async def _issue(
+    body: Mapping[str, Any],
+    deps: Deps,
+    endpoint: Endpoint,
+    state: secrets.SecretState,
+    reason: str,
+    now: datetime,
+    wanted_hash: str,
+) -> Step:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    owner = owner_of(body, KIND)
+    delegation = find_delegation(await deps.gateway.delegations(endpoint), str(spec["delegation"]))
+    key = choose_key(spec, state)
+    names = list(spec.get("dnsNames") or [])
+    csr = tlsdata.build_csr(
+        key,
+        names,
+        common_name=spec.get("commonName"),
+        subject=spec.get("subject"),
+        usages=spec.get("usages"),
+    )
+    issued = await deps.gateway.delegated_order(
+        endpoint,
+        delegation_url=delegation.url,
+        dns_names=names,
+        csr_der=csr,
+        extra=order_extra(spec, now),
+    )
+    chain, root = tlsdata.separate_root(tlsdata.split_chain(issued.chain_pem))
+    if not tlsdata.key_matches(chain[0], key):
+        raise ReconcileError(
+            "InvalidCertificate", "the issued certificate is not for our key", permanent=False
+        )
+    leaf = tlsdata.cert_info(chain[0])
+    await _write(deps, body, owner, state, chain, root, key)
+    renew_before = parse_duration(str(spec["renewBefore"])) if spec.get("renewBefore") else None
+    if renew_before is None:
+        renew_before = (leaf.not_after - leaf.not_before) / 3
+    renew_at = decisions.renewal_time(renew_before, leaf.not_before, leaf.not_after)
+    secret_name = spec["secretName"]
+    message = (
+        f"certificate {leaf.serial} issued via delegation into Secret {secret_name} ({reason})"
+    )
+    deps.events(body, "Normal", "Issued", message)
+    deps.metrics.fetches.labels(KIND, reason).inc()
+    deps.metrics.observe(
+        KIND, owner.namespace, owner.name, ready=True, not_after=leaf.not_after, renewal=renew_at
+    )
+    deps.memory(owner.uid or owner.ref).last_warning = ""
+    new_status = status_doc.ready(
+        status,
+        info=leaf,
+        renewal_time=renew_at,
+        reason="Issued",
+        message=message,
+        now=now,
+        generation=meta.get("generation"),
+        extra={
+            "certificateURL": issued.certificate_url or None,
+            "orderURL": issued.order_url or None,
+            "delegationURL": delegation.url,
+            "privateKeyFingerprint": tlsdata.public_fingerprint(key),
+            "specHash": wanted_hash,
+        },
+    )
+    delay = min((renew_at - now).total_seconds(), deps.settings.recheck.total_seconds())
+    return Step(new_status, max(1.0, delay))

@@ -1,0 +1,55 @@
+"""Everything a reconciler needs from the outside world, passed in explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from certdepot.controller.clock import Clock, system_clock
+from certdepot.controller.decisions import RenewalWindow
+from certdepot.controller.gateway import RepositoryGateway
+from certdepot.controller.kubeapi import KubeApi
+from certdepot.controller.metrics import Metrics
+from certdepot.controller.settings import Settings
+
+
+class EventSink(Protocol):
+    def __call__(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+def no_events(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    return None
+
+
+@dataclass
+class Memory:
+    """What the operator remembers about one object between steps (lost on restart, harmless)."""
+
+    window: RenewalWindow | None = None
+    window_checked_at: datetime | None = None
+    last_warning: str = ""
+    status: dict[str, Any] = field(default_factory=dict)  # the status we last wrote
+
+
+@dataclass
+class Deps:
+    kube: KubeApi
+    gateway: RepositoryGateway
+    settings: Settings = field(default_factory=Settings)
+    clock: Clock = system_clock
+    events: EventSink = no_events
+    metrics: Metrics = field(default_factory=Metrics)
+    memories: dict[str, Memory] = field(default_factory=dict)
+
+    def memory(self, uid: str) -> Memory:
+        return self.memories.setdefault(uid, Memory())
+
+
+@dataclass(frozen=True)
+class Step:
+    """The result of one reconcile step: the status to write and when to look again."""
+
+    status: dict[str, Any]
+    delay: float

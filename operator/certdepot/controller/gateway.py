@@ -1,0 +1,95 @@
+"""What the operator asks of a repository, independent of how the ACME client spells it.
+
+Reconcilers talk to :class:`RepositoryGateway`; :mod:`certdepot.controller.acme_gateway`
+implements it with :class:`certdepot.acme.client.AcmeClient`, unit tests with a fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography import x509
+
+from certdepot.controller.decisions import RenewalWindow
+from certdepot.controller.tlsdata import PrivateKey
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach a repository as one tenant."""
+
+    directory_url: str
+    account_key: PrivateKey
+    ca_pem: bytes | None = None
+    account_url: str | None = None
+
+    def __repr__(self) -> str:  # never show the key, even in a debugger or a traceback dump
+        return f"Endpoint({self.directory_url!r}, account_url={self.account_url!r})"
+
+
+@dataclass(frozen=True)
+class ExternalAccount:
+    key_id: str
+    hmac_key_b64: str
+
+    def __repr__(self) -> str:
+        return f"ExternalAccount(key_id={self.key_id!r})"
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    url: str
+    directory: dict[str, Any] = field(default_factory=dict)
+    delegations: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    chain_pem: str
+    key: PrivateKey
+    certificate_url: str = ""
+
+    def __repr__(self) -> str:
+        return f"Downloaded(certificate_url={self.certificate_url!r})"
+
+
+@dataclass(frozen=True)
+class Delegation:
+    url: str
+    csr_template: dict[str, Any]
+    cname_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Issued:
+    chain_pem: str
+    certificate_url: str = ""
+    order_url: str = ""
+
+
+class RepositoryGateway(Protocol):
+    async def register(
+        self, endpoint: Endpoint, *, email: str | None, eab: ExternalAccount | None
+    ) -> AccountInfo: ...
+
+    async def download(self, endpoint: Endpoint, dns_names: Sequence[str]) -> Downloaded: ...
+
+    async def renewal_window(
+        self, endpoint: Endpoint, cert: x509.Certificate
+    ) -> RenewalWindow | None: ...
+
+    async def delegations(self, endpoint: Endpoint) -> list[Delegation]: ...
+
+    async def delegated_order(
+        self,
+        endpoint: Endpoint,
+        *,
+        delegation_url: str,
+        dns_names: Sequence[str],
+        csr_der: bytes,
+        extra: dict[str, Any] | None = None,
+    ) -> Issued: ...
+
+    async def fetch_certificate(self, endpoint: Endpoint, url: str) -> str: ...

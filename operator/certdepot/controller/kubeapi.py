@@ -1,0 +1,201 @@
+"""The operator's view of the Kubernetes API: a small async protocol and its real implementation.
+
+Reconcilers depend on :class:`KubeApi` only, so unit tests pass an in-memory fake. The real
+one wraps the official (synchronous) client in worker threads; objects are plain dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from certdepot.controller.resources import CLUSTER_REPOSITORIES, GROUP, PLURALS, VERSION
+
+
+class Conflict(Exception):
+    """Optimistic concurrency lost (HTTP 409): someone else changed the object meanwhile."""
+
+
+class KubeApi(Protocol):
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    async def create_secret(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def replace_secret(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def delete_secret(self, namespace: str, name: str) -> None: ...
+    async def namespace_labels(self, namespace: str) -> dict[str, str]: ...
+    async def get_custom(
+        self, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None: ...
+    async def list_custom(self, kind: str, namespace: str | None) -> list[dict[str, Any]]: ...
+    async def patch_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None: ...
+    async def create_custom(self, kind: str, namespace: str, body: Mapping[str, Any]) -> None: ...
+    async def replace_custom(self, kind: str, namespace: str, body: Mapping[str, Any]) -> None: ...
+    async def delete_custom(self, kind: str, namespace: str, name: str) -> None: ...
+
+
+class RealKubeApi:
+    """KubeApi over ``kubernetes.client`` (config from in-cluster or KUBECONFIG)."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self._client = api_client
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> RealKubeApi:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            configuration = client.Configuration.get_default_copy()
+        except config.ConfigException:
+            configuration = client.Configuration()
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
+        return cls(client.ApiClient(configuration))
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise LookupError(str(exc.reason)) from None
+            if exc.status == 409:
+                raise Conflict(str(exc.reason)) from None
+            # ApiException text includes the request body for some calls: keep only the status.
+            raise RuntimeError(f"Kubernetes API error {exc.status} {exc.reason}") from None
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        if isinstance(obj, dict):
+            return obj
+        result: dict[str, Any] = self._client.sanitize_for_serialization(obj)
+        return result
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(await self._call(self._core.read_namespaced_secret, name, namespace))
+        except LookupError:
+            return None
+
+    async def create_secret(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        ns = body["metadata"]["namespace"]
+        return self._plain(await self._call(self._core.create_namespaced_secret, ns, dict(body)))
+
+    async def replace_secret(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        return self._plain(
+            await self._call(
+                self._core.replace_namespaced_secret, meta["name"], meta["namespace"], dict(body)
+            )
+        )
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(self._core.delete_namespaced_secret, name, namespace)
+        except LookupError:
+            return
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        ns = self._plain(await self._call(self._core.read_namespace, namespace))
+        return dict((ns.get("metadata") or {}).get("labels") or {})
+
+    async def get_custom(
+        self, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
+        plural = PLURALS[kind]
+        try:
+            if plural == CLUSTER_REPOSITORIES or namespace is None:
+                obj = await self._call(
+                    self._custom.get_cluster_custom_object, GROUP, VERSION, plural, name
+                )
+            else:
+                obj = await self._call(
+                    self._custom.get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                )
+        except LookupError:
+            return None
+        return self._plain(obj)
+
+    async def list_custom(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+        plural = PLURALS[kind]
+        if namespace is None:
+            obj = await self._call(self._custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        else:
+            obj = await self._call(
+                self._custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+            )
+        return list(self._plain(obj).get("items") or [])
+
+    async def patch_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
+        plural = PLURALS[kind]
+        body = {"status": dict(status)}
+        try:
+            if namespace is None:
+                await self._call(
+                    self._custom.patch_cluster_custom_object_status,
+                    GROUP,
+                    VERSION,
+                    plural,
+                    name,
+                    body,
+                )
+            else:
+                await self._call(
+                    self._custom.patch_namespaced_custom_object_status,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    body,
+                )
+        except LookupError:
+            return  # deleted meanwhile
+
+    async def create_custom(self, kind: str, namespace: str, body: Mapping[str, Any]) -> None:
+        await self._call(
+            self._custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURALS[kind],
+            dict(body),
+        )
+
+    async def replace_custom(self, kind: str, namespace: str, body: Mapping[str, Any]) -> None:
+        await self._call(
+            self._custom.replace_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURALS[kind],
+            body["metadata"]["name"],
+            dict(body),
+        )
+
+    async def delete_custom(self, kind: str, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                self._custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
+            )
+        except LookupError:
+            return

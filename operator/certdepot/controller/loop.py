@@ -1,0 +1,61 @@
+"""One reconcile loop per object, woken by spec changes, Secret events or its own timer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+class Wakeups:
+    """Named wake-up events; a key is "<Kind>/<namespace>/<name>"."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, key: str) -> asyncio.Event:
+        return self._events.setdefault(key, asyncio.Event())
+
+    def wake(self, key: str) -> None:
+        if key in self._events:
+            self._events[key].set()
+
+    def wake_kind(self, *kinds: str) -> None:
+        for key, event in self._events.items():
+            if key.split("/", 1)[0] in kinds:
+                event.set()
+
+    def forget(self, key: str) -> None:
+        self._events.pop(key, None)
+
+    async def sleep(self, key: str, seconds: float, stopped: Any) -> None:
+        """Sleep up to ``seconds``; return early when woken or when ``stopped`` becomes true."""
+        event = self.event(key)
+        remaining = max(0.0, seconds)
+        while remaining > 0 and not stopped:
+            chunk = min(
+                remaining, 1.0
+            )  # poll the stop flag: kopf's DaemonStopped is not awaitable here
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=chunk)
+            if event.is_set():
+                event.clear()
+                return
+            remaining -= chunk
+
+
+async def run(
+    key: str, step: Callable[[], Awaitable[float]], wakeups: Wakeups, stopped: Any
+) -> None:
+    wakeups.event(key)
+    try:
+        while not stopped:
+            delay = await step()
+            await wakeups.sleep(key, delay, stopped)
+    finally:
+        wakeups.forget(key)
+
+
+def key_of(kind: str, namespace: str | None, name: str) -> str:
+    return f"{kind}/{namespace or ''}/{name}"

@@ -1,0 +1,150 @@
+"""Assemble the operator (API client, gateway, metrics, health, leadership) and run kopf."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import kopf
+
+from certdepot.controller.deps import Deps
+from certdepot.controller.errors import BackoffPolicy
+from certdepot.controller.health import start_health, start_metrics
+from certdepot.controller.kubeapi import RealKubeApi
+from certdepot.controller.leader import LeaseElector
+from certdepot.controller.metrics import Metrics
+from certdepot.controller.runtime import Runtime
+from certdepot.controller.settings import Settings
+
+log = logging.getLogger("certdepot.operator")
+
+
+@dataclass
+class RunOptions:
+    namespaces: list[str] = field(default_factory=list)  # empty: the whole cluster
+    kubeconfig: str | None = None
+    bind: str = "127.0.0.1"
+    metrics_port: int = 9402
+    health_port: int = 9403
+    leader_election: bool = True
+    lease_name: str = "certdepot-operator"
+    lease_namespace: str = "certdepot"
+    identity: str = ""
+    cluster_resource_namespace: str = "certdepot"
+    recheck_seconds: float = 600.0
+    renewal_info_seconds: float = 300.0
+    backoff_base_seconds: float = 5.0
+    backoff_cap_seconds: float = 300.0
+    log_json: bool = False
+    verbose: bool = False
+
+
+def post_event(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    try:
+        kopf.event(obj, type=type_, reason=reason, message=message[:1000])
+    except LookupError:
+        # Outside kopf's context (unit tests, shutdown): nothing to post through.
+        log.info("event %s %s: %s", type_, reason, message)
+
+
+def _kopf_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Only what we post explicitly becomes an Event, not every INFO log line of a handler.
+    settings.posting.level = logging.WARNING
+    # Our CRDs have structural status schemas: keep kopf's bookkeeping in annotations.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="certdepot.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="certdepot.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "certdepot.io/finalizer"
+    settings.watching.server_timeout = 120
+    settings.networking.request_timeout = 60
+
+
+async def run(options: RunOptions) -> int:
+    from certdepot.controller import handlers  # noqa: F401 - registers the kopf handlers
+    from certdepot.controller.acme_gateway import AcmeGateway
+
+    kopf.configure(verbose=options.verbose,
+                   log_format=kopf.LogFormat.JSON if options.log_json else kopf.LogFormat.FULL)
+    if options.kubeconfig:
+        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it too
+    kube = RealKubeApi.from_environment(options.kubeconfig)
+    metrics = Metrics()
+    settings = Settings(
+        cluster_resource_namespace=options.cluster_resource_namespace,
+        recheck=timedelta(seconds=options.recheck_seconds),
+        renewal_info_interval=timedelta(seconds=options.renewal_info_seconds),
+        backoff=BackoffPolicy(options.backoff_base_seconds, options.backoff_cap_seconds),
+    )
+    deps = Deps(kube=kube, gateway=AcmeGateway(metrics), settings=settings, events=post_event,
+                metrics=metrics)
+    runtime = Runtime(deps)
+    state = {"operator_ready": False, "standby": options.leader_election}
+    ready_flag = asyncio.Event()
+    stop_flag = asyncio.Event()
+
+    def is_ready() -> bool:
+        return bool(state["standby"] or ready_flag.is_set()) and not stop_flag.is_set()
+
+    health = await start_health(options.bind, options.health_port, is_ready, lambda: True)
+    metrics_server = await start_metrics(options.bind, options.metrics_port, metrics.registry)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop_flag.set)
+
+    elector: LeaseElector | None = None
+    exit_code = 0
+    try:
+        if options.leader_election:
+            identity = options.identity or f"{socket.gethostname()}-{os.getpid()}"
+            elector = LeaseElector(kube._client, namespace=options.lease_namespace,
+                                   name=options.lease_name, identity=identity)
+            acquire = asyncio.create_task(elector.acquire())
+            stopper = asyncio.create_task(stop_flag.wait())
+            await asyncio.wait({acquire, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                return 0
+        state["standby"] = False
+        metrics.leader.set(1)
+        registry = kopf.get_default_registry()
+        kopf.on.startup(registry=registry)(_kopf_settings)
+        operator = asyncio.create_task(kopf.operator(
+            registry=registry,
+            standalone=True,
+            clusterwide=not options.namespaces,
+            namespaces=options.namespaces,
+            memo=runtime,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        ))
+        waiters: set[asyncio.Task[Any]] = {operator}
+        holder = asyncio.create_task(elector.hold()) if elector else None
+        if holder:
+            waiters.add(holder)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if holder is not None and holder.done():
+            log.error("leadership lost; stopping so that only one replica acts")
+            exit_code = 1
+        stop_flag.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await operator
+        if holder is not None and not holder.done():
+            holder.cancel()
+    finally:
+        metrics.leader.set(0)
+        if elector is not None:
+            await asyncio.to_thread(elector.release)
+        await health.cleanup()
+        await metrics_server.cleanup()
+    return exit_code

@@ -1,0 +1,185 @@
+"""The kubernetes.io/tls Secret: what we write, and what we find when we look at one.
+
+Pure: Secrets are plain API dicts ("metadata", "type", "data" with base64 values).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+
+from certdepot.controller import tlsdata
+from certdepot.controller.clock import rfc3339
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "certdepot"
+OWNER_ANNOTATION = "certdepot.io/owner"  # "<Kind>/<namespace>/<name>"
+OWNER_UID_ANNOTATION = "certdepot.io/owner-uid"
+SERIAL_ANNOTATION = "certdepot.io/serial"
+FINGERPRINT_ANNOTATION = "certdepot.io/fingerprint"
+NOT_AFTER_ANNOTATION = "certdepot.io/not-after"
+DNS_NAMES_ANNOTATION = "certdepot.io/dns-names"
+OWNER_KIND_LABEL = "certdepot.io/owner-kind"
+OWNER_NAME_LABEL = "certdepot.io/owner-name"
+
+_RESERVED_PREFIXES = ("certdepot.io/", MANAGED_BY_LABEL)
+
+
+@dataclass(frozen=True)
+class Owner:
+    kind: str
+    namespace: str
+    name: str
+    uid: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass
+class SecretState:
+    """What an existing Secret means for its would-be owner."""
+
+    exists: bool
+    ours: bool = False  # managed by certdepot for this very owner
+    foreign: str = ""  # non-empty: why it is not ours to overwrite
+    bundle: tlsdata.Bundle | None = None
+    info: tlsdata.CertInfo | None = None
+    problem: str = ""  # non-empty: why its content is not a usable certificate + key
+    resource_version: str = ""
+    secret_type: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def inspect(secret: Mapping[str, Any] | None, owner: Owner) -> SecretState:
+    if secret is None:
+        return SecretState(exists=False)
+    meta = dict(secret.get("metadata") or {})
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    state = SecretState(
+        exists=True,
+        resource_version=str(meta.get("resourceVersion") or ""),
+        secret_type=str(secret.get("type") or "Opaque"),
+        metadata=meta,
+    )
+    if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+        state.foreign = "the Secret exists and is not managed by certdepot"
+    elif annotations.get(OWNER_ANNOTATION) != owner.ref:
+        other = annotations.get(OWNER_ANNOTATION) or "an unknown resource"
+        state.foreign = f"the Secret is managed by certdepot for {other}"
+    else:
+        state.ours = True
+    bundle, problem = _read_bundle(secret)
+    state.bundle, state.problem = bundle, problem
+    if bundle is not None:
+        state.info = tlsdata.cert_info(bundle.chain[0])
+    return state
+
+
+def _read_bundle(secret: Mapping[str, Any]) -> tuple[tlsdata.Bundle | None, str]:
+    data = secret.get("data") or {}
+    try:
+        crt = base64.b64decode(data.get("tls.crt") or "")
+        key_bytes = base64.b64decode(data.get("tls.key") or "")
+    except (ValueError, TypeError):
+        return None, "tls.crt or tls.key is not base64"
+    if not crt or not key_bytes:
+        return None, "tls.crt or tls.key is empty"
+    try:
+        chain = tlsdata.split_chain(crt)
+    except ValueError:
+        return None, "tls.crt does not hold a PEM certificate"
+    try:
+        key = tlsdata.load_key(key_bytes)
+    except (ValueError, TypeError):
+        # Never echo the bytes: they may be (part of) a key.
+        return None, "tls.key does not hold a readable private key"
+    if not tlsdata.key_matches(chain[0], key):
+        return None, "tls.key does not match the certificate in tls.crt"
+    root = None
+    ca = data.get("ca.crt")
+    if ca:
+        try:
+            root = tlsdata.split_chain(base64.b64decode(ca))[0]
+        except ValueError:
+            root = None
+    return tlsdata.Bundle(chain=chain, root=root, key=key), ""
+
+
+def build(
+    *,
+    name: str,
+    owner: Owner,
+    chain: list[x509.Certificate],
+    root: x509.Certificate | None,
+    key: tlsdata.PrivateKey,
+    key_encoding: str = "PKCS8",
+    template: Mapping[str, Any] | None = None,
+    existing_metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The full Secret body to create or replace.
+
+    ``existing_metadata`` keeps labels/annotations others put on a Secret we manage (an
+    ingress controller's, say) while ours always win.
+    """
+    info = tlsdata.cert_info(chain[0])
+    template = template or {}
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    if existing_metadata:
+        labels.update(_unreserved(existing_metadata.get("labels")))
+        annotations.update(_unreserved(existing_metadata.get("annotations")))
+    labels.update(_unreserved(template.get("labels")))
+    annotations.update(_unreserved(template.get("annotations")))
+    labels[MANAGED_BY_LABEL] = MANAGED_BY
+    labels[OWNER_KIND_LABEL] = owner.kind
+    if len(owner.name) <= 63:
+        labels[OWNER_NAME_LABEL] = owner.name
+    annotations.update(
+        {
+            OWNER_ANNOTATION: owner.ref,
+            OWNER_UID_ANNOTATION: owner.uid,
+            SERIAL_ANNOTATION: info.serial,
+            FINGERPRINT_ANNOTATION: info.fingerprint,
+            NOT_AFTER_ANNOTATION: rfc3339(info.not_after),
+            DNS_NAMES_ANNOTATION: ",".join(sorted(info.dns_names)),
+        }
+    )
+    data = {
+        "tls.crt": _b64(tlsdata.chain_pem(chain)),
+        "tls.key": _b64(tlsdata.key_pem(key, key_encoding)),
+    }
+    if root is not None:
+        data["ca.crt"] = _b64(tlsdata.chain_pem([root]))
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels,
+        "annotations": annotations,
+    }
+    if existing_metadata and existing_metadata.get("resourceVersion"):
+        # Optimistic concurrency: a replace fails if someone changed the Secret meanwhile.
+        metadata["resourceVersion"] = existing_metadata["resourceVersion"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": metadata,
+        "data": data,
+    }
+
+
+def _unreserved(values: Any) -> dict[str, str]:
+    if not isinstance(values, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in values.items() if not str(k).startswith(_RESERVED_PREFIXES)}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
