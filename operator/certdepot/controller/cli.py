@@ -14,49 +14,114 @@ def operator_group() -> None:
 
 
 @operator_group.command("run")
-@click.option("--namespace", "-n", "namespaces", multiple=True,
-              help="Watch only this namespace (repeatable; glob patterns allowed). Default: all.")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), envvar="KUBECONFIG",
-              help="Kubeconfig to use outside a cluster (default: in-cluster config, then KUBECONFIG).")
-@click.option("--bind", default="127.0.0.1", show_default=True,
-              help="Address for the metrics and health listeners (0.0.0.0 inside a pod).")
-@click.option("--metrics-port", type=int, default=9402, show_default=True, help="Prometheus /metrics port.")
-@click.option("--health-port", type=int, default=9403, show_default=True,
-              help="Port for /healthz (liveness) and /readyz (readiness).")
-@click.option("--peering/--standalone", "leader_election", default=True, show_default=True,
-              help="Run as one of several replicas with only one active (a coordination.k8s.io "
-                   "Lease), or alone.")
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    help="Watch only this namespace (repeatable; glob patterns allowed). Default: all.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False),
+    envvar="KUBECONFIG",
+    help="Kubeconfig to use outside a cluster (default: in-cluster config, then KUBECONFIG).",
+)
+@click.option(
+    "--bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for the metrics and health listeners (0.0.0.0 inside a pod).",
+)
+@click.option(
+    "--metrics-port", type=int, default=9402, show_default=True, help="Prometheus /metrics port."
+)
+@click.option(
+    "--health-port",
+    type=int,
+    default=9403,
+    show_default=True,
+    help="Port for /healthz (liveness) and /readyz (readiness).",
+)
+@click.option(
+    "--peering/--standalone",
+    "leader_election",
+    default=True,
+    show_default=True,
+    help="Run as one of several replicas with only one active (a coordination.k8s.io "
+    "Lease), or alone.",
+)
 @click.option("--lease-name", default="certdepot-operator", show_default=True)
-@click.option("--lease-namespace", default=lambda: os.environ.get("POD_NAMESPACE", "certdepot"),
-              show_default="$POD_NAMESPACE or certdepot")
+@click.option(
+    "--lease-namespace",
+    default=lambda: os.environ.get("POD_NAMESPACE", "certdepot"),
+    show_default="$POD_NAMESPACE or certdepot",
+)
 @click.option("--identity", default="", help="This replica's name in the Lease (default host-pid).")
-@click.option("--cluster-resource-namespace",
-              default=lambda: os.environ.get("POD_NAMESPACE", "certdepot"),
-              show_default="$POD_NAMESPACE or certdepot",
-              help="Namespace holding the Secrets of ClusterCertificateRepositories.")
-@click.option("--recheck-seconds", type=float, default=600.0, show_default=True,
-              help="Look at every resource at least this often.")
-@click.option("--renewal-info-seconds", type=float, default=300.0, show_default=True,
-              help="Ask a repository's renewal information (ARI) at most this often per certificate.")
+@click.option(
+    "--cluster-resource-namespace",
+    default=lambda: os.environ.get("POD_NAMESPACE", "certdepot"),
+    show_default="$POD_NAMESPACE or certdepot",
+    help="Namespace holding the Secrets of ClusterCertificateRepositories.",
+)
+@click.option(
+    "--recheck-seconds",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Look at every resource at least this often.",
+)
+@click.option(
+    "--renewal-info-seconds",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Ask a repository's renewal information (ARI) at most this often per certificate.",
+)
 @click.option("--backoff-base-seconds", type=float, default=5.0, show_default=True)
 @click.option("--backoff-cap-seconds", type=float, default=300.0, show_default=True)
-@click.option("--log-json/--log-text", default=False, show_default=True, help="Structured JSON logs.")
+@click.option(
+    "--log-json/--log-text", default=False, show_default=True, help="Structured JSON logs."
+)
 @click.option("--verbose", "-v", is_flag=True)
-def run(namespaces: tuple[str, ...], kubeconfig: str | None, bind: str, metrics_port: int,
-        health_port: int, leader_election: bool, lease_name: str, lease_namespace: str,
-        identity: str, cluster_resource_namespace: str, recheck_seconds: float,
-        renewal_info_seconds: float, backoff_base_seconds: float, backoff_cap_seconds: float,
-        log_json: bool, verbose: bool) -> None:
-    """Reconcile repositories, CertificateDownloads, DelegatedCertificates and annotated Ingresses."""
+def run(
+    namespaces: tuple[str, ...],
+    kubeconfig: str | None,
+    bind: str,
+    metrics_port: int,
+    health_port: int,
+    leader_election: bool,
+    lease_name: str,
+    lease_namespace: str,
+    identity: str,
+    cluster_resource_namespace: str,
+    recheck_seconds: float,
+    renewal_info_seconds: float,
+    backoff_base_seconds: float,
+    backoff_cap_seconds: float,
+    log_json: bool,
+    verbose: bool,
+) -> None:
+    """Reconcile repositories, certificate resources and annotated Ingresses into Secrets."""
     from certdepot.controller.runner import RunOptions
     from certdepot.controller.runner import run as run_operator
 
     options = RunOptions(
-        namespaces=list(namespaces), kubeconfig=kubeconfig, bind=bind, metrics_port=metrics_port,
-        health_port=health_port, leader_election=leader_election, lease_name=lease_name,
-        lease_namespace=lease_namespace, identity=identity,
-        cluster_resource_namespace=cluster_resource_namespace, recheck_seconds=recheck_seconds,
-        renewal_info_seconds=renewal_info_seconds, backoff_base_seconds=backoff_base_seconds,
-        backoff_cap_seconds=backoff_cap_seconds, log_json=log_json, verbose=verbose,
+        namespaces=list(namespaces),
+        kubeconfig=kubeconfig,
+        bind=bind,
+        metrics_port=metrics_port,
+        health_port=health_port,
+        leader_election=leader_election,
+        lease_name=lease_name,
+        lease_namespace=lease_namespace,
+        identity=identity,
+        cluster_resource_namespace=cluster_resource_namespace,
+        recheck_seconds=recheck_seconds,
+        renewal_info_seconds=renewal_info_seconds,
+        backoff_base_seconds=backoff_base_seconds,
+        backoff_cap_seconds=backoff_cap_seconds,
+        log_json=log_json,
+        verbose=verbose,
     )
     raise SystemExit(asyncio.run(run_operator(options)))

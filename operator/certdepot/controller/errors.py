@@ -14,6 +14,9 @@ import httpx
 
 from certdepot.acme.problems import AcmeProblem
 
+# Errors the ACME client makes up itself (connection, timeout, ...) carry this type prefix.
+_CLIENT_NS = "urn:certdepot:error:"
+
 
 class ReconcileError(Exception):
     """An error whose condition reason and permanence the reconciler already knows."""
@@ -89,6 +92,8 @@ def classify(error: BaseException, attempt: int, policy: BackoffPolicy) -> Outco
     """
     if isinstance(error, ReconcileError):
         return _outcome(error.reason, error.message, error.permanent, attempt, policy)
+    if isinstance(error, AcmeProblem) and error.type.startswith(_CLIENT_NS):
+        return _client_outcome(error, attempt, policy)
     if isinstance(error, AcmeProblem):
         short = error.short_type
         text = f"repository: {error}"
@@ -127,6 +132,32 @@ def classify(error: BaseException, attempt: int, policy: BackoffPolicy) -> Outco
         )
     # Anything else is a bug or an API server hiccup: keep trying, with backoff.
     return _outcome("Failed", f"{type(error).__name__}: {_short(error)}", False, attempt, policy)
+
+
+def _client_outcome(error: AcmeProblem, attempt: int, policy: BackoffPolicy) -> Outcome:
+    """Errors the ACME client raises itself (no problem document from the server)."""
+    kind = error.type.removeprefix(_CLIENT_NS)
+    if kind == "connection":
+        if "CERTIFICATE_VERIFY_FAILED" in error.detail or "SSL" in error.detail:
+            return _outcome(
+                "TLSError",
+                f"cannot verify the repository's TLS certificate (check caBundle): {error.detail}",
+                False,
+                attempt,
+                policy,
+            )
+        return _outcome(
+            "ConnectionError",
+            f"cannot reach the repository: {error.detail}",
+            False,
+            attempt,
+            policy,
+        )
+    if kind == "timeout":
+        return _outcome("Timeout", error.detail, False, attempt, policy)
+    if kind == "unsupported":
+        return _outcome("Unsupported", f"repository: {error.detail}", True, attempt, policy)
+    return _outcome("BadResponse", f"repository: {error.detail}", False, attempt, policy)
 
 
 def _outcome(

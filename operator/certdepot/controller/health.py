@@ -8,13 +8,23 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
-async def start_health(host: str, port: int, is_ready: Callable[[], bool], is_live: Callable[[], bool],
-                       ) -> web.AppRunner:
+async def start_health(
+    host: str,
+    port: int,
+    is_ready: Callable[[], bool],
+    is_live: Callable[[], bool],
+) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n") if is_live() else web.Response(status=503, text="not live\n")
+        return (
+            web.Response(text="ok\n") if is_live() else web.Response(status=503, text="not live\n")
+        )
 
     async def readyz(_: web.Request) -> web.Response:
-        return web.Response(text="ready\n") if is_ready() else web.Response(status=503, text="not ready\n")
+        return (
+            web.Response(text="ready\n")
+            if is_ready()
+            else web.Response(status=503, text="not ready\n")
+        )
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -26,7 +26,7 @@ class LeaseView:
 
 
 def lease_action(lease: LeaseView | None, identity: str, now: datetime) -> str:
-    """"create" (no Lease), "renew" (ours), "take" (expired or released), or "wait"."""
+    """ "create" (no Lease), "renew" (ours), "take" (expired or released), or "wait"."""
     if lease is None:
         return "create"
     if lease.holder == identity:
@@ -38,13 +38,17 @@ def lease_action(lease: LeaseView | None, identity: str, now: datetime) -> str:
     return "wait"
 
 
-def _micro(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class LeaseElector:
-    def __init__(self, api_client: Any, *, namespace: str, name: str, identity: str,
-                 duration_seconds: int = 15, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        duration_seconds: int = 15,
+        clock: Clock = system_clock,
+    ) -> None:
         from kubernetes import client
 
         self._api = client.CoordinationV1Api(api_client)
@@ -62,11 +66,17 @@ class LeaseElector:
                 return None, None
             raise
         spec = lease.spec
-        renew = spec.renew_time
+        if spec is None:
+            return lease, LeaseView("", None, self.duration)
+        renew: Any = spec.renew_time
         if isinstance(renew, str):
             renew = parse_rfc3339(renew)
-        return lease, LeaseView(spec.holder_identity or "", renew, spec.lease_duration_seconds or self.duration,
-                                spec.lease_transitions or 0)
+        return lease, LeaseView(
+            spec.holder_identity or "",
+            renew,
+            spec.lease_duration_seconds or self.duration,
+            spec.lease_transitions or 0,
+        )
 
     def try_acquire(self) -> bool:
         """One attempt (blocking I/O); True when we hold the Lease afterwards."""
@@ -78,20 +88,27 @@ class LeaseElector:
         action = lease_action(view, self.identity, now)
         if action == "wait":
             return False
-        spec = client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=self.duration,
-                                  renew_time=_micro(now))
+        spec = client.V1LeaseSpec(
+            holder_identity=self.identity, lease_duration_seconds=self.duration, renew_time=now
+        )
         try:
             if action == "create":
-                spec.acquire_time = _micro(now)
+                spec.acquire_time = now
                 spec.lease_transitions = 0
-                body = client.V1Lease(metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
-                                      spec=spec)
+                body = client.V1Lease(
+                    metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                    spec=spec,
+                )
                 self._api.create_namespaced_lease(self.namespace, body)
             else:
                 assert view is not None
-                spec.acquire_time = lease.spec.acquire_time if action == "renew" else _micro(now)
+                spec.acquire_time = (
+                    lease.spec.acquire_time if action == "renew" and lease.spec else now
+                )
                 spec.lease_transitions = view.transitions + (1 if action == "take" else 0)
-                lease.spec = spec  # metadata keeps resourceVersion: a concurrent taker loses with 409
+                lease.spec = (
+                    spec  # metadata keeps resourceVersion: a concurrent taker loses with 409
+                )
                 self._api.replace_namespaced_lease(self.name, self.namespace, lease)
         except ApiException as exc:
             if exc.status in (409, 422):
@@ -105,7 +122,7 @@ class LeaseElector:
                 if await asyncio.to_thread(self.try_acquire):
                     log.info("acquired lease %s/%s as %s", self.namespace, self.name, self.identity)
                     return
-            except Exception as exc:  # noqa: BLE001 - API hiccup: keep trying
+            except Exception as exc:  # API hiccup: keep trying
                 log.warning("lease %s/%s: %s", self.namespace, self.name, type(exc).__name__)
             await asyncio.sleep(max(1.0, self.duration / 3))
 
@@ -118,7 +135,7 @@ class LeaseElector:
                 if await asyncio.to_thread(self.try_acquire):
                     last_ok = self.clock()
                     continue
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("lease renewal failed: %s", type(exc).__name__)
             if self.clock() - last_ok >= timedelta(seconds=self.duration):
                 log.error("lost lease %s/%s", self.namespace, self.name)
@@ -128,9 +145,14 @@ class LeaseElector:
         """Give the Lease up on clean shutdown so a standby takes over at once."""
         try:
             lease, view = self._read()
-            if lease is not None and view is not None and view.holder == self.identity:
+            if (
+                lease is not None
+                and lease.spec
+                and view is not None
+                and view.holder == self.identity
+            ):
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
                 self._api.replace_namespaced_lease(self.name, self.namespace, lease)
-        except Exception as exc:  # noqa: BLE001 - best effort
+        except Exception as exc:  # best effort
             log.warning("lease release failed: %s", type(exc).__name__)

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -49,7 +49,8 @@ class RunOptions:
 
 def post_event(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
     try:
-        kopf.event(obj, type=type_, reason=reason, message=message[:1000])
+        body = kopf.Body(cast(kopf.RawBody, dict(obj)))
+        kopf.event(body, type=type_, reason=reason, message=message[:1000])
     except LookupError:
         # Outside kopf's context (unit tests, shutdown): nothing to post through.
         log.info("event %s %s: %s", type_, reason, message)
@@ -72,8 +73,10 @@ async def run(options: RunOptions) -> int:
     from certdepot.controller import handlers  # noqa: F401 - registers the kopf handlers
     from certdepot.controller.acme_gateway import AcmeGateway
 
-    kopf.configure(verbose=options.verbose,
-                   log_format=kopf.LogFormat.JSON if options.log_json else kopf.LogFormat.FULL)
+    kopf.configure(
+        verbose=options.verbose,
+        log_format=kopf.LogFormat.JSON if options.log_json else kopf.LogFormat.FULL,
+    )
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it too
     kube = RealKubeApi.from_environment(options.kubeconfig)
@@ -84,8 +87,13 @@ async def run(options: RunOptions) -> int:
         renewal_info_interval=timedelta(seconds=options.renewal_info_seconds),
         backoff=BackoffPolicy(options.backoff_base_seconds, options.backoff_cap_seconds),
     )
-    deps = Deps(kube=kube, gateway=AcmeGateway(metrics), settings=settings, events=post_event,
-                metrics=metrics)
+    deps = Deps(
+        kube=kube,
+        gateway=AcmeGateway(metrics),
+        settings=settings,
+        events=post_event,
+        metrics=metrics,
+    )
     runtime = Runtime(deps)
     state = {"operator_ready": False, "standby": options.leader_election}
     ready_flag = asyncio.Event()
@@ -106,8 +114,12 @@ async def run(options: RunOptions) -> int:
     try:
         if options.leader_election:
             identity = options.identity or f"{socket.gethostname()}-{os.getpid()}"
-            elector = LeaseElector(kube._client, namespace=options.lease_namespace,
-                                   name=options.lease_name, identity=identity)
+            elector = LeaseElector(
+                kube._client,
+                namespace=options.lease_namespace,
+                name=options.lease_name,
+                identity=identity,
+            )
             acquire = asyncio.create_task(elector.acquire())
             stopper = asyncio.create_task(stop_flag.wait())
             await asyncio.wait({acquire, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -119,15 +131,17 @@ async def run(options: RunOptions) -> int:
         metrics.leader.set(1)
         registry = kopf.get_default_registry()
         kopf.on.startup(registry=registry)(_kopf_settings)
-        operator = asyncio.create_task(kopf.operator(
-            registry=registry,
-            standalone=True,
-            clusterwide=not options.namespaces,
-            namespaces=options.namespaces,
-            memo=runtime,
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        ))
+        operator = asyncio.create_task(
+            kopf.operator(
+                registry=registry,
+                standalone=True,
+                clusterwide=not options.namespaces,
+                namespaces=options.namespaces,
+                memo=runtime,
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+        )
         waiters: set[asyncio.Task[Any]] = {operator}
         holder = asyncio.create_task(elector.hold()) if elector else None
         if holder:

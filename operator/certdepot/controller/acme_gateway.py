@@ -1,0 +1,173 @@
+"""RepositoryGateway over certdepot.acme.client.AcmeClient, with request metrics."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from cryptography import x509
+
+from certdepot.acme.client import AcmeClient
+from certdepot.acme.problems import AcmeProblem
+from certdepot.controller.decisions import RenewalWindow
+from certdepot.controller.gateway import (
+    AccountInfo,
+    Delegation,
+    Downloaded,
+    Endpoint,
+    ExternalAccount,
+    Issued,
+)
+from certdepot.controller.metrics import Metrics
+
+
+class MeasuredTransport(httpx.AsyncBaseTransport):
+    """Counts and times every HTTP request to a repository (method, status)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        start = time.monotonic()
+        status = "error"
+        try:
+            response = await self._inner.handle_async_request(request)
+            status = str(response.status_code)
+            return response
+        finally:
+            self._metrics.acme_requests.labels(request.method, status).inc()
+            self._metrics.acme_duration.labels(request.method).observe(time.monotonic() - start)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _verify(endpoint: Endpoint) -> bool | ssl.SSLContext:
+    if endpoint.ca_pem is None:
+        return True
+    return ssl.create_default_context(cadata=endpoint.ca_pem.decode())
+
+
+class AcmeGateway:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        timeout: float = 30.0,
+        poll_timeout: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._timeout = timeout
+        self._poll_timeout = poll_timeout
+        self._transport = transport  # tests: httpx.ASGITransport to an in-process repository
+
+    def _client(self, endpoint: Endpoint) -> AcmeClient:
+        verify = _verify(endpoint)
+        inner = self._transport or httpx.AsyncHTTPTransport(verify=verify)
+        return AcmeClient(
+            endpoint.directory_url,
+            endpoint.account_key,
+            account_url=endpoint.account_url,
+            transport=MeasuredTransport(inner, self._metrics),
+            verify=verify,
+            timeout=self._timeout,
+            poll_timeout=self._poll_timeout,
+        )
+
+    async def register(
+        self, endpoint: Endpoint, *, email: str | None, eab: ExternalAccount | None
+    ) -> AccountInfo:
+        async with self._client(endpoint) as client:
+            directory = await client.directory()
+            try:
+                # Reuse the account bound to this key (restart, second replica) without
+                # spending the EAB credentials again.
+                account = await client.lookup_account()
+            except AcmeProblem as problem:
+                if problem.short_type != "accountDoesNotExist":
+                    raise
+                account = await client.new_account(
+                    [f"mailto:{email}"] if email else (),
+                    eab=(eab.key_id, eab.hmac_key_b64) if eab else None,
+                )
+            meta = directory.meta
+            offered: dict[str, Any] = {
+                "downloadEnabled": meta.download_enabled,
+                "delegationEnabled": meta.delegation_enabled,
+                "renewalInfo": bool(directory.renewal_info),
+                "externalAccountRequired": bool(meta.external_account_required),
+            }
+            if meta.terms_of_service:
+                offered["termsOfService"] = meta.terms_of_service
+            if meta.profiles:
+                offered["profiles"] = dict(meta.profiles)
+            delegations: list[str] = []
+            if meta.delegation_enabled and account.delegations:
+                try:
+                    delegations = await client.list_delegations()
+                except AcmeProblem:
+                    delegations = []
+            return AccountInfo(
+                url=str(client.account_url or account.url),
+                directory=offered,
+                delegations=delegations,
+            )
+
+    async def download(self, endpoint: Endpoint, dns_names: Sequence[str]) -> Downloaded:
+        async with self._client(endpoint) as client:
+            chain, key = await client.download_certificate(list(dns_names))
+            return Downloaded(chain_pem=chain, key=key)
+
+    async def renewal_window(
+        self, endpoint: Endpoint, cert: x509.Certificate
+    ) -> RenewalWindow | None:
+        async with self._client(endpoint) as client:
+            if not (await client.directory()).renewal_info:
+                return None
+            info = await client.renewal_info(cert)
+            return RenewalWindow(
+                start=info.start, end=info.end, serial=format(cert.serial_number, "x")
+            )
+
+    async def delegations(self, endpoint: Endpoint) -> list[Delegation]:
+        async with self._client(endpoint) as client:
+            out = []
+            for url in await client.list_delegations():
+                item = await client.get_delegation(url)
+                out.append(
+                    Delegation(
+                        url=url,
+                        csr_template=dict(item.csr_template),
+                        cname_map=dict(item.cname_map),
+                    )
+                )
+            return out
+
+    async def delegated_order(
+        self,
+        endpoint: Endpoint,
+        *,
+        delegation_url: str,
+        dns_names: Sequence[str],
+        csr_der: bytes,
+        extra: dict[str, Any] | None = None,
+    ) -> Issued:
+        async with self._client(endpoint) as client:
+            order = await client.delegated_order(
+                delegation_url, csr_der, identifiers=list(dns_names), extra=extra
+            )
+            # RFC 8739: an auto-renewed order links a stable URL that always serves the current one.
+            url = order.get("star-certificate") or order.certificate
+            if not url:
+                raise AcmeProblem("serverInternal", f"valid order {order.url} has no certificate")
+            chains = await client.fetch_certificate(str(url), alternates=False)
+            return Issued(chain_pem=chains.pem, certificate_url=str(url), order_url=order.url or "")
+
+    async def fetch_certificate(self, endpoint: Endpoint, url: str) -> str:
+        async with self._client(endpoint) as client:
+            return (await client.fetch_certificate(url, alternates=False)).pem
