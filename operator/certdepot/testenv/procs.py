@@ -35,6 +35,7 @@ __all__ = [
     "ManagedProcess",
     "ProcessError",
     "free_port",
+    "ssl_context",
     "start",
     "stop_all",
     "tail",
@@ -244,6 +245,24 @@ def free_port(host: str = "127.0.0.1", *, udp_too: bool = False) -> int:
     raise ProcessError(f"no free port found on {host}")
 
 
+def ssl_context(
+    verify: ssl.SSLContext | str | bool = True, cert: tuple[str, str] | None = None
+) -> ssl.SSLContext:
+    """An SSL context from httpx-style ``verify`` (CA file path, bool, or a context) and an
+    optional client ``cert`` (cert file, key file); httpx deprecates passing those itself."""
+    if isinstance(verify, ssl.SSLContext):
+        ctx = verify
+    elif verify is False:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+    if cert is not None:
+        ctx.load_cert_chain(*cert)
+    return ctx
+
+
 def wait_for_port(
     port: int,
     host: str = "127.0.0.1",
@@ -279,15 +298,7 @@ def wait_for_url(
     """Wait until GET ``url`` returns a status in ``ok_status``; return the response."""
     deadline = time.monotonic() + timeout
     last = "no attempt"
-    # httpx's `cert=` argument is deprecated; a client certificate goes into the SSL context.
-    if cert is not None:
-        ctx = (
-            verify
-            if isinstance(verify, ssl.SSLContext)
-            else ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-        )
-        ctx.load_cert_chain(*cert)
-        verify = ctx
+    verify = ssl_context(verify, cert)
     with httpx.Client(verify=verify, timeout=5) as client:
         while True:
             if process is not None:

@@ -1,0 +1,251 @@
+"""Pebble (Let's Encrypt's ACME test CA) and pebble-challtestsrv on loopback.
+
+    with PebbleEnv(eab=True) as pebble:
+        httpx.get(pebble.directory_url, verify=pebble.ssl_context())
+
+Pebble resolves every name through challtestsrv's DNS server, which answers A queries with
+127.0.0.1 and AAAA with nothing (``-defaultIPv6 ""``; otherwise validation goes to ::1), so
+http-01 validation connects to ``127.0.0.1:<http01_port>`` and tls-alpn-01 to
+``127.0.0.1:<tlsalpn01_port>``: a test serves its challenge responses there. challtestsrv's
+own challenge responders are disabled so they never hold those ports; its management API
+(``challtestsrv_url``: /set-txt, /clear-txt, /add-a, ...) sets DNS answers for dns-01.
+With ``dns_server="127.0.0.1:<port>"`` Pebble resolves through that server instead (e.g.
+the Knot server of :mod:`certdepot.testenv.dns`).
+
+Pebble's HTTPS listener gets a certificate from a fresh CA (``ca_path``) generated per run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import shutil
+import ssl
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from certdepot.testenv import procs
+from certdepot.testenv.pki import TestCA
+from certdepot.testenv.provision import binary
+
+__all__ = ["PebbleEnv"]
+
+
+@functools.cache
+def _challtestsrv_dns_flag(path: Path) -> str:
+    # Pebble 2.4's challtestsrv calls the DNS listener flag -dns01; 2.5+ calls it -dnsserver.
+    help_text = subprocess.run(
+        [str(path), "-h"], capture_output=True, text=True, timeout=10
+    ).stderr
+    return "-dnsserver" if "-dnsserver" in help_text else "-dns01"
+
+
+class PebbleEnv:
+    """One Pebble instance plus its challtestsrv; see the module docstring."""
+
+    DEFAULT_SECONDS = 90 * 24 * 3600
+    #: Validity of the ``shortlived`` profile (6 days, like Let's Encrypt's short-lived
+    #: certificates' order of magnitude).
+    SHORTLIVED_SECONDS = 6 * 24 * 3600
+    #: Validity of the ``tenminutes`` profile, for tests that watch renewals happen.
+    TENMINUTES_SECONDS = 600
+    PROFILES: Mapping[str, int] = {
+        "default": DEFAULT_SECONDS,
+        "shortlived": SHORTLIVED_SECONDS,
+        "tenminutes": TENMINUTES_SECONDS,
+    }
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        eab: bool | Mapping[str, str] = False,
+        dns_server: str | None = None,
+        nonce_reject: int | None = None,
+        va_sleep: bool = False,
+        authz_reuse: int | None = None,
+        always_valid: bool = False,
+        strict: bool = False,
+        alternate_roots: int = 0,
+        chain_length: int | None = None,
+        retry_after: tuple[int, int] = (1, 1),
+        extra_env: Mapping[str, str] | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
+        """Options map onto Pebble's config file and environment variables:
+
+        ``eab``: require External Account Binding; True generates two key ids, a mapping
+        gives ``{key id: base64url HMAC key}``. ``nonce_reject``: percentage of good
+        nonces rejected (PEBBLE_WFE_NONCEREJECT; None = Pebble's default). ``va_sleep``:
+        keep Pebble's 5 s sleep before each validation (off by default, it only
+        slows tests). ``authz_reuse``: PEBBLE_AUTHZREUSE percentage. ``always_valid``:
+        skip validation (PEBBLE_VA_ALWAYS_VALID). ``alternate_roots``/``chain_length``:
+        PEBBLE_ALTERNATE_ROOTS / PEBBLE_CHAIN_LENGTH. ``retry_after``: Retry-After seconds
+        for (authz, order) polling.
+        """
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="certdepot-pebble-"))
+        if eab is True:
+            self.eab: dict[str, str] = {
+                f"kid-{i}": secrets.token_urlsafe(32) for i in (1, 2)
+            }
+        elif eab is False:
+            self.eab = {}
+        else:
+            self.eab = dict(eab)
+        self.eab_required = bool(self.eab)
+        self.port = procs.free_port()
+        self.mgmt_port = procs.free_port()
+        self.http01_port = procs.free_port()
+        self.tlsalpn01_port = procs.free_port()
+        self.challtestsrv_port = procs.free_port()
+        self.challtestsrv_dns_port = procs.free_port(udp_too=True)
+        self.dns_server = dns_server or f"127.0.0.1:{self.challtestsrv_dns_port}"
+        self.directory_url = f"https://127.0.0.1:{self.port}/dir"
+        self.mgmt_url = f"https://127.0.0.1:{self.mgmt_port}"
+        self.challtestsrv_url = f"http://127.0.0.1:{self.challtestsrv_port}"
+        self.ca_path = self.workdir / "pebble-listener-ca.crt"
+        self.strict = strict
+        self.retry_after = retry_after
+        self.start_timeout = start_timeout
+        env: dict[str, str] = {}
+        if not va_sleep:
+            env["PEBBLE_VA_NOSLEEP"] = "1"
+        if nonce_reject is not None:
+            env["PEBBLE_WFE_NONCEREJECT"] = str(nonce_reject)
+        if authz_reuse is not None:
+            env["PEBBLE_AUTHZREUSE"] = str(authz_reuse)
+        if always_valid:
+            env["PEBBLE_VA_ALWAYS_VALID"] = "1"
+        if alternate_roots:
+            env["PEBBLE_ALTERNATE_ROOTS"] = str(alternate_roots)
+        if chain_length is not None:
+            env["PEBBLE_CHAIN_LENGTH"] = str(chain_length)
+        env.update(extra_env or {})
+        self.env = env
+        self.pebble: procs.ManagedProcess | None = None
+        self.challtestsrv: procs.ManagedProcess | None = None
+
+    def __enter__(self) -> PebbleEnv:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def config(self) -> dict[str, object]:
+        """The Pebble config file contents (written by :meth:`start`)."""
+        return {
+            "pebble": {
+                "listenAddress": f"127.0.0.1:{self.port}",
+                "managementListenAddress": f"127.0.0.1:{self.mgmt_port}",
+                "certificate": str(self.workdir / "listener.crt"),
+                "privateKey": str(self.workdir / "listener.key"),
+                "httpPort": self.http01_port,
+                "tlsPort": self.tlsalpn01_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": self.eab_required,
+                "externalAccountMACKeys": self.eab,
+                "domainBlocklist": ["blocked-domain.example"],
+                "retryAfter": {"authz": self.retry_after[0], "order": self.retry_after[1]},
+                "keyAlgorithm": "ecdsa",
+                "profiles": {
+                    name: {"description": f"{name} ({seconds}s)", "validityPeriod": seconds}
+                    for name, seconds in self.PROFILES.items()
+                },
+            }
+        }
+
+    def start(self) -> PebbleEnv:
+        pebble, challtestsrv = binary("pebble"), binary("pebble-challtestsrv")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ca = TestCA.create(self.workdir, "pebble-listener")  # writes self.ca_path
+        ca.issue(self.workdir, "listener", "localhost",
+                 dns_names=("localhost", "pebble"), ips=("127.0.0.1",))
+        config_path = self.workdir / "pebble-config.json"
+        config_path.write_text(json.dumps(self.config(), indent=2))
+        try:
+            self.challtestsrv = procs.start(
+                "pebble-challtestsrv",
+                [
+                    challtestsrv,
+                    "-management", f"127.0.0.1:{self.challtestsrv_port}",
+                    _challtestsrv_dns_flag(challtestsrv),
+                    f"127.0.0.1:{self.challtestsrv_dns_port}",
+                    "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
+                    "-defaultIPv4", "127.0.0.1",
+                    "-defaultIPv6", "",
+                ],
+                log_path=self.workdir / "challtestsrv.log",
+            )
+            argv: list[str | Path] = [
+                pebble, "-config", config_path, "-dnsserver", self.dns_server
+            ]
+            if self.strict:
+                argv.append("-strict")
+            self.pebble = procs.start(
+                "pebble", argv, log_path=self.workdir / "pebble.log", extra_env=self.env
+            )
+            self.challtestsrv.wait_for_port(self.challtestsrv_port, timeout=self.start_timeout)
+            self.pebble.wait_for_url(
+                self.directory_url, verify=self.ssl_context(), timeout=self.start_timeout
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for proc in (self.pebble, self.challtestsrv):
+            if proc is not None:
+                proc.stop()
+        self.pebble = self.challtestsrv = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts Pebble's HTTPS listener (directory, ACME and management API)."""
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def http(self) -> httpx.Client:
+        """An httpx client that trusts Pebble's listener."""
+        return httpx.Client(verify=self.ssl_context(), timeout=10)
+
+    def roots_pem(self, index: int = 0) -> str:
+        """PEM of Pebble's issuing root (it changes every time Pebble starts)."""
+        with self.http() as client:
+            response = client.get(f"{self.mgmt_url}/roots/{index}")
+            response.raise_for_status()
+            return response.text
+
+    def intermediates_pem(self, index: int = 0) -> str:
+        with self.http() as client:
+            response = client.get(f"{self.mgmt_url}/intermediates/{index}")
+            response.raise_for_status()
+            return response.text
+
+    def _challtestsrv(self, path: str, body: Mapping[str, object]) -> None:
+        response = httpx.post(f"{self.challtestsrv_url}{path}", json=dict(body), timeout=10)
+        response.raise_for_status()
+
+    def set_txt(self, host: str, value: str) -> None:
+        """Answer TXT queries for ``host`` (FQDN, trailing dot) with ``value`` (dns-01)."""
+        self._challtestsrv("/set-txt", {"host": host, "value": value})
+
+    def clear_txt(self, host: str) -> None:
+        self._challtestsrv("/clear-txt", {"host": host})
+
+    def add_a(self, host: str, addresses: list[str]) -> None:
+        self._challtestsrv("/add-a", {"host": host, "addresses": addresses})
