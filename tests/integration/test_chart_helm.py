@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from certdepot.repository.config import parse_config
+from certdepot.repository.config import KeyEncryptionKey, parse_config
 from certdepot.testenv.provision import binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -364,18 +365,20 @@ def test_helm_install_installed_the_crds(kube: Any, installed: tuple[str, str]) 
                 kube.kubectl("get", f"crd/{doc['metadata']['name']}")
 
 
-def test_helm_upgrade_keeps_the_key_encryption_key(helm: Helm, kube: Any,
+def test_helm_upgrade_keeps_the_key_encryption_key(helm: Helm, kube: Any, tmp_path: Path,
                                                    installed: tuple[str, str]) -> None:
     namespace, _ = installed
     secret = "secret/certdepot-repository-key-encryption-key"
 
-    def key() -> str:
+    def key() -> bytes:
         out: str = kube.kubectl("get", "--namespace", namespace, secret,
                                 "-o", "jsonpath={.data.key}").stdout
-        return out
+        return base64.b64decode(out)
 
     before = key()
-    assert len(before) == 44  # base64 of 32 bytes
+    # The mounted file is what the repository reads: it must accept it as its key.
+    (tmp_path / "key").write_bytes(before)
+    assert len(KeyEncryptionKey(file=tmp_path / "key").load()) == 32
     helm("upgrade", "certdepot", str(CHART), "--namespace", namespace,
          "--kubeconfig", str(kube.kubeconfig), "--set", "repository.logLevel=debug")
     assert key() == before
