@@ -9,6 +9,7 @@ the test, FAIL with a message saying how to get it; nothing is skipped.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,15 @@ from certdepot.testenv.postgres import PostgresEnv  # noqa: E402
 from certdepot.testenv.provision import ProvisionError  # noqa: E402
 
 CRDS = ROOT / "crds"
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    # A CI runner's SIGTERM would otherwise kill pytest without running finalizers.
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
+if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
 def _started(what: str, start: Callable[[], Any]) -> Any:

@@ -9,21 +9,24 @@ The whole API in one place::
     proc.stop()                               # SIGTERM, then SIGKILL after a grace period
 
 Every process is started in its own session, so ``stop`` signals the process group whose id
-is the PID we started (wrappers such as ``runuser`` and their children go together). Every
-started process is registered and stopped at interpreter exit as a backstop, so a crashed
-test run leaves nothing behind. A process that dies or does not come up raises
-:class:`ProcessError` carrying the tail of its log.
+is the PID we started (wrappers such as ``runuser`` and their children go together). Two
+backstops make sure a crashed run leaves nothing behind: every started process is stopped
+at interpreter exit, and on Linux a process started from the main thread gets SIGKILL from
+the kernel when its parent dies (PR_SET_PDEATHSIG), even if the parent was SIGKILLed.
+A process that dies or does not come up raises :class:`ProcessError` with its log's tail.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -152,6 +155,17 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec. The kernel sends the signal when the
+    # *thread* that forked exits, hence only used for starts from the main thread.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 _registry: dict[int, ManagedProcess] = {}
 _registry_lock = threading.Lock()
 
@@ -210,6 +224,7 @@ def start(
                 start_new_session=True,
                 user=user,
                 group=group,
+                preexec_fn=_die_with_parent if _pdeathsig_ok() else None,
             )
         except OSError as exc:
             raise ProcessError(f"{name}: cannot start {args[0]}: {exc}") from exc
@@ -217,6 +232,10 @@ def start(
     with _registry_lock:
         _registry[proc.pid] = proc
     return proc
+
+
+def _pdeathsig_ok() -> bool:
+    return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
 
 
 _handed_out: set[int] = set()

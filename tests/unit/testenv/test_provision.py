@@ -1,0 +1,146 @@
+"""Binary resolution order, stamps, and the no-Go message — without building anything."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from certdepot.testenv import provision as prov
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in prov.BINARIES:
+        monkeypatch.delenv(prov.env_var(name), raising=False)
+    monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CERTDEPOT_CACHE", str(cache))
+    return cache
+
+
+def _exe(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_env_var_names() -> None:
+    assert prov.env_var("kube-apiserver") == "TEST_ASSET_KUBE_APISERVER"
+    assert prov.env_var("pebble-challtestsrv") == "TEST_ASSET_PEBBLE_CHALLTESTSRV"
+    assert set(prov.BINARIES) == {
+        "kube-apiserver", "kubectl", "etcd", "pebble", "pebble-challtestsrv", "helm"
+    }
+
+
+def test_missing_binary_says_how_to_get_it(clean_env: Path) -> None:
+    with pytest.raises(prov.MissingBinaryError) as info:
+        prov.binary("etcd")
+    text = str(info.value)
+    assert "make provision" in text
+    assert "TEST_ASSET_ETCD" in text and "KUBEBUILDER_ASSETS" in text
+
+
+def test_cached_binary_needs_a_matching_stamp(clean_env: Path) -> None:
+    path = _exe(clean_env / "bin" / "pebble")
+    assert prov.resolve("pebble").source == "stale"
+    with pytest.raises(prov.MissingBinaryError, match="old pin"):
+        prov.binary("pebble")
+    (clean_env / "bin" / "pebble.stamp").write_text(prov.BINARIES["pebble"].stamp("pebble"))
+    assert prov.binary("pebble") == path
+    # A different pin (as after editing PEBBLE_VERSION) no longer matches.
+    (clean_env / "bin" / "pebble.stamp").write_text("github.com/letsencrypt/pebble/v2@v2.9.0\n")
+    assert prov.resolve("pebble").source == "stale"
+
+
+def test_override_order(clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assets = tmp_path / "assets"
+    _exe(assets / "etcd")
+    _exe(assets / "kube-apiserver")
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(assets))
+    assert prov.binary("etcd") == assets / "etcd"
+    # TEST_ASSET_* wins over KUBEBUILDER_ASSETS, as in controller-runtime's envtest.
+    own = _exe(tmp_path / "own" / "etcd")
+    monkeypatch.setenv("TEST_ASSET_ETCD", str(own))
+    assert prov.binary("etcd") == own
+    assert prov.resolve("etcd").source == "TEST_ASSET_ETCD"
+    # KUBEBUILDER_ASSETS is only for the envtest binaries.
+    assert prov.resolve("helm").source == "missing"
+
+
+def test_override_must_be_executable(clean_env: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_ASSET_HELM", str(tmp_path / "nope"))
+    with pytest.raises(prov.MissingBinaryError, match="not an executable"):
+        prov.binary("helm")
+
+
+def test_provision_skips_overridden_binaries_without_go(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = _exe(tmp_path / "pebble")
+    monkeypatch.setenv("TEST_ASSET_PEBBLE", str(own))
+    monkeypatch.setattr(prov, "find_go", lambda: pytest.fail("go must not be needed"))
+    result = prov.provision(["pebble"], log=lambda _: None)
+    assert result["pebble"].path == own
+
+
+def test_missing_go_gives_one_clear_message(clean_env: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prov, "find_go", lambda: None)
+    with pytest.raises(prov.ProvisionError) as info:
+        prov.provision(["helm", "etcd"], log=lambda _: None)
+    text = str(info.value)
+    assert "Go >= 1.26" in text and "helm" in text and "etcd" in text
+    for var in ("KUBEBUILDER_ASSETS", "TEST_ASSET_PEBBLE", "TEST_ASSET_HELM", "setup-envtest"):
+        assert var in text
+
+
+def test_cache_dir_defaults_to_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTDEPOT_CACHE", raising=False)
+    root = Path(prov.__file__).resolve().parents[3]
+    assert prov.cache_dir() == root / ".cache" / "testenv"
+
+
+def test_kubernetes_build_carries_version_and_staging_replaces() -> None:
+    kube = prov.BINARIES["kube-apiserver"]
+    assert kube.replace_staging
+    assert f"-X k8s.io/component-base/version.gitVersion={prov.KUBERNETES_VERSION}" in kube.ldflags
+    assert kube.stamp("kubectl") != kube.stamp("kube-apiserver")
+
+
+def test_staging_replacements_follow_the_published_go_mod(tmp_path: Path) -> None:
+    gomod = {"Require": [
+        {"Path": "k8s.io/api", "Version": "v0.0.0"},
+        {"Path": "k8s.io/klog/v2", "Version": "v2.130.1"},
+        {"Path": "k8s.io/client-go", "Version": "v0.0.0"},
+        {"Path": "github.com/x/y", "Version": "v0.0.0"},
+    ]}
+    calls: list[list[str]] = []
+
+    class FakeRun:
+        def __call__(self, args: list[str], cwd: Path) -> str:
+            import json
+
+            calls.append(args)
+            if args[:2] == ["mod", "download"]:
+                return json.dumps({"GoMod": "/cache/k8s.mod"})
+            return json.dumps(gomod)
+
+    build = prov.GoBuild("k", "k8s.io/kubernetes", "v1.40.3", {"x": "k8s.io/kubernetes/cmd/x"},
+                         replace_staging=True)
+    got = prov.staging_replacements(FakeRun(), build, tmp_path)  # type: ignore[arg-type]
+    assert got == ["k8s.io/api=k8s.io/api@v0.40.3", "k8s.io/client-go=k8s.io/client-go@v0.40.3"]
+    assert calls[0] == ["mod", "download", "-json", "k8s.io/kubernetes@v1.40.3"]
+
+
+def test_service_user_is_never_root() -> None:
+    from certdepot.testenv.system import service_user
+
+    if os.geteuid() == 0:
+        assert service_user("postgres") not in (None, "root")
+    else:
+        assert service_user("postgres") is None  # run as ourselves
