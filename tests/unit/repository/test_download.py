@@ -53,7 +53,7 @@ async def test_download_granted(env: Env, caplog: pytest.LogCaptureFixture) -> N
     caplog.set_level(logging.DEBUG)
     await _obtain(env)
     c = await env.tenant_client("team-a")
-    order, pem, key = await _download(c, list(reversed(WEB)))
+    _, pem, key = await _download(c, list(reversed(WEB)))
     leaf = crypto.parse_pem_chain(pem)[0]
     assert crypto.public_key_matches(key, leaf)
     assert sorted(crypto.certificate_dns_names(leaf)) == WEB
