@@ -197,19 +197,16 @@ def test_ha_spreads_pods_and_budgets_disruptions(helm: Helm) -> None:
         assert pdb["spec"]["selector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
 
 
-def test_service_monitors_render(helm: Helm) -> None:
-    objs = helm.template("--set", "operator.serviceMonitor.enabled=true",
-                         "--set", "repository.serviceMonitor.enabled=true")
-    monitors = _by_kind(objs, "ServiceMonitor")
-    assert len(monitors) == 2
-    services = _by_kind(objs, "Service")
-    for m in monitors:
-        selector = m["spec"]["selector"]["matchLabels"]
-        port = m["spec"]["endpoints"][0]["port"]
-        matching = [s for s in services
-                    if selector.items() <= s["metadata"]["labels"].items()
-                    and port in {p["name"] for p in s["spec"]["ports"]}]
-        assert len(matching) == 1, m["metadata"]["name"]
+def test_service_monitor_scrapes_the_operator_metrics_service(helm: Helm) -> None:
+    objs = helm.template("--set", "operator.serviceMonitor.enabled=true")
+    monitor = _one(objs, "ServiceMonitor", "-operator")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["path"] == "/metrics"
+    matching = [s for s in _by_kind(objs, "Service")
+                if selector.items() <= s["metadata"]["labels"].items()
+                and endpoint["port"] in {p["name"] for p in s["spec"]["ports"]}]
+    assert [s["metadata"]["name"] for s in matching] == ["certdepot-operator-metrics"]
 
 
 def test_watching_some_namespaces_binds_roles_only_there(helm: Helm) -> None:
@@ -222,8 +219,8 @@ def test_watching_some_namespaces_binds_roles_only_there(helm: Helm) -> None:
     crbs = [b["metadata"]["name"] for b in _by_kind(objs, "ClusterRoleBinding")]
     assert not any(n.endswith("-namespaced") for n in crbs), crbs
     args = _pod(_one(objs, "Deployment", "-operator"))["containers"][0]["args"]
-    assert "--all-namespaces" not in args
-    assert args.count("--namespace") == 2
+    assert [a for a in args if a.startswith("--namespace")] == [
+        "--namespace=team-a", "--namespace=team-b"]
 
 
 # (--set arguments, a fragment of the error helm must print)
@@ -410,3 +407,32 @@ def test_repository_probes_target_routes_the_repository_serves(helm: Helm) -> No
     container = _pod(_one(helm.template(), "Deployment", "-repository"))["containers"][0]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["path"] in paths, (probe, sorted(p for p in paths if p))
+
+
+@pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
+def test_container_args_are_accepted_by_the_certdepot_cli(helm: Helm, value_set: str) -> None:
+    """Parse each rendered command line with the real click commands (without running them)."""
+    import click
+
+    from certdepot.cli import main
+
+    objs = helm.template(*_values(value_set), "--set", "operator.verbose=true",
+                         "--set", "operator.logFormat=json",
+                         "--set", "operator.watchNamespaces={a,b}")
+    for deploy in _by_kind(objs, "Deployment"):
+        args = _pod(deploy)["containers"][0]["args"]
+        group = main.get_command(click.Context(main), args[0])
+        assert isinstance(group, click.Group), args[0]
+        command = group.get_command(click.Context(group), args[1])
+        assert command is not None, args[:2]
+        # Raises click.UsageError / BadParameter on an unknown option or a wrong value.
+        ctx = command.make_context(" ".join(args[:2]), list(args[2:]))
+        if args[0] == "operator":
+            assert ctx.params["bind"] == "0.0.0.0"
+            assert ctx.params["leader_election"] is True
+            assert ctx.params["namespaces"] == ("a", "b")
+            ports = {p["name"]: p["containerPort"] for p in _pod(deploy)["containers"][0]["ports"]}
+            assert ctx.params["metrics_port"] == ports["metrics"]
+            assert ctx.params["health_port"] == ports["health"]
+        else:
+            assert str(ctx.params["config_path"]) == "/etc/certdepot/config/config.yaml"
