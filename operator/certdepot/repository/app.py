@@ -23,6 +23,7 @@ from certdepot.repository.routes import (
     directory,
     download,
     orders,
+    star,
 )
 from certdepot.repository.state import Repo
 
@@ -56,6 +57,7 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
     routes: list[BaseRoute] = [
         *directory.routes, *accounts.routes, *orders.routes, *authz.routes,
         *certificates.routes, *download.routes, *ari.routes, *delegations.routes,
+        *star.routes,
     ]
 
     @asynccontextmanager

@@ -249,6 +249,8 @@ class Validation(_Model):
 class Config(_Model):
     base_url: str
     validation: Validation = Field(default_factory=Validation)
+    # Shortest STAR (RFC 8739) certificate lifetime a client may ask for.
+    star_min_lifetime: Duration = timedelta(hours=1)
     # How long an ARI response tells clients to wait before asking again.
     ari_retry_after: Duration = timedelta(hours=6)
     listeners: Listeners

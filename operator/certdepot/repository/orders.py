@@ -82,9 +82,9 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         data["profile"] = payload["profile"]
     if payload.get("replaces") is not None:
         data["replaces"] = str(payload["replaces"])
-    for key in ("notBefore", "notAfter"):
+    for key in ("notBefore", "notAfter", "auto-renewal"):
         if payload.get(key) is not None:
-            raise AcmeProblem("malformed", f"{key} is not supported by this server")
+            raise AcmeProblem("malformed", f"{key} is only supported for delegated orders")
     order_id = new_id()
     grants: list[bool] = []
     challenge_types = ["http-01", "dns-01"]

@@ -4,7 +4,7 @@ certificates the admin imported. Every issuer signs a client's CSR the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from cryptography import x509
@@ -18,6 +18,10 @@ class IssueRequest:
     profile: str | None = None
     # ARI certID of the certificate this one replaces (RFC 9773 ``replaces``)
     replaces: str | None = None
+    # Exact validity asked for (delegated orders with notBefore/notAfter); issuers that
+    # can (local-ca) honour them to the second.
+    not_before: datetime | None = None
+    not_after: datetime | None = None
 
 
 class IssuerError(Exception):

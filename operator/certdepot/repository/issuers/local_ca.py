@@ -90,7 +90,11 @@ class LocalCa:
             raise IssuerError(str(exc)) from None
         lifetime = request.lifetime or self.cfg.lifetime
         now = _now()
+        if request.not_before is not None:
+            now = request.not_before.astimezone(dt.UTC).replace(microsecond=0)
         not_after = now + lifetime
+        if request.not_after is not None:
+            not_after = request.not_after.astimezone(dt.UTC).replace(microsecond=0)
         if not_after > self.root.not_valid_after_utc:
             raise IssuerError(f"issuer {self.name}: lifetime exceeds the root's validity")
         builder = (

@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import orders as logic
+from certdepot.repository import store as tables
 from certdepot.repository.http import acme_json, repo_of, verify_post
 from certdepot.repository.views import order_json
 
@@ -31,6 +32,14 @@ async def order(request: Request) -> Response:
     signed = await verify_post(request)
     assert signed.account is not None
     row = logic.get_order_for(repo, request.path_params["order"], signed.account)
+    if signed.payload and signed.payload.get("status") == "canceled":
+        # RFC 8739 §3.1.2: the client stops auto-renewal.
+        if not row["data"].get("auto_renewal") or row["data"].get("star_cancelled"):
+            raise AcmeProblem("autoRenewalCancellationInvalid",
+                              "not an active auto-renewal order")
+        data = {**row["data"], "star_cancelled": True}
+        repo.store.update(tables.orders, row["id"], data=data)
+        row = {**row, "data": data}
     return acme_json(repo, order_json(repo, row), location=repo.urls.order(row["id"]),
                      headers=_retry(row["status"]))
 

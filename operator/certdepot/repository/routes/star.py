@@ -1,0 +1,47 @@
+"""RFC 8739 §3.3: the STAR certificate URL of an auto-renewal order, and cancellation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import star
+from certdepot.repository import store as tables
+from certdepot.repository.http import repo_of, verify_post
+from certdepot.repository.routes.certificates import pem_response
+
+
+def _http_date(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+async def star_certificate(request: Request) -> Response:
+    repo = repo_of(request)
+    order = repo.store.get(tables.orders, request.path_params["order"])
+    if request.method == "POST":
+        signed = await verify_post(request)
+        assert signed.account is not None
+        if order is None or order["account_id"] != signed.account["id"]:
+            raise AcmeProblem("malformed", "no such certificate", status=404)
+    elif order is None or not order["data"].get("auto_renewal", {}).get(
+            "allow-certificate-get"):
+        # Unauthenticated GET only where the order asked for it (the URL is the capability).
+        raise AcmeProblem("malformed", "no such certificate", status=404)
+    if order is None or not order["data"].get("auto_renewal") or not order["cert_id"]:
+        raise AcmeProblem("malformed", "no such certificate", status=404)
+    st = star.state(repo, order)
+    if st == "canceled":
+        raise AcmeProblem("autoRenewalCanceled", "auto-renewal was canceled")
+    if st == "expired":
+        raise AcmeProblem("autoRenewalExpired", "auto-renewal has ended")
+    cert = repo.store.get(tables.certificates, order["cert_id"])
+    assert cert is not None
+    return pem_response(repo, cert, {"Cert-Not-Before": _http_date(cert["not_before"]),
+                                     "Cert-Not-After": _http_date(cert["not_after"])})
+
+
+routes = [Route("/acme/star/{order}", star_certificate, methods=["GET", "POST"])]
