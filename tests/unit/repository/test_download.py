@@ -238,6 +238,6 @@ async def test_proof_of_control_wrong_token(env_factory: Any,
         if authz["status"] != "pending":
             break
     assert authz["status"] == "invalid"
-    eph, jwk = keywrap.generate_ephemeral()
+    _eph, jwk = keywrap.generate_ephemeral()
     r = await c.post(order["finalize"], {"ephemeral-jwk": jwk})
     assert r.status_code == 403 and r.json()["type"].endswith(":orderNotReady")
