@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from certdepot.controller.errors import ReconcileError, SecretConflict, classify
 from certdepot.controller.gateway import Endpoint
 
 KIND = "CertificateDownload"
+log = logging.getLogger("certdepot.operator")
 
 
 def owner_of(body: Mapping[str, Any], kind: str) -> secrets.Owner:
@@ -120,6 +122,17 @@ def failure(
         str(meta.get("name")),
         ready=valid is not None and outcome.reason != "SecretConflict",
     )
+    # Messages come from errors.classify: problem details and our own text, never key bytes.
+    log.warning(
+        "%s %s/%s: %s: %s (attempt %d, retry in %.0fs)",
+        kind,
+        meta.get("namespace"),
+        meta.get("name"),
+        outcome.reason,
+        outcome.message,
+        attempts,
+        outcome.retry_after,
+    )
     if outcome.message != memory.last_warning:
         # One Event per distinct failure; repeats are visible in failedAttempts.
         deps.events(body, "Warning", outcome.reason, outcome.message)
@@ -198,6 +211,7 @@ async def _fetch(
         f"certificate {leaf.serial} written to Secret {spec['secretName']} ({decision.reason})"
     )
     deps.events(body, "Normal", "Downloaded", message)
+    log.info("%s %s/%s: %s", KIND, owner.namespace, owner.name, message)
     deps.metrics.fetches.labels(KIND, decision.reason).inc()
     deps.metrics.observe(
         KIND, owner.namespace, owner.name, ready=True, not_after=leaf.not_after, renewal=renew_at

@@ -26,6 +26,15 @@ from certdepot.controller.steps import run_step
 SECRET_KINDS = ("CertificateDownload", "DelegatedCertificate")
 
 
+# --- login -----------------------------------------------------------------------------------
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # kopf's own parsers: in-cluster service account first, then $KUBECONFIG.
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 # --- repositories -----------------------------------------------------------------------------
 
 

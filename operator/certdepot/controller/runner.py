@@ -77,6 +77,8 @@ async def run(options: RunOptions) -> int:
         verbose=options.verbose,
         log_format=kopf.LogFormat.JSON if options.log_json else kopf.LogFormat.FULL,
     )
+    # One line per HTTP request to a repository is noise; the metrics count them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it too
     kube = RealKubeApi.from_environment(options.kubeconfig)

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from certdepot.acme.problems import AcmeProblem
 from certdepot.controller import tlsdata
 from certdepot.controller.decisions import RenewalWindow
 from certdepot.controller.gateway import (
@@ -23,7 +24,6 @@ from certdepot.controller.gateway import (
     Issued,
 )
 from certdepot.controller.kubeapi import Conflict
-from certdepot.acme.problems import AcmeProblem
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -33,14 +33,26 @@ class MiniCA:
 
     def __init__(self) -> None:
         self.root_key = ec.generate_private_key(ec.SECP256R1())
-        self.root = self._cert("Fake Root", self.root_key, self.root_key.public_key(), None, ca=True)
+        self.root = self._cert(
+            "Fake Root", self.root_key, self.root_key.public_key(), None, ca=True
+        )
         self.int_key = ec.generate_private_key(ec.SECP256R1())
-        self.intermediate = self._cert("Fake Intermediate", self.root_key, self.int_key.public_key(),
-                                       self.root, ca=True)
+        self.intermediate = self._cert(
+            "Fake Intermediate", self.root_key, self.int_key.public_key(), self.root, ca=True
+        )
 
-    def _cert(self, cn: str, signer: Any, public: Any, issuer: x509.Certificate | None, *, ca: bool,
-              names: Sequence[str] = (), not_before: dt.datetime | None = None,
-              lifetime: dt.timedelta = dt.timedelta(days=3650)) -> x509.Certificate:
+    def _cert(
+        self,
+        cn: str,
+        signer: Any,
+        public: Any,
+        issuer: x509.Certificate | None,
+        *,
+        ca: bool,
+        names: Sequence[str] = (),
+        not_before: dt.datetime | None = None,
+        lifetime: dt.timedelta = dt.timedelta(days=3650),
+    ) -> x509.Certificate:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]) if cn else x509.Name([])
         start = not_before or NOW - dt.timedelta(days=1)
         builder = (
@@ -55,15 +67,29 @@ class MiniCA:
         )
         if names:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+                x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            )
         return builder.sign(signer, hashes.SHA256())
 
-    def issue(self, names: Sequence[str], *, key: tlsdata.PrivateKey | None = None,
-              not_before: dt.datetime | None = None,
-              lifetime: dt.timedelta = dt.timedelta(days=90)) -> tuple[list[x509.Certificate], tlsdata.PrivateKey]:
+    def issue(
+        self,
+        names: Sequence[str],
+        *,
+        key: tlsdata.PrivateKey | None = None,
+        not_before: dt.datetime | None = None,
+        lifetime: dt.timedelta = dt.timedelta(days=90),
+    ) -> tuple[list[x509.Certificate], tlsdata.PrivateKey]:
         key = key or tlsdata.generate_key("ECDSA", 256)
-        leaf = self._cert("", self.int_key, key.public_key(), self.intermediate, ca=False, names=names,
-                          not_before=not_before, lifetime=lifetime)
+        leaf = self._cert(
+            "",
+            self.int_key,
+            key.public_key(),
+            self.intermediate,
+            ca=False,
+            names=names,
+            not_before=not_before,
+            lifetime=lifetime,
+        )
         return [leaf, self.intermediate, self.root], key
 
 
@@ -120,16 +146,22 @@ class FakeKube:
     async def namespace_labels(self, namespace: str) -> dict[str, str]:
         return dict(self.namespaces.get(namespace, {}))
 
-    async def get_custom(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    async def get_custom(
+        self, kind: str, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         found = self.customs.get((kind, namespace or "", name))
         return copy.deepcopy(found) if found else None
 
     async def list_custom(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
-        return [copy.deepcopy(v) for (k, ns, _), v in self.customs.items()
-                if k == kind and (namespace is None or ns == namespace)]
+        return [
+            copy.deepcopy(v)
+            for (k, ns, _), v in self.customs.items()
+            if k == kind and (namespace is None or ns == namespace)
+        ]
 
-    async def patch_status(self, kind: str, namespace: str | None, name: str,
-                           status: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
         self.statuses.append((kind, namespace, name, dict(status)))
         obj = self.customs.get((kind, namespace or "", name))
         if obj is not None:
@@ -156,8 +188,9 @@ class FakeRepository:
         self.registrations: list[ExternalAccount | None] = []
         self.fail_with: BaseException | None = None
         self.windows: dict[str, RenewalWindow] = {}
-        self.delegation_list = [Delegation("https://repo.test/acme/delegation/cdn1",
-                                           {"keyTypes": "**"})]
+        self.delegation_list = [
+            Delegation("https://repo.test/acme/delegation/cdn1", {"keyTypes": "**"})
+        ]
         self.csrs: list[bytes] = []
         self.issued_lifetime = dt.timedelta(days=6)
 
@@ -166,42 +199,66 @@ class FakeRepository:
         self.managed[frozenset(names)] = (chain, key)
         return chain
 
-    async def register(self, endpoint: Endpoint, *, email: str | None,
-                       eab: ExternalAccount | None) -> AccountInfo:
+    async def register(
+        self, endpoint: Endpoint, *, email: str | None, eab: ExternalAccount | None
+    ) -> AccountInfo:
         if self.fail_with:
             raise self.fail_with
         self.registrations.append(eab)
-        return AccountInfo("https://repo.test/acme/acct/1", {"downloadEnabled": True},
-                           [d.url for d in self.delegation_list])
+        return AccountInfo(
+            "https://repo.test/acme/acct/1",
+            {"downloadEnabled": True},
+            [d.url for d in self.delegation_list],
+        )
 
     async def download(self, endpoint: Endpoint, dns_names: Sequence[str]) -> Downloaded:
         if self.fail_with:
             raise self.fail_with
         entry = self.managed.get(frozenset(dns_names))
         if entry is None:
-            raise AcmeProblem("rejectedIdentifier", "no managed certificate has exactly these names")
+            raise AcmeProblem(
+                "rejectedIdentifier", "no managed certificate has exactly these names"
+            )
         self.downloads += 1
         return Downloaded(pem(entry[0]), entry[1], "https://repo.test/acme/cert/1")
 
-    async def renewal_window(self, endpoint: Endpoint, cert: x509.Certificate) -> RenewalWindow | None:
+    async def renewal_window(
+        self, endpoint: Endpoint, cert: x509.Certificate
+    ) -> RenewalWindow | None:
         return self.windows.get(format(cert.serial_number, "x"))
 
     async def delegations(self, endpoint: Endpoint) -> list[Delegation]:
         return list(self.delegation_list)
 
-    async def delegated_order(self, endpoint: Endpoint, *, delegation_url: str,
-                              dns_names: Sequence[str], csr_der: bytes,
-                              extra: dict[str, Any] | None = None) -> Issued:
+    async def delegated_order(
+        self,
+        endpoint: Endpoint,
+        *,
+        delegation_url: str,
+        dns_names: Sequence[str],
+        csr_der: bytes,
+        extra: dict[str, Any] | None = None,
+    ) -> Issued:
         if self.fail_with:
             raise self.fail_with
         self.csrs.append(csr_der)
         csr = x509.load_der_x509_csr(csr_der)
         key_public = csr.public_key()
-        leaf = self.ca._cert("", self.ca.int_key, key_public, self.ca.intermediate, ca=False,
-                             names=list(dns_names), lifetime=self.issued_lifetime)
+        leaf = self.ca._cert(
+            "",
+            self.ca.int_key,
+            key_public,
+            self.ca.intermediate,
+            ca=False,
+            names=list(dns_names),
+            lifetime=self.issued_lifetime,
+        )
         self.last_issued = [leaf, self.ca.intermediate, self.ca.root]
-        return Issued(pem(self.last_issued), "https://repo.test/acme/cert/star1",
-                      "https://repo.test/acme/order/1")
+        return Issued(
+            pem(self.last_issued),
+            "https://repo.test/acme/cert/star1",
+            "https://repo.test/acme/order/1",
+        )
 
     async def fetch_certificate(self, endpoint: Endpoint, url: str) -> str:
         return pem(self.last_issued)

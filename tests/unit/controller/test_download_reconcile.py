@@ -21,8 +21,9 @@ def secret_chain(kube: FakeKube, name: str = "web-tls") -> list[tlsdata.x509.Cer
     return tlsdata.split_chain(base64.b64decode(data["tls.crt"]))
 
 
-async def test_first_reconcile_writes_tls_secret(deps: Deps, kube: FakeKube, repo: FakeRepository,
-                                                 events: Events) -> None:
+async def test_first_reconcile_writes_tls_secret(
+    deps: Deps, kube: FakeKube, repo: FakeRepository, events: Events
+) -> None:
     chain = repo.manage(NAMES)
     body = download_body(secretTemplate={"labels": {"app": "web"}, "annotations": {"team": "a"}})
     step = await download.reconcile(body, deps)
@@ -49,8 +50,9 @@ async def test_first_reconcile_writes_tls_secret(deps: Deps, kube: FakeKube, rep
     assert "PRIVATE" not in repr(status) + repr(events)
 
 
-async def test_second_reconcile_does_not_download_again(deps: Deps, kube: FakeKube,
-                                                        repo: FakeRepository) -> None:
+async def test_second_reconcile_does_not_download_again(
+    deps: Deps, kube: FakeKube, repo: FakeRepository
+) -> None:
     repo.manage(NAMES)
     body = download_body()
     step = await download.reconcile(body, deps)
@@ -71,25 +73,32 @@ async def test_deleted_secret_comes_back(deps: Deps, kube: FakeKube, repo: FakeR
     assert ("team-a", "web-tls") in kube.secrets and repo.downloads == 2
 
 
-async def test_altered_secret_is_restored(deps: Deps, kube: FakeKube, repo: FakeRepository,
-                                          ca) -> None:
+async def test_altered_secret_is_restored(
+    deps: Deps, kube: FakeKube, repo: FakeRepository, ca
+) -> None:
     chain = repo.manage(NAMES)
     body = download_body()
     body["status"] = (await download.reconcile(body, deps)).status
     other_chain, other_key = ca.issue(NAMES)
     kube.secrets[("team-a", "web-tls")]["data"]["tls.crt"] = base64.b64encode(
-        tlsdata.chain_pem(other_chain)).decode()
+        tlsdata.chain_pem(other_chain)
+    ).decode()
     kube.secrets[("team-a", "web-tls")]["data"]["tls.key"] = base64.b64encode(
-        tlsdata.key_pem(other_key)).decode()
+        tlsdata.key_pem(other_key)
+    ).decode()
     await download.reconcile(body, deps)
     assert secret_chain(kube)[0] == chain[0]
 
 
-async def test_unmanaged_secret_is_never_overwritten(deps: Deps, kube: FakeKube,
-                                                     repo: FakeRepository, events: Events) -> None:
+async def test_unmanaged_secret_is_never_overwritten(
+    deps: Deps, kube: FakeKube, repo: FakeRepository, events: Events
+) -> None:
     repo.manage(NAMES)
-    foreign = {"metadata": {"name": "web-tls", "namespace": "team-a", "resourceVersion": "7"},
-               "type": "Opaque", "data": {"password": base64.b64encode(b"hunter2").decode()}}
+    foreign = {
+        "metadata": {"name": "web-tls", "namespace": "team-a", "resourceVersion": "7"},
+        "type": "Opaque",
+        "data": {"password": base64.b64encode(b"hunter2").decode()},
+    }
     kube.secrets[("team-a", "web-tls")] = dict(foreign)
     step = await download.reconcile(download_body(), deps)
     assert kube.secrets[("team-a", "web-tls")] == foreign
@@ -99,19 +108,23 @@ async def test_unmanaged_secret_is_never_overwritten(deps: Deps, kube: FakeKube,
     assert events[-1][:2] == ("Warning", "SecretConflict")
 
 
-async def test_adopting_an_unmanaged_secret_when_asked(deps: Deps, kube: FakeKube,
-                                                       repo: FakeRepository) -> None:
+async def test_adopting_an_unmanaged_secret_when_asked(
+    deps: Deps, kube: FakeKube, repo: FakeRepository
+) -> None:
     repo.manage(NAMES)
     kube.secrets[("team-a", "web-tls")] = {
         "metadata": {"name": "web-tls", "namespace": "team-a", "resourceVersion": "7"},
-        "type": "Opaque", "data": {}}
+        "type": "Opaque",
+        "data": {},
+    }
     step = await download.reconcile(download_body(adoptExistingSecret=True), deps)
     assert step.status["conditions"][0]["status"] == "True"
     assert kube.secrets[("team-a", "web-tls")]["type"] == "kubernetes.io/tls"
 
 
-async def test_failed_renewal_keeps_the_valid_secret(deps: Deps, kube: FakeKube, repo: FakeRepository,
-                                                     clock: Clock) -> None:
+async def test_failed_renewal_keeps_the_valid_secret(
+    deps: Deps, kube: FakeKube, repo: FakeRepository, clock: Clock
+) -> None:
     repo.manage(NAMES, lifetime=dt.timedelta(days=90))
     body = download_body()
     body["status"] = (await download.reconcile(body, deps)).status
@@ -128,8 +141,9 @@ async def test_failed_renewal_keeps_the_valid_secret(deps: Deps, kube: FakeKube,
     assert step2.status["failedAttempts"] == 2 and step2.delay == 2 * step.delay  # exponential
 
 
-async def test_renewal_within_renew_before_fetches_new(deps: Deps, kube: FakeKube,
-                                                       repo: FakeRepository, clock: Clock) -> None:
+async def test_renewal_within_renew_before_fetches_new(
+    deps: Deps, kube: FakeKube, repo: FakeRepository, clock: Clock
+) -> None:
     repo.manage(NAMES)
     body = download_body(renewBefore="240h")
     body["status"] = (await download.reconcile(body, deps)).status
@@ -142,15 +156,17 @@ async def test_renewal_within_renew_before_fetches_new(deps: Deps, kube: FakeKub
     assert repo.downloads == 2 and secret_chain(kube)[0] == newer[0]
 
 
-async def test_ari_window_open_triggers_fetch(deps: Deps, kube: FakeKube, repo: FakeRepository,
-                                              clock: Clock) -> None:
+async def test_ari_window_open_triggers_fetch(
+    deps: Deps, kube: FakeKube, repo: FakeRepository, clock: Clock
+) -> None:
     first = repo.manage(NAMES)
     body = download_body()
     body["status"] = (await download.reconcile(body, deps)).status
     newer = repo.manage(NAMES)
     serial = format(first[0].serial_number, "x")
-    repo.windows[serial] = RenewalWindow(clock.now - dt.timedelta(minutes=1),
-                                         clock.now + dt.timedelta(hours=1), serial)
+    repo.windows[serial] = RenewalWindow(
+        clock.now - dt.timedelta(minutes=1), clock.now + dt.timedelta(hours=1), serial
+    )
     clock.now += deps.settings.renewal_info_interval
     await download.reconcile(body, deps)
     assert secret_chain(kube)[0] == newer[0]
@@ -171,9 +187,15 @@ async def test_namespace_rules(deps: Deps, kube: FakeKube, repo: FakeRepository)
     assert step.status["conditions"][0]["reason"] == "RepositoryNotFound"
     kube.customs[("ClusterCertificateRepository", "", "central")] = {
         "metadata": {"name": "central"},
-        "spec": {"url": "https://repo.test/dir", "namespaceSelector": {"matchLabels": {"team": "a"}}},
-        "status": {"accountURL": "https://repo.test/acct/9", "accountKeySecretName": "depot-account-key",
-                   "conditions": [{"type": "Ready", "status": "True"}]},
+        "spec": {
+            "url": "https://repo.test/dir",
+            "namespaceSelector": {"matchLabels": {"team": "a"}},
+        },
+        "status": {
+            "accountURL": "https://repo.test/acct/9",
+            "accountKeySecretName": "depot-account-key",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
     }
     deps.settings = type(deps.settings)(cluster_resource_namespace="team-a")
     body["spec"]["repositoryRef"] = {"name": "central", "kind": "ClusterCertificateRepository"}

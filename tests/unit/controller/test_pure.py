@@ -17,9 +17,16 @@ from certdepot.controller.leader import LeaseView, lease_action
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("720h", 720 * 3600), ("1h30m", 5400), ("90s", 90), ("1.5h", 5400), ("250ms", 0.25),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("720h", 720 * 3600),
+        ("1h30m", 5400),
+        ("90s", 90),
+        ("1.5h", 5400),
+        ("250ms", 0.25),
+    ],
+)
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == pytest.approx(seconds)
 
@@ -76,34 +83,61 @@ def test_selector_semantics() -> None:
     expr = {"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "stage"]}]}
     assert access.selector_matches(expr, labels)
     assert not access.selector_matches(
-        {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}, labels)
-    assert access.selector_matches({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, labels)
-    assert not access.selector_matches({"matchExpressions": [{"key": "x", "operator": "Exists"}]}, labels)
-    assert not access.selector_matches({"matchExpressions": [{"key": "x", "operator": "Bogus"}]}, labels)
+        {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}, labels
+    )
+    assert access.selector_matches(
+        {"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, labels
+    )
+    assert not access.selector_matches(
+        {"matchExpressions": [{"key": "x", "operator": "Exists"}]}, labels
+    )
+    assert not access.selector_matches(
+        {"matchExpressions": [{"key": "x", "operator": "Bogus"}]}, labels
+    )
 
 
 def test_access_rules() -> None:
     ns_repo = {"metadata": {"name": "r", "namespace": "team-a"}, "spec": {}}
     ref = {"name": "r", "kind": "CertificateRepository"}
-    assert access.check_access(ref=ref, namespace="team-a", repository=ns_repo, namespace_labels={}) == ""
-    assert "another namespace" in access.check_access(ref=ref, namespace="team-b", repository=ns_repo,
-                                                      namespace_labels={})
-    assert "not found" in access.check_access(ref=ref, namespace="team-b", repository=None,
-                                              namespace_labels={})
-    cluster = {"metadata": {"name": "c"}, "spec": {"namespaceSelector": {"matchLabels": {"team": "a"}}}}
+    assert (
+        access.check_access(ref=ref, namespace="team-a", repository=ns_repo, namespace_labels={})
+        == ""
+    )
+    assert "another namespace" in access.check_access(
+        ref=ref, namespace="team-b", repository=ns_repo, namespace_labels={}
+    )
+    assert "not found" in access.check_access(
+        ref=ref, namespace="team-b", repository=None, namespace_labels={}
+    )
+    cluster = {
+        "metadata": {"name": "c"},
+        "spec": {"namespaceSelector": {"matchLabels": {"team": "a"}}},
+    }
     cref = {"name": "c", "kind": "ClusterCertificateRepository"}
-    assert access.check_access(ref=cref, namespace="x", repository=cluster, namespace_labels={"team": "a"}) == ""
-    assert "does not admit" in access.check_access(ref=cref, namespace="y", repository=cluster,
-                                                   namespace_labels={"team": "b"})
+    assert (
+        access.check_access(
+            ref=cref, namespace="x", repository=cluster, namespace_labels={"team": "a"}
+        )
+        == ""
+    )
+    assert "does not admit" in access.check_access(
+        ref=cref, namespace="y", repository=cluster, namespace_labels={"team": "b"}
+    )
 
 
 def test_conditions_keep_transition_time_when_status_unchanged() -> None:
-    first = set_condition(None, Condition("Ready", "False", "Pending", "wait"), now=NOW, generation=1)
+    first = set_condition(
+        None, Condition("Ready", "False", "Pending", "wait"), now=NOW, generation=1
+    )
     later = NOW + dt.timedelta(minutes=5)
-    same = set_condition(first, Condition("Ready", "False", "Other", "still"), now=later, generation=2)
+    same = set_condition(
+        first, Condition("Ready", "False", "Other", "still"), now=later, generation=2
+    )
     assert get_condition(same, "Ready")["lastTransitionTime"] == "2026-06-01T00:00:00Z"
     assert get_condition(same, "Ready")["reason"] == "Other"
-    flipped = set_condition(same, Condition("Ready", "True", "Issued", "ok"), now=later, generation=2)
+    flipped = set_condition(
+        same, Condition("Ready", "True", "Issued", "ok"), now=later, generation=2
+    )
     assert get_condition(flipped, "Ready")["lastTransitionTime"] == "2026-06-01T00:05:00Z"
     assert len(flipped) == 1
 

@@ -1,0 +1,301 @@
+"""CertificateDownload end to end: kubectl, the real API server, the real repository process,
+the operator as a real process, and a TLS handshake against the Secret it writes."""
+
+from __future__ import annotations
+
+import base64
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from repository_harness import RepoProcess, base_config, cli, create_tenant, running, write_config
+from test_operator_support import (
+    OperatorProcess,
+    apply,
+    get,
+    operator,
+    secret_files,
+    tls_handshake,
+    wait_condition,
+    wait_for,
+)
+
+from certdepot.acme import crypto
+from certdepot.testenv import procs
+from certdepot.testenv.kube import KubeEnv
+from certdepot.testenv.pki import TestCA, write_key
+
+NAMES = ["www.example.test", "example.test"]
+REPO = "central"
+
+
+@dataclass
+class Setup:
+    kube: KubeEnv
+    repo: RepoProcess
+    root: TestCA
+    workdir: Path
+    op: OperatorProcess
+
+
+@pytest.fixture(scope="module")
+def setup(
+    kube: KubeEnv,
+    crds_applied: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Setup]:
+    workdir = tmp_path_factory.mktemp("operator-download")
+    root = TestCA.create(workdir, "depot-root")
+    root_key = write_key(workdir / "depot-root.key", root.key)
+    port = procs.free_port()
+    cfg = base_config(
+        workdir,
+        port,
+        issuers=[
+            {
+                "name": "local",
+                "type": "local-ca",
+                "lifetime": "24h",
+                "root": {"cert": str(root.cert_path), "key": str(root_key)},
+            }
+        ],
+        certificates=[
+            {"name": "web", "dnsNames": NAMES, "issuer": "local"},
+            {"name": "secret-project", "dnsNames": ["hidden.example.test"], "issuer": "local"},
+        ],
+        tenants=[{"name": "cluster-1", "download": ["web"]}],
+    )
+    cfg_path = write_config(workdir, cfg)
+    kid, hmac_key = create_tenant(workdir, cfg_path, "cluster-1")
+    for ns, labels in (("certdepot", {}), ("team-a", {"team": "a"}), ("team-b", {"team": "b"})):
+        apply(
+            kube,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}},
+        )
+    with running(workdir, cfg_path, port) as repo:
+        apply(
+            kube,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "central-eab", "namespace": "certdepot"},
+                "stringData": {"secret": hmac_key},
+            },
+            {
+                "apiVersion": "certdepot.io/v1alpha1",
+                "kind": "ClusterCertificateRepository",
+                "metadata": {"name": REPO},
+                "spec": {
+                    "url": repo.directory_url,
+                    "caBundle": base64.b64encode(repo.ca_path.read_bytes()).decode(),
+                    "externalAccountBinding": {
+                        "keyID": kid,
+                        "keySecretRef": {"name": "central-eab"},
+                    },
+                    "namespaceSelector": {"matchLabels": {"team": "a"}},
+                },
+            },
+        )
+        with operator(kube, workdir) as op:
+            yield Setup(kube, repo, root, workdir, op)
+
+
+def download(
+    name: str, namespace: str, secret: str, names: list[str] = NAMES, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "certdepot.io/v1alpha1",
+        "kind": "CertificateDownload",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "repositoryRef": {"kind": "ClusterCertificateRepository", "name": REPO},
+            "dnsNames": names,
+            "secretName": secret,
+            **spec,
+        },
+    }
+
+
+def secret_serial(s: Setup, name: str, namespace: str = "team-a") -> str | None:
+    secret = get(s.kube, "secret", name, namespace)
+    if secret is None or "tls.crt" not in (secret.get("data") or {}):
+        return None
+    leaf = crypto.parse_pem_chain(base64.b64decode(secret["data"]["tls.crt"]))[0]
+    return crypto.serial_hex(leaf).lower().lstrip("0") or "0"
+
+
+def test_repository_becomes_ready_with_account(setup: Setup) -> None:
+    obj = wait_condition(
+        setup.kube, "clustercertificaterepository", REPO, None, status="True", proc=setup.op.proc
+    )
+    status = obj["status"]
+    assert status["accountURL"].startswith(setup.repo.base_url)
+    assert status["directory"]["downloadEnabled"] is True
+    key_secret = get(setup.kube, "secret", status["accountKeySecretName"], "certdepot")
+    assert key_secret is not None and "account.key" in key_secret["data"]
+
+
+def test_download_is_served_by_a_real_tls_server(setup: Setup) -> None:
+    s = setup
+    apply(s.kube, download("web", "team-a", "web-tls", secretTemplate={"labels": {"app": "web"}}))
+    obj = wait_condition(
+        s.kube, "certificatedownload", "web", "team-a", status="True", proc=s.op.proc
+    )
+    secret = get(s.kube, "secret", "web-tls", "team-a")
+    assert secret is not None and secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["labels"]["app"] == "web"
+    assert (
+        secret["metadata"]["annotations"]["certdepot.io/owner"] == "CertificateDownload/team-a/web"
+    )
+    crt, key = secret_files(secret, s.workdir)
+    # Verify against the root we gave the repository, not against anything from the Secret.
+    peer = tls_handshake(crt, key, s.root.cert_path, "www.example.test")
+    assert ("DNS", "www.example.test") in peer["subjectAltName"]
+    tls_handshake(crt, key, s.root.cert_path, "example.test")
+    ca = base64.b64decode(secret["data"]["ca.crt"])
+    assert crypto.parse_pem_chain(ca)[0] == s.root.cert
+    status = obj["status"]
+    assert status["serial"] == secret_serial(s, "web-tls")
+    assert status["notAfter"] and status["renewalTime"] and status["fingerprint"]
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    events = s.kube.kubectl("get", "events", "-n", "team-a", "-o", "json").stdout
+    assert "Downloaded" in events
+    assert "PRIVATE KEY" not in events and "PRIVATE KEY" not in str(status)
+    printed = s.kube.kubectl("get", "cdl", "-n", "team-a").stdout
+    assert "web-tls" in printed and "True" in printed
+
+
+def test_secret_deleted_by_hand_comes_back(setup: Setup) -> None:
+    s = setup
+    wait_condition(s.kube, "certificatedownload", "web", "team-a", status="True", proc=s.op.proc)
+    before = secret_serial(s, "web-tls")
+    s.kube.kubectl("delete", "secret", "web-tls", "-n", "team-a")
+    after = wait_for(
+        "the Secret to come back", lambda: secret_serial(s, "web-tls"), timeout=30, proc=s.op.proc
+    )
+    assert after == before  # the same certificate, downloaded again
+
+
+def test_unmanaged_secret_is_not_overwritten(setup: Setup) -> None:
+    s = setup
+    apply(
+        s.kube,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "taken", "namespace": "team-a"},
+            "stringData": {"note": "someone else's"},
+        },
+    )
+    apply(s.kube, download("conflict", "team-a", "taken"))
+    obj = wait_condition(
+        s.kube,
+        "certificatedownload",
+        "conflict",
+        "team-a",
+        status="False",
+        reason="SecretConflict",
+        proc=s.op.proc,
+    )
+    assert "adoptExistingSecret" in obj["status"]["conditions"][0]["message"]
+    secret = get(s.kube, "secret", "taken", "team-a")
+    assert secret is not None and set(secret["data"]) == {"note"}
+    assert "certdepot.io/owner" not in (secret["metadata"].get("annotations") or {})
+
+
+def test_namespace_not_admitted_by_the_selector(setup: Setup) -> None:
+    s = setup
+    apply(s.kube, download("web", "team-b", "web-tls"))
+    wait_condition(
+        s.kube,
+        "certificatedownload",
+        "web",
+        "team-b",
+        status="False",
+        reason="RepositoryNotAllowed",
+        proc=s.op.proc,
+    )
+    assert get(s.kube, "secret", "web-tls", "team-b") is None
+
+
+def test_not_granted_certificate_is_refused(setup: Setup) -> None:
+    s = setup
+    apply(s.kube, download("hidden", "team-a", "hidden-tls", names=["hidden.example.test"]))
+    obj = wait_condition(
+        s.kube, "certificatedownload", "hidden", "team-a", status="False", proc=s.op.proc
+    )
+    assert ready_reason(obj) in {"Unauthorized", "RejectedIdentifier"}
+    assert get(s.kube, "secret", "hidden-tls", "team-a") is None
+
+
+def ready_reason(obj: dict[str, Any]) -> str:
+    return str(obj["status"]["conditions"][0]["reason"])
+
+
+def test_renewal_at_the_repository_reaches_the_secret(setup: Setup) -> None:
+    s = setup
+    wait_condition(s.kube, "certificatedownload", "web", "team-a", status="True", proc=s.op.proc)
+    before = secret_serial(s, "web-tls")
+    cli(s.workdir, s.repo.config_path, "renew", "web")
+    after = wait_for(
+        "the renewed certificate in the Secret",
+        lambda: (serial := secret_serial(s, "web-tls")) != before and serial,
+        timeout=60,
+        proc=s.op.proc,
+    )
+    assert after and after != before
+
+
+def test_metrics_and_health(setup: Setup) -> None:
+    s = setup
+    text = (
+        urllib.request.urlopen(f"http://127.0.0.1:{s.op.metrics_port}/metrics", timeout=10)
+        .read()
+        .decode()
+    )
+    assert (
+        'certdepot_resource_ready{kind="CertificateDownload",name="web",namespace="team-a"} 1.0'
+        in text
+    )
+    assert "certdepot_certificate_not_after_timestamp_seconds" in text
+    assert "certdepot_acme_requests_total" in text
+    assert "certdepot_operator_leader 1.0" in text
+    for path in ("healthz", "readyz"):
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{s.op.health_port}/{path}", timeout=10
+        ) as resp:
+            assert resp.status == 200
+
+
+def test_restart_resumes_without_downloading_again(setup: Setup) -> None:
+    s = setup
+    wait_condition(s.kube, "certificatedownload", "web", "team-a", status="True", proc=s.op.proc)
+    before = get(s.kube, "secret", "web-tls", "team-a")
+    assert before is not None
+    s.op.proc.stop()
+    with operator(s.kube, s.workdir, name="operator-restarted") as op:
+        wait_for(
+            "the restarted operator to look at the resource",
+            lambda: "UpToDate" in op.proc.tail(200) or _reconciled_after_restart(s),
+            timeout=30,
+            proc=op.proc,
+        )
+        after = get(s.kube, "secret", "web-tls", "team-a")
+        assert after is not None
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        s.op = op  # later tests (if any) use the live one
+
+
+def _reconciled_after_restart(s: Setup) -> bool:
+    obj = get(s.kube, "certificatedownload", "web", "team-a")
+    return ready_condition_reason(obj) == "UpToDate"
+
+
+def ready_condition_reason(obj: dict[str, Any] | None) -> str:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return str(cond.get("reason"))
+    return ""

@@ -1,0 +1,192 @@
+"""Helpers for the operator integration tests (no tests here): start ``certdepot operator
+run`` as a real process against the test API server, wait for conditions, and check a
+Secret by serving it from a real TLS server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from certdepot.testenv import procs
+from certdepot.testenv.kube import KubeEnv
+
+ROOT = Path(__file__).resolve().parents[2]
+CERTDEPOT = [sys.executable, "-m", "certdepot.cli"]
+
+
+@dataclass
+class OperatorProcess:
+    proc: procs.ManagedProcess
+    metrics_port: int
+    health_port: int
+
+
+@contextmanager
+def operator(
+    kube: KubeEnv,
+    workdir: Path,
+    *args: str,
+    name: str = "operator",
+) -> Iterator[OperatorProcess]:
+    metrics_port, health_port = procs.free_port(), procs.free_port()
+    argv = [
+        *CERTDEPOT,
+        "operator",
+        "run",
+        "--kubeconfig",
+        str(kube.kubeconfig),
+        "--metrics-port",
+        str(metrics_port),
+        "--health-port",
+        str(health_port),
+        "--lease-namespace",
+        "certdepot",
+        "--cluster-resource-namespace",
+        "certdepot",
+        "--recheck-seconds",
+        "5",
+        "--renewal-info-seconds",
+        "2",
+        "--backoff-base-seconds",
+        "1",
+        "--backoff-cap-seconds",
+        "5",
+        *args,
+    ]
+    proc = procs.start(
+        name,
+        argv,
+        log_path=workdir / f"{name}.log",
+        extra_env={"PYTHONPATH": str(ROOT / "operator")},
+    )
+    try:
+        proc.wait_for_port(health_port, timeout=60)
+        proc.wait_for_url(f"http://127.0.0.1:{health_port}/readyz")
+        yield OperatorProcess(proc, metrics_port, health_port)
+    finally:
+        proc.stop()
+
+
+def apply(kube: KubeEnv, *docs: dict[str, Any]) -> None:
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def get(kube: KubeEnv, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    args = ["get", kind, name, "-o", "json"]
+    if namespace:
+        args += ["-n", namespace]
+    res = kube.kubectl(*args, check=False)
+    if res.returncode != 0:
+        if "NotFound" in res.stderr:
+            return None
+        raise AssertionError(res.stderr)
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def ready_condition(obj: dict[str, Any] | None) -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return dict(cond)
+    return {}
+
+
+def wait_for(
+    what: str,
+    check: Callable[[], Any],
+    *,
+    timeout: float = 60.0,
+    proc: procs.ManagedProcess | None = None,
+    interval: float = 0.5,
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        if proc is not None:
+            proc.check_running()
+        time.sleep(interval)
+    tail = proc.tail(60) if proc is not None else ""
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}\n{tail}")
+
+
+def wait_condition(
+    kube: KubeEnv,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    *,
+    status: str,
+    reason: str | None = None,
+    proc: procs.ManagedProcess | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = get(kube, kind, name, namespace)
+        cond = ready_condition(obj)
+        if cond.get("status") == status and (reason is None or cond.get("reason") == reason):
+            return obj
+        return None
+
+    return dict(
+        wait_for(f"{kind} {name} Ready={status} {reason or ''}", check, timeout=timeout, proc=proc)
+    )
+
+
+def secret_files(secret: dict[str, Any], workdir: Path) -> tuple[Path, Path]:
+    data = secret["data"]
+    crt, key = workdir / "tls.crt", workdir / "tls.key"
+    crt.write_bytes(base64.b64decode(data["tls.crt"]))
+    key.write_bytes(base64.b64decode(data["tls.key"]))
+    key.chmod(0o600)
+    return crt, key
+
+
+def tls_handshake(
+    cert_file: Path, key_file: Path, trust_file: Path, server_name: str
+) -> dict[str, Any]:
+    """Serve cert+key from a real ssl server on loopback and connect to it verifying chain and
+    name against ``trust_file``; returns the peer certificate the client saw."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(b"hello\n")
+        except (OSError, ssl.SSLError) as exc:  # the client side reports the failure
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(trust_file))
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            client_ctx.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            assert tls.recv(6) == b"hello\n"
+            peer = tls.getpeercert()
+            assert peer is not None
+            return dict(peer)
+    finally:
+        thread.join(timeout=10)
+        listener.close()
