@@ -17,6 +17,7 @@ from certdepot.repository import certstore
 from certdepot.repository import store as tables
 from certdepot.repository.config import ManagedCertificate
 from certdepot.repository.issuers import IssueRequest
+from certdepot.repository.issuers.imported import Imported
 from certdepot.repository.state import Repo
 
 log = logging.getLogger("certdepot.repository.renewal")
@@ -79,7 +80,8 @@ async def check_one(repo: Repo, cfg: ManagedCertificate) -> None:
     cur = certstore.current_managed(repo.store, cfg.name)
     issuer = repo.issuers[cfg.issuer]
     if not issuer.can_issue:
-        if cur is not None and cur["not_after"] - now < 14 * 86400:
+        warn = issuer.warn_before.total_seconds() if isinstance(issuer, Imported) else 14 * 86400
+        if cur is not None and cur["not_after"] - now < warn:
             log.warning("%s: imported certificate expires in %.1f days; import a new one",
                         cfg.name, (cur["not_after"] - now) / 86400)
         return

@@ -16,6 +16,7 @@ class Imported:
     def __init__(self, cfg: ImportedIssuer) -> None:
         self.name = cfg.name
         self.cfg = cfg
+        self.warn_before = cfg.warn_before
 
     async def issue(self, request: IssueRequest) -> str:
         raise IssuerError(f"issuer {self.name} only holds imported certificates; "
