@@ -164,3 +164,27 @@ async def test_non_json_success_is_a_bad_response() -> None:
         with pytest.raises(AcmeClientError) as exc:
             await acme.directory()
     assert exc.value.short_type.endswith("badResponse") and f"{base}/dir" in exc.value.detail
+
+
+async def test_trickling_server_is_bounded_by_the_request_timeout() -> None:
+    """Each byte arrives well within httpx's read timeout, the whole answer never does."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.1)
+        writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/dir"
+    try:
+        async with AcmeClient(url, crypto.generate_private_key(), timeout=0.8) as acme:
+            started = time.monotonic()
+            with pytest.raises(AcmeTimeout, match=url):
+                await acme.directory()
+            assert time.monotonic() - started < 3
+    finally:
+        server.close()

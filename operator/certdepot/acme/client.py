@@ -255,8 +255,11 @@ class AcmeClient:
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.TimeoutException:
+            # httpx bounds each phase (connect, each read...); the outer deadline also bounds a
+            # server that trickles its answer byte by byte.
+            async with asyncio.timeout(self.timeout):
+                response = await self._http.request(method, url, **kwargs)
+        except (httpx.TimeoutException, TimeoutError):
             raise _timeout(f"{method} {url} timed out after {self.timeout:g}s") from None
         except httpx.TransportError as exc:
             raise AcmeClientError.make(
