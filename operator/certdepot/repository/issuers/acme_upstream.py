@@ -8,6 +8,7 @@ dns-01 by RFC 2136) and asks the CA for renewal information (RFC 9773) and ``rep
 from __future__ import annotations
 
 import logging
+import time
 
 from cryptography import x509
 
@@ -35,6 +36,7 @@ class AcmeUpstream:
                                         if cfg.challenge.type == "dns-01"
                                         else Http01Solver(store))
         self._key: crypto.PrivateKey | None = None
+        self._ari: dict[str, tuple[tuple[float, float] | None, float]] = {}
 
     def _blob(self, what: str) -> str:
         return f"acme-issuer:{self.name}:{what}"
@@ -95,11 +97,21 @@ class AcmeUpstream:
             raise IssuerError(f"issuer {self.name}: {exc}") from None
 
     async def suggested_renewal(self, cert: x509.Certificate) -> tuple[float, float] | None:
+        # Ask again only after the CA's Retry-After (RFC 9773 §4.3), not on every pass.
+        key = crypto.serial_hex(cert)
+        cached = self._ari.get(key)
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
         async with self._client() as client:
             if not (await client.directory()).renewal_info:
-                return None
-            info = await client.renewal_info(cert)
-        return info.start.timestamp(), info.end.timestamp()
+                window = None
+                retry = 3600.0
+            else:
+                info = await client.renewal_info(cert)
+                window = (info.start.timestamp(), info.end.timestamp())
+                retry = min(max(info.retry_after or 3600.0, 60.0), 86400.0)
+        self._ari[key] = (window, time.monotonic() + retry)
+        return window
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,85 @@
+"""Renewal decisions: obtain at start, renew when due, back off on failure while the
+current certificate keeps being served, and one replica per lease."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cryptography import x509
+from repository_testkit import Env
+
+from certdepot.repository import certstore, renewal
+from certdepot.repository import store as tables
+from certdepot.repository.issuers import IssueRequest, IssuerError
+
+
+class Failing:
+    name = "local"
+    can_issue = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def issue(self, request: IssueRequest) -> str:
+        self.calls += 1
+        raise IssuerError("upstream down")
+
+    async def suggested_renewal(self, cert: x509.Certificate) -> tuple[float, float] | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_obtain_then_not_due(env: Env) -> None:
+    await renewal.run_once(env.repo)
+    first = certstore.current_managed(env.repo.store, "web")
+    assert first is not None and first["key"] is not None
+    await renewal.run_once(env.repo)
+    assert certstore.current_managed(env.repo.store, "web")["id"] == first["id"]  # type: ignore[index]
+
+
+async def test_due_by_renew_before(env_factory: Any) -> None:
+    env: Env = await env_factory(certificates=[
+        {"name": "web", "dnsNames": ["www.example.test"], "issuer": "local",
+         "lifetime": "1d", "renewBefore": "2d"}], tenants=[])
+    await renewal.run_once(env.repo)
+    a = certstore.current_managed(env.repo.store, "web")
+    await renewal.run_once(env.repo)
+    b = certstore.current_managed(env.repo.store, "web")
+    assert a and b and a["id"] != b["id"]  # always inside renewBefore: renewed each pass
+
+
+async def test_failure_backs_off_and_keeps_serving(env: Env) -> None:
+    await renewal.run_once(env.repo)
+    current = certstore.current_managed(env.repo.store, "web")
+    assert current is not None
+    failing = Failing()
+    env.repo.issuers["local"] = failing
+    renewal.request_renewal(env.repo.store, "web")
+    await renewal.run_once(env.repo)
+    state = env.repo.store.get(tables.managed, "web")
+    assert state is not None
+    assert state["failures"] == 1 and "upstream down" in state["last_error"]
+    assert state["next_attempt"] > env.repo.clock()
+    calls = failing.calls
+    await renewal.run_once(env.repo)  # inside the backoff: no new attempt
+    assert failing.calls == calls
+    assert certstore.current_managed(env.repo.store, "web")["id"] == current["id"]  # type: ignore[index]
+    assert renewal.backoff(1) < renewal.backoff(3) <= renewal.MAX_BACKOFF
+
+
+async def test_lease_lets_one_replica_renew(env: Env) -> None:
+    from certdepot.repository.state import Repo
+
+    other = Repo(config=env.repo.config, store=env.repo.store, vault=env.repo.vault,
+                 issuers=env.repo.issuers, urls=env.repo.urls)
+    assert env.repo.store.acquire_lease("renew:web", other.replica_id, 60)
+    await renewal.run_once(env.repo)  # web is leased by the other replica
+    assert certstore.current_managed(env.repo.store, "web") is None
+    env.repo.store.release_lease("renew:web", other.replica_id)
+    await asyncio.gather(renewal.run_once(env.repo), renewal.run_once(other))
+    rows = env.repo.store.select(tables.certificates,
+                                 tables.certificates.c.managed_name == "web")
+    assert len(rows) == 1
