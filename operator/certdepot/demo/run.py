@@ -1,0 +1,370 @@
+"""The demo, step by step: real processes on 127.0.0.1, everything in one temporary directory.
+
+provision -> etcd + kube-apiserver -> (Pebble) -> repository config + tenant -> repository
+-> CRDs -> EAB Secret -> operator -> examples/ -> wait until Ready -> summary -> a TLS
+handshake with every Secret -> clean up.
+
+Only existing pieces are composed: certdepot.testenv starts and stops the processes, and
+the repository and the operator run as the same ``certdepot`` commands a user runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+
+import certdepot
+from certdepot.demo import manifests, repoconfig, summary, tlsproof
+from certdepot.demo.progress import kube_getter, wait_ready
+from certdepot.demo.steps import Echo, StepFailed, Steps
+from certdepot.testenv import procs
+from certdepot.testenv import provision as prov
+from certdepot.testenv.kube import KubeEnv
+from certdepot.testenv.pebble import PebbleEnv
+
+CLUSTER_NAMESPACE = "certdepot"
+CRDS_DIR = Path(__file__).resolve().parents[3] / "crds"
+_DNS_FIRST = re.compile(r"^\*\.")
+
+
+class DemoPebble(PebbleEnv):
+    """Pebble with a one-day profile, so the delegation's one-day maximum can be met."""
+
+    ONE_DAY_SECONDS = 24 * 3600
+    PROFILES = {**PebbleEnv.PROFILES, "oneday": ONE_DAY_SECONDS}
+
+
+@dataclass
+class Options:
+    upstream: str = "local-ca"  # or "pebble"
+    timeout: float = 180.0
+    examples: Path = field(default_factory=manifests.examples_dir)
+    crds: Path = CRDS_DIR
+    workdir: Path | None = None
+
+
+@dataclass
+class Outcome:
+    rows: list[summary.Row]
+    handshakes: list[tlsproof.Handshake]
+    seconds: float
+
+
+class Demo:
+    """One demo environment. :meth:`run` builds and proves it, :meth:`close` removes it."""
+
+    def __init__(self, options: Options, echo: Echo) -> None:
+        self.options = options
+        self.echo = echo
+        self.workdir = options.workdir or Path(tempfile.mkdtemp(prefix="certdepot-demo-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.kube: KubeEnv | None = None
+        self.pebble: PebbleEnv | None = None
+        self.repository: procs.ManagedProcess | None = None
+        self.operator: procs.ManagedProcess | None = None
+        self.config_path = self.workdir / "repository.yaml"
+        self.upstream_root: bytes | None = None
+        pebble = options.upstream == "pebble"
+        self.steps = Steps(11 if pebble else 10, echo)
+
+    # --- the whole run ------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        step = self.steps.step
+        pebble = self.options.upstream == "pebble"
+        with step("provision binaries (cached after the first run)"):
+            self._provision(pebble)
+        with step("start etcd + kube-apiserver", self._kube_logs):
+            self._start_kube()
+        if pebble:
+            with step("start Pebble (the upstream ACME CA) + challtestsrv", self._pebble_logs):
+                self._start_pebble()
+        with step("write the repository configuration and create the tenant (EAB)"):
+            port = procs.free_port()
+            eab_kid, eab_hmac = self._configure_repository(port)
+        with step("start the repository", self._repository_logs):
+            self._start_repository(port)
+        docs = manifests.load(self.options.examples)
+        with step("apply the CRDs and the example namespaces", self._kube_logs):
+            self._apply_crds(docs)
+        with step("store the tenant's EAB key in the cluster"):
+            self._store_eab(docs, eab_hmac)
+        with step("start the operator", self._operator_logs):
+            self._start_operator()
+        repo = manifests.Repository(
+            directory_url=f"https://127.0.0.1:{port}/directory",
+            ca_pem=repoconfig.tls_cert_path(self.workdir).read_bytes(),
+            eab_kid=eab_kid,
+        )
+        applied = manifests.customise(docs, repo)
+        with step(f"apply {self.options.examples}", self._kube_logs):
+            self._apply(applied)
+        items = manifests.expected(applied)
+        with step("wait until every resource is Ready", self._all_logs):
+            objects = self._wait(items)
+        with step("prove every Secret with a verifying TLS handshake", self._all_logs):
+            rows, handshakes = self._prove(items, objects)
+        self.echo("")
+        self.echo(summary.render(rows))
+        self.echo("")
+        for hs in handshakes:
+            self.echo(f"  TLS ok  {hs.server_name:24} {hs.tls_version}  serial {hs.serial}  "
+                      f"issued by {hs.issuer}")
+        return Outcome(rows, handshakes, self.steps.elapsed())
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def _provision(self, pebble: bool) -> None:
+        names = ["etcd", "kube-apiserver", "kubectl"]
+        if pebble:
+            names += ["pebble", "pebble-challtestsrv"]
+        results = prov.provision(names, log=lambda line: self.echo(f"        {line}"))
+        for name, res in results.items():
+            if res.path is None or res.source in ("missing", "stale"):
+                raise prov.ProvisionError(f"{name} could not be provisioned ({res.source})")
+
+    def _start_kube(self) -> None:
+        self.kube = KubeEnv(self.workdir / "kube")
+        self.kube.start()
+        assert self.kube.etcd and self.kube.apiserver
+        self._started(self.kube.etcd)
+        self._started(self.kube.apiserver)
+
+    def _start_pebble(self) -> None:
+        self.pebble = DemoPebble(self.workdir / "pebble")
+        self.pebble.start()
+        assert self.pebble.pebble and self.pebble.challtestsrv
+        self._started(self.pebble.challtestsrv)
+        self._started(self.pebble.pebble)
+        self.upstream_root = self.pebble.roots_pem().encode()
+
+    def _configure_repository(self, port: int) -> tuple[str, str]:
+        upstream = None
+        if self.pebble is not None:
+            upstream = repoconfig.Upstream(
+                directory_url=self.pebble.directory_url,
+                ca_bundle=self.pebble.ca_path,
+                http01_port=self.pebble.http01_port,
+                short_profile="oneday",
+                short_lifetime_seconds=DemoPebble.ONE_DAY_SECONDS,
+            )
+        self._write_kek()
+        config = repoconfig.build(self.workdir, port, upstream)
+        self.config_path = repoconfig.write(self.workdir, config)
+        self.echo(f"        {self.config_path}")
+        out = self._certdepot("repository", "tenant", "create", "--config",
+                              str(self.config_path), repoconfig.TENANT)
+        kid = re.search(r"eab-kid:\s+(\S+)", out)
+        hmac = re.search(r"eab-hmac:\s+(\S+)", out)
+        if not kid or not hmac:
+            raise RuntimeError("`certdepot repository tenant create` printed no EAB "
+                               "credentials")
+        self.echo(f"        tenant {repoconfig.TENANT}: eab-kid {kid.group(1)} "
+                  "(the HMAC key goes straight into a Secret)")
+        return kid.group(1), hmac.group(1)
+
+    def _start_repository(self, port: int) -> None:
+        self.repository = procs.start(
+            "repository",
+            [sys.executable, "-m", "certdepot.cli", "repository", "serve",
+             "--config", str(self.config_path)],
+            log_path=self.workdir / "logs" / "repository.log", extra_env=self._child_env())
+        self._started(self.repository)
+        self.repository.wait_for_port(port, timeout=60)
+        self.repository.wait_for_url(f"https://127.0.0.1:{port}/directory",
+                                     verify=str(repoconfig.tls_cert_path(self.workdir)))
+
+    def _apply_crds(self, docs: Sequence[Mapping[str, Any]]) -> None:
+        kube = self._kube()
+        names = []
+        for path in sorted(self.options.crds.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    names.append(doc["metadata"]["name"])
+        kube.kubectl("apply", "--server-side", "-f", str(self.options.crds))
+        kube.wait_for_crds(names)
+        namespaces = [d for d in docs if d.get("kind") == "Namespace"]
+        if not any(d["metadata"]["name"] == CLUSTER_NAMESPACE for d in namespaces):
+            namespaces.append({"apiVersion": "v1", "kind": "Namespace",
+                               "metadata": {"name": CLUSTER_NAMESPACE}})
+        self._apply(namespaces)
+
+    def _store_eab(self, docs: Sequence[Mapping[str, Any]], hmac: str) -> None:
+        for namespace, name, key in manifests.eab_secret_refs(docs, CLUSTER_NAMESPACE):
+            secret = {
+                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": {key: base64.b64encode(hmac.encode()).decode()},
+            }
+            # Through stdin, so the key is never on a command line or in a file.
+            self._kube().kubectl("apply", "-f", "-", input=yaml.safe_dump(secret))
+            self.echo(f"        Secret {namespace}/{name} (key {key!r})")
+
+    def _start_operator(self) -> None:
+        kube = self._kube()
+        health = procs.free_port()
+        self.operator = procs.start(
+            "operator",
+            [sys.executable, "-m", "certdepot.cli", "operator", "run",
+             "--kubeconfig", str(kube.kubeconfig), "--standalone",
+             "--cluster-resource-namespace", CLUSTER_NAMESPACE,
+             "--bind", "127.0.0.1", "--metrics-port", str(procs.free_port()),
+             "--health-port", str(health),
+             # A demo wants quick retries while the repository obtains its certificates.
+             "--backoff-base-seconds", "1", "--backoff-cap-seconds", "4"],
+            log_path=self.workdir / "logs" / "operator.log", extra_env=self._child_env())
+        self._started(self.operator)
+        self.operator.wait_for_url(f"http://127.0.0.1:{health}/readyz", timeout=60)
+
+    def _apply(self, docs: Sequence[Mapping[str, Any]]) -> None:
+        stream = yaml.safe_dump_all([dict(d) for d in docs], sort_keys=False)
+        out = self._kube().kubectl("apply", "-f", "-", input=stream).stdout
+        for line in out.splitlines():
+            self.echo(f"        {line}")
+
+    def _wait(self, items: Sequence[manifests.Expected]) -> dict[str, Mapping[str, Any]]:
+        with self._kube().api_client() as api:
+            return wait_ready(items, kube_getter(api), timeout=self.options.timeout,
+                              echo=self.echo, check_alive=self._check_alive)
+
+    def _prove(self, items: Sequence[manifests.Expected],
+               objects: Mapping[str, Mapping[str, Any]]
+               ) -> tuple[list[summary.Row], list[tlsproof.Handshake]]:
+        from kubernetes import client
+
+        rows: list[summary.Row] = []
+        handshakes: list[tlsproof.Handshake] = []
+        with self._kube().api_client() as api:
+            core = client.CoreV1Api(api)
+            for item in items:
+                obj = objects[item.label]
+                if item.secret_name is None or item.namespace is None:
+                    rows.append(summary.row(item, obj))
+                    continue
+                secret = core.read_namespaced_secret(item.secret_name, item.namespace)
+                if secret.type != "kubernetes.io/tls":
+                    raise RuntimeError(f"Secret {item.namespace}/{item.secret_name} has type "
+                                       f"{secret.type}, not kubernetes.io/tls")
+                data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+                leaf = x509.load_pem_x509_certificate(data["tls.crt"])
+                issuer = _common_name(leaf.issuer) or leaf.issuer.rfc4514_string()
+                root = self.upstream_root or data.get("ca.crt")
+                if not root:
+                    raise RuntimeError(f"Secret {item.namespace}/{item.secret_name} has no "
+                                       "ca.crt to verify the chain against")
+                name = _DNS_FIRST.sub("www.", item.dns_names[0])
+                hs = tlsproof.prove(data["tls.crt"], data["tls.key"], root, name,
+                                    scratch=self.workdir)
+                status_serial = (obj.get("status") or {}).get("serial")
+                if status_serial and status_serial != hs.serial:
+                    raise RuntimeError(f"{item.label}: status says serial {status_serial}, "
+                                       f"the Secret serves {hs.serial}")
+                handshakes.append(hs)
+                rows.append(summary.row(item, obj, issuer))
+        return rows, handshakes
+
+    # --- processes -------------------------------------------------------------------------
+
+    def processes(self) -> list[procs.ManagedProcess]:
+        found = [self.operator, self.repository]
+        if self.pebble is not None:
+            found += [self.pebble.pebble, self.pebble.challtestsrv]
+        if self.kube is not None:
+            found += [self.kube.apiserver, self.kube.etcd]
+        return [p for p in found if p is not None]
+
+    def close(self) -> None:
+        """Stop every process (newest first) and remove the working directory."""
+        for proc in (self.operator, self.repository):
+            if proc is not None:
+                proc.stop()
+        self.operator = self.repository = None
+        if self.pebble is not None:
+            self.pebble.stop()
+        if self.kube is not None:
+            self.kube.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _started(self, proc: procs.ManagedProcess) -> None:
+        self.echo(f"        {proc.name}: pid {proc.pid}, log {proc.log_path}")
+
+    def _check_alive(self) -> None:
+        for proc in self.processes():
+            proc.check_running()
+
+    def _child_env(self) -> dict[str, str]:
+        source_root = str(Path(certdepot.__file__).resolve().parents[1])
+        path = os.environ.get("PYTHONPATH")
+        return {"PYTHONPATH": source_root + (os.pathsep + path if path else "")}
+
+    def _write_kek(self) -> None:
+        path = repoconfig.kek_path(self.workdir)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(base64.b64encode(secrets.token_bytes(32)).decode())
+
+    def _certdepot(self, *args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "certdepot.cli", *args],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **self._child_env()})
+        if proc.returncode != 0:
+            raise RuntimeError(f"`certdepot {' '.join(args[:3])}` exited with "
+                               f"{proc.returncode}:\n{proc.stderr.strip()}")
+        return proc.stdout
+
+    def kube_config(self) -> Path:
+        return self._kube().kubeconfig
+
+    def _kube(self) -> KubeEnv:
+        if self.kube is None:
+            raise RuntimeError("the control plane is not running")
+        return self.kube
+
+    # --- which logs explain a failure -------------------------------------------------------
+
+    def _kube_logs(self) -> list[Path]:
+        base = self.workdir / "kube"
+        return [base / "etcd.log", base / "kube-apiserver.log"]
+
+    def _pebble_logs(self) -> list[Path]:
+        base = self.workdir / "pebble"
+        return [base / "pebble.log", base / "challtestsrv.log"]
+
+    def _repository_logs(self) -> list[Path]:
+        return [self.workdir / "logs" / "repository.log"]
+
+    def _operator_logs(self) -> list[Path]:
+        return [self.workdir / "logs" / "operator.log"]
+
+    def _all_logs(self) -> list[Path]:
+        logs = self._operator_logs() + self._repository_logs()
+        return logs + (self._pebble_logs() if self.pebble is not None else [])
+
+
+def _common_name(name: x509.Name) -> str:
+    from cryptography.x509.oid import NameOID
+
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, StepFailed):
+        return exc.report()
+    return f"FAILED: {exc}"
+
+
+Runner = Callable[[Options, Echo], Outcome]
