@@ -83,6 +83,30 @@ async def test_delegated_certificates(tmp_path: Path, pebble_eab: PebbleEnv) -> 
             with pytest.raises(AcmeProblem) as unknown:
                 await client.delegated_order(foreign, csr)
             assert unknown.value.short_type == "unknownDelegation"
+            refusals = {
+                "extra SAN": (crypto.build_csr(
+                    key, ["cdn-eu.example.test", "cdn-us.example.test"],
+                    key_usage=["digitalSignature"], extended_key_usage=["serverAuth"]),
+                    ["cdn-eu.example.test"], "badCSR"),
+                "key type": (crypto.build_csr(
+                    crypto.generate_private_key("ec-p384"), ["cdn-eu.example.test"],
+                    key_usage=["digitalSignature"], extended_key_usage=["serverAuth"]),
+                    None, "badCSR"),
+                "subject": (crypto.build_csr(
+                    key, ["cdn-eu.example.test"], subject={"organization": "Evil"},
+                    key_usage=["digitalSignature"], extended_key_usage=["serverAuth"]),
+                    None, "badCSR"),
+            }
+            for what, (bad_csr, idents, expected) in refusals.items():
+                with pytest.raises(AcmeProblem) as err:
+                    await client.delegated_order(edge, bad_csr, identifiers=idents)
+                assert err.value.short_type == expected, (what, err.value)
+                assert err.value.subproblems or "differ" in err.value.detail, what
+            too_long = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+            with pytest.raises(AcmeProblem) as err:
+                await client.new_order(["cdn-eu.example.test"], not_after=too_long,
+                                       extra={"delegation": edge})
+            assert err.value.short_type == "malformed" and "maximum" in err.value.detail
 
             # STAR: a stable URL, a new serial after half the lifetime, then cancellation
             star_url = next(u for u in urls if u.endswith("/star"))

@@ -278,6 +278,15 @@ class Config(_Model):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"issuers: duplicate name(s) {sorted(dup)}")
+        for what, items in (("certificates", [c.name for c in self.certificates]),
+                            ("tenants", [t.name for t in self.tenants])):
+            dup = {n for n in items if items.count(n) > 1}
+            if dup:
+                raise ValueError(f"{what}: duplicate name(s) {sorted(dup)}")
+        for i, t in enumerate(self.tenants):
+            dl_names = [d.name for d in t.delegations]
+            if len(set(dl_names)) != len(dl_names):
+                raise ValueError(f"tenants.{i}.delegations: duplicate names")
         issuers = {i.name: i for i in self.issuers}
 
         def need(path: str, name: str | None) -> None:

@@ -133,7 +133,7 @@ def _lifetime(repo: Repo, d: Delegation, payload: dict[str, Any]) -> tuple[float
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
     d = find(repo, account, payload.get("delegation"))
-    names = [i["value"] for i in order_logic._identifiers(payload)]
+    names = [i["value"] for i in order_logic.parse_identifiers(payload)]
     _refuse_names(d, names)
     lifetime, auto_renewal = _lifetime(repo, d, payload)
     order_id = new_id()
@@ -187,7 +187,8 @@ async def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
                            profile=data.get("profile"),
                            not_before=parse_time(data.get("notBefore"), "notBefore"),
                            not_after=parse_time(data.get("notAfter"), "notAfter"))
-    task = repo.spawn(order_logic._issue(repo, row, data["issuer"], request, account["id"]),
-                      name=f"issue-{row['id']}")
+    task = repo.spawn(
+        order_logic.issue_in_background(repo, row, data["issuer"], request, account["id"]),
+        name=f"issue-{row['id']}")
     await asyncio.wait([task], timeout=3.0)
     return repo.store.get(tables.orders, row["id"]) or row

@@ -30,7 +30,7 @@ ORDER_LIFETIME = 7 * 86400.0
 AUTHZ_LIFETIME = 7 * 86400.0
 
 
-def _identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
+def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
     idents = payload.get("identifiers")
     if not isinstance(idents, list) or not idents:
         raise AcmeProblem("malformed", "identifiers must be a non-empty array")
@@ -73,7 +73,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         from certdepot.repository import delegation
 
         return delegation.create_order(repo, account, payload)
-    idents = _identifiers(payload)
+    idents = parse_identifiers(payload)
     names = [i["value"] for i in idents]
     data: dict[str, Any] = {"identifiers": idents}
     if payload.get("profile") is not None:
@@ -199,16 +199,17 @@ async def finalize(repo: Repo, account: dict[str, Any], order_id: str,
         raise AcmeProblem("orderNotReady", "order is already being finalized")
     request = IssueRequest(csr_der=csr_der, dns_names=wanted,
                            profile=data.get("profile"), replaces=data.get("replaces"))
-    task = repo.spawn(_issue(repo, row, data["issuer"], request, account["id"]),
-                      name=f"issue-{row['id']}")
+    task = repo.spawn(
+        issue_in_background(repo, row, data["issuer"], request, account["id"]),
+        name=f"issue-{row['id']}")
     # Fast issuers (local CA) finish before we answer; slow ones leave the order
     # processing and the client polls (Retry-After).
     await asyncio.wait([task], timeout=3.0)
     return repo.store.get(tables.orders, row["id"]) or row
 
 
-async def _issue(repo: Repo, row: dict[str, Any], issuer_name: str, request: IssueRequest,
-                 account_id: str) -> None:
+async def issue_in_background(repo: Repo, row: dict[str, Any], issuer_name: str,
+                              request: IssueRequest, account_id: str) -> None:
     try:
         chain = await repo.issuers[issuer_name].issue(request)
     except IssuerError as exc:
