@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -175,7 +174,7 @@ zone:
             self.process.stop()
             self.process = None
         if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            procs.remove_workdir(self.workdir)
 
     def query(self, name: str, rdtype: str = "TXT") -> dns.message.Message:
         """Ask the server directly (TCP) — what a validator asking the authority sees."""

@@ -19,7 +19,6 @@ permissions that RBAC objects grant it.
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 import tempfile
 import time
@@ -116,7 +115,7 @@ class KubeEnv:
                 proc.stop()
         self.apiserver = self.etcd = None
         if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            procs.remove_workdir(self.workdir)
 
     def restart(self, *, etcd: bool = False) -> None:
         """Stop and start kube-apiserver (and etcd too when ``etcd``), keeping all data,

@@ -20,13 +20,13 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-import shutil
 import ssl
 import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import httpx
 
@@ -34,7 +34,17 @@ from certdepot.testenv import procs
 from certdepot.testenv.pki import TestCA
 from certdepot.testenv.provision import binary
 
-__all__ = ["PebbleEnv"]
+__all__ = ["HostPort", "PebbleEnv"]
+
+
+class HostPort(Protocol):
+    """Anything with ``address`` and ``port``, e.g. a :class:`~certdepot.testenv.dns.DnsServer`."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
 
 
 @functools.cache
@@ -66,7 +76,7 @@ class PebbleEnv:
         workdir: Path | None = None,
         *,
         eab: bool | Mapping[str, str] = False,
-        dns_server: str | None = None,
+        dns_server: str | HostPort | None = None,
         nonce_reject: int | None = None,
         va_sleep: bool = False,
         authz_reuse: int | None = None,
@@ -80,8 +90,9 @@ class PebbleEnv:
     ) -> None:
         """Options map onto Pebble's config file and environment variables:
 
-        ``eab``: require External Account Binding; True generates two key ids, a mapping
-        gives ``{key id: base64url HMAC key}``. ``nonce_reject``: percentage of good
+        ``dns_server``: "host:port" (or a DnsServer) Pebble resolves through instead of
+        challtestsrv. ``eab``: require External Account Binding; True generates two key
+        ids, a mapping gives ``{key id: base64url HMAC key}``. ``nonce_reject``: percentage of good
         nonces rejected (PEBBLE_WFE_NONCEREJECT; None = Pebble's default). ``va_sleep``:
         keep Pebble's 5 s sleep before each validation (off by default, it only
         slows tests). ``authz_reuse``: PEBBLE_AUTHZREUSE percentage. ``always_valid``:
@@ -106,7 +117,12 @@ class PebbleEnv:
         self.tlsalpn01_port = procs.free_port()
         self.challtestsrv_port = procs.free_port()
         self.challtestsrv_dns_port = procs.free_port(udp_too=True)
-        self.dns_server = dns_server or f"127.0.0.1:{self.challtestsrv_dns_port}"
+        if dns_server is None:
+            self.dns_server = f"127.0.0.1:{self.challtestsrv_dns_port}"
+        elif isinstance(dns_server, str):
+            self.dns_server = dns_server
+        else:
+            self.dns_server = f"{dns_server.address}:{dns_server.port}"
         self.directory_url = f"https://127.0.0.1:{self.port}/dir"
         self.mgmt_url = f"https://127.0.0.1:{self.mgmt_port}"
         self.challtestsrv_url = f"http://127.0.0.1:{self.challtestsrv_port}"
@@ -211,7 +227,7 @@ class PebbleEnv:
                 proc.stop()
         self.pebble = self.challtestsrv = None
         if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            procs.remove_workdir(self.workdir)
 
     # --- helpers ---------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ data is disposable and the machine is shared.
 from __future__ import annotations
 
 import secrets
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -170,7 +169,7 @@ class PostgresEnv:
             self.process.stop()
             self.process = None
         if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            procs.remove_workdir(self.workdir)
 
     def restart(self) -> None:
         """Fast-shutdown and start again on the same port with the same data: open

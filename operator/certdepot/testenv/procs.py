@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -38,6 +39,7 @@ __all__ = [
     "ManagedProcess",
     "ProcessError",
     "free_port",
+    "remove_workdir",
     "ssl_context",
     "start",
     "stop_all",
@@ -239,6 +241,18 @@ def _pdeathsig_ok() -> bool:
 
 
 _handed_out: set[int] = set()
+
+
+KEEP_ENV = "CERTDEPOT_KEEP_TESTENV"
+
+
+def remove_workdir(path: Path) -> None:
+    """Delete an environment's temporary directory, unless CERTDEPOT_KEEP_TESTENV=1 asks
+    to keep it (with its logs) for a post-mortem; then say where it is."""
+    if os.environ.get(KEEP_ENV, "") not in ("", "0"):
+        sys.stderr.write(f"certdepot testenv: kept {path} ({KEEP_ENV} is set)\n")
+        return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port(host: str = "127.0.0.1", *, udp_too: bool = False) -> int:
