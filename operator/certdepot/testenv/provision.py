@@ -269,7 +269,10 @@ class _Runner:
     env: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, args: list[str], cwd: Path) -> str:
-        self.log(f"  $ go {' '.join(args)}")
+        shown = " ".join(args)
+        if len(shown) > 240:  # the staging -replace list is long; the log file has it all
+            shown = shown[:200] + f" ... ({len(args)} arguments)"
+        self.log(f"  $ go {shown}")
         with self.log_file.open("a") as fh:
             fh.write(f"\n$ (cd {cwd} && go {' '.join(args)})\n")
             fh.flush()
