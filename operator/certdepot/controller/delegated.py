@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from certdepot.acme import csr_template
 from certdepot.controller import decisions, repolookup, secrets, tlsdata
 from certdepot.controller import status as status_doc
 from certdepot.controller.deps import Deps, Step
@@ -17,6 +18,7 @@ from certdepot.controller.errors import ReconcileError, SecretConflict
 from certdepot.controller.gateway import Delegation, Endpoint
 
 KIND = "DelegatedCertificate"
+DEFAULT_STAR_PERIOD = timedelta(days=30)
 
 # Spec fields whose change needs a new certificate (secretTemplate, say, does not).
 _ISSUANCE_FIELDS = (
@@ -62,8 +64,10 @@ def order_extra(spec: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         block: dict[str, Any] = {}
         if lifetime:
             block["lifetime"] = int(parse_duration(str(lifetime)).total_seconds())
-        if auto.get("endDate"):
-            block["end-date"] = auto["endDate"]
+        # RFC 8739 requires an end date; without one, renewal runs for DEFAULT_STAR_PERIOD
+        # and the operator orders again when it nears.
+        end = auto.get("endDate") or (now + DEFAULT_STAR_PERIOD).strftime("%Y-%m-%dT%H:%M:%SZ")
+        block["end-date"] = end
         extra["auto-renewal"] = block
     elif lifetime:
         extra["notAfter"] = (now + parse_duration(str(lifetime))).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -82,6 +86,44 @@ def choose_key(spec: Mapping[str, Any], state: secrets.SecretState) -> tlsdata.P
     ):
         return state.bundle.key
     return tlsdata.generate_key(algorithm, size)
+
+
+_SUBJECT_FIELDS = {
+    "organizations": "organization",
+    "organizationalUnits": "organizationalUnit",
+    "countries": "country",
+    "provinces": "stateOrProvince",
+    "localities": "locality",
+}
+
+
+def build_csr(
+    spec: Mapping[str, Any], delegation: Delegation, key: tlsdata.PrivateKey, names: list[str]
+) -> bytes:
+    """The CSR the delegation's template asks for, checked against it before it is sent."""
+    if not delegation.csr_template:
+        return tlsdata.build_csr(
+            key,
+            names,
+            common_name=spec.get("commonName"),
+            subject=spec.get("subject"),
+            usages=spec.get("usages"),
+        )
+    subject = {
+        rfc_name: str(values[0])
+        for ours, rfc_name in _SUBJECT_FIELDS.items()
+        if (values := (spec.get("subject") or {}).get(ours))
+    }
+    if spec.get("commonName"):
+        subject["commonName"] = str(spec["commonName"])
+    try:
+        csr = csr_template.build_csr_for_template(delegation.csr_template, key, names, subject)
+    except csr_template.TemplateError as exc:
+        raise ReconcileError(
+            "BadCSR", f"the spec does not fit the delegation's template: {exc}"
+        ) from None
+    csr_template.check_csr(delegation.csr_template, csr)  # AcmeProblem badCSR: permanent
+    return csr
 
 
 async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
@@ -220,13 +262,7 @@ async def _issue(
     delegation = find_delegation(await deps.gateway.delegations(endpoint), str(spec["delegation"]))
     key = choose_key(spec, state)
     names = list(spec.get("dnsNames") or [])
-    csr = tlsdata.build_csr(
-        key,
-        names,
-        common_name=spec.get("commonName"),
-        subject=spec.get("subject"),
-        usages=spec.get("usages"),
-    )
+    csr = build_csr(spec, delegation, key, names)
     issued = await deps.gateway.delegated_order(
         endpoint,
         delegation_url=delegation.url,
