@@ -144,3 +144,20 @@ def test_service_user_is_never_root() -> None:
         assert service_user("postgres") not in (None, "root")
     else:
         assert service_user("postgres") is None  # run as ourselves
+
+
+def test_cli_check_reports_sources_and_fails_when_missing(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from certdepot.cli import main
+
+    own = _exe(tmp_path / "helm")
+    monkeypatch.setenv("TEST_ASSET_HELM", str(own))
+    result = CliRunner().invoke(main, ["dev", "provision", "--check"])
+    assert result.exit_code == 1  # the others are missing in an empty cache
+    assert "TEST_ASSET_HELM" in result.output and str(own) in result.output
+    assert "missing" in result.output
+    ok = CliRunner().invoke(main, ["dev", "provision", "--check", "--only", "helm"])
+    assert ok.exit_code == 0, ok.output
