@@ -18,6 +18,7 @@ API (all pure, no I/O):
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from cryptography import x509
@@ -68,6 +69,18 @@ EXTENDED_KEY_USAGES: dict[str, x509.ObjectIdentifier] = {
     "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
     "OCSPSigning": ExtendedKeyUsageOID.OCSP_SIGNING,
 }
+
+
+_DOTTED_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+
+def eku_oid(name: str) -> x509.ObjectIdentifier:
+    """An extended key usage by RFC 9115 name (``serverAuth``) or dotted OID."""
+    if name in EXTENDED_KEY_USAGES:
+        return EXTENDED_KEY_USAGES[name]
+    if _DOTTED_OID.match(name):
+        return x509.ObjectIdentifier(name)
+    raise ValueError(f"unknown extended key usage {name!r}")
 
 
 class ChainError(ValueError):
@@ -171,11 +184,14 @@ def build_csr(
     key_usage: Iterable[str] | None = None,
     extended_key_usage: Iterable[str] | None = None,
     signature_hash: str | None = None,
+    emails: Sequence[str] = (),
+    uris: Sequence[str] = (),
 ) -> bytes:
     """A DER CSR with the DNS names as SANs; subject empty unless given.
 
     ``key_usage`` / ``extended_key_usage`` take RFC 9115 names (``digitalSignature``,
-    ``serverAuth``...). ``signature_hash`` (``sha256``/``sha384``/``sha512``) overrides the
+    ``serverAuth``... or a dotted OID for an extended key usage); ``emails``/``uris`` add
+    rfc822Name / URI SANs. ``signature_hash`` (``sha256``/``sha384``/``sha512``) overrides the
     hash that otherwise follows the key size. Empty subjects are fine for ACME: the CA reads
     the SANs.
     """
@@ -186,7 +202,12 @@ def build_csr(
         attrs["commonName"] = common_name
     builder = x509.CertificateSigningRequestBuilder().subject_name(build_name(attrs))
     builder = builder.add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
+        x509.SubjectAlternativeName(
+            [x509.DNSName(n) for n in dns_names]
+            + [x509.RFC822Name(e) for e in emails]
+            + [x509.UniformResourceIdentifier(u) for u in uris]
+        ),
+        critical=False,
     )
     if key_usage is not None:
         usages = set(key_usage)
@@ -196,12 +217,8 @@ def build_csr(
         flags = {_snake(u): (u in usages) for u in KEY_USAGES}
         builder = builder.add_extension(x509.KeyUsage(**flags), critical=True)
     if extended_key_usage is not None:
-        ekus = list(extended_key_usage)
-        unknown = set(ekus) - set(EXTENDED_KEY_USAGES)
-        if unknown:
-            raise ValueError(f"unknown extended key usages {sorted(unknown)}")
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([EXTENDED_KEY_USAGES[e] for e in ekus]), critical=False
+            x509.ExtendedKeyUsage([eku_oid(e) for e in extended_key_usage]), critical=False
         )
     algorithm = _signing_hash(key)
     if signature_hash is not None and algorithm is not None:

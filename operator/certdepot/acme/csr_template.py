@@ -11,12 +11,14 @@ A template is JSON::
                     "keyUsage": ["digitalSignature"], "extendedKeyUsage": ["serverAuth"]}}
 
 Values: a literal must appear exactly; ``"**"`` = required, the client chooses the value;
-``"*"`` = optional, any value. ``subjectAltName`` also accepts the key ``dNSName`` for
-``DNS``. In the ``DNS`` list, literal names must all be present; a ``"**"`` entry requires at
-least one name of the client's choosing and ``"*"`` permits any number; without either, no
-other names are allowed. ``keyUsage``/``extendedKeyUsage`` are literal sets the CSR must
-carry exactly. Anything the template does not mention (subject attributes, extensions) must
-not be in the CSR. ``PublicKeyType: "Ed25519"`` is accepted as a certdepot extension.
+``"*"`` = optional, any value. ``subjectAltName`` holds ``DNS``, ``Email`` and ``URI`` lists
+(``dNSName`` is accepted as an alias of ``DNS``). In the ``DNS`` list, literal names must all
+be present; a ``"**"`` entry requires at least one name of the client's choosing and ``"*"``
+permits any number; without either, no other names are allowed. ``Email``/``URI`` are literal
+sets. ``keyUsage``/``extendedKeyUsage`` are literal sets the CSR must carry exactly (an
+extended key usage by name or dotted OID). ``keyTypes`` constrain the public key and the
+CSR's signature algorithm. Anything the template does not mention (subject attributes,
+extensions) must not be in the CSR. ``PublicKeyType: "Ed25519"`` is a certdepot extension.
 
 API (pure):
 
@@ -44,6 +46,7 @@ from certdepot.acme.crypto import (
     PrivateKey,
     PublicKey,
     build_csr,
+    eku_oid,
     load_csr,
 )
 from certdepot.acme.problems import AcmeProblem
@@ -68,14 +71,22 @@ _SIGNATURE_HASH = {
     "ecdsa-with-SHA384": "sha384",
     "ecdsa-with-SHA512": "sha512",
 }
-_EKU_NAMES = {oid: name for name, oid in EXTENDED_KEY_USAGES.items()}
+_EKU_NAMES = {oid.dotted_string: name for name, oid in EXTENDED_KEY_USAGES.items()}
 _ATTR_NAMES = {oid: name for name, oid in SUBJECT_ATTRIBUTES.items()}
 _SAN_KEYS = ("DNS", "dNSName")
+_SAN_KINDS = ("DNS", "Email", "URI")
 _HANDLED_EXTENSIONS = {
     ExtensionOID.SUBJECT_ALTERNATIVE_NAME: "subjectAltName",
     ExtensionOID.KEY_USAGE: "keyUsage",
     ExtensionOID.EXTENDED_KEY_USAGE: "extendedKeyUsage",
 }
+
+
+def _eku_dotted(name: str) -> str:
+    try:
+        return eku_oid(name).dotted_string
+    except ValueError:
+        return name
 
 
 class TemplateError(ValueError):
@@ -113,14 +124,20 @@ def _key_type_matches(
 
 
 def _san_template(extensions: Mapping[str, Any]) -> list[str] | None:
+    """The template's DNS list (``DNS``, or the alias ``dNSName``), if any."""
+    return _san_lists(extensions).get("DNS")
+
+
+def _san_lists(extensions: Mapping[str, Any]) -> dict[str, list[str]]:
     san = extensions.get("subjectAltName")
     if not isinstance(san, Mapping):
-        return None
-    for key in _SAN_KEYS:
-        if key in san:
-            value = san[key]
-            return [str(v) for v in value] if isinstance(value, list) else None
-    return None
+        return {}
+    lists: dict[str, list[str]] = {}
+    for key, value in san.items():
+        kind = "DNS" if key in _SAN_KEYS else key
+        if kind in _SAN_KINDS and isinstance(value, list):
+            lists[kind] = [str(v) for v in value]
+    return lists
 
 
 def validate_template(template: Any) -> list[str]:
@@ -156,12 +173,27 @@ def validate_template(template: Any) -> list[str]:
     for key in extensions:
         if key not in ("subjectAltName", "keyUsage", "extendedKeyUsage"):
             errors.append(f"unsupported extension {key!r}")
-    if _san_template(extensions) is None:
-        errors.append("extensions.subjectAltName.DNS must be a list")
-    for key, known in (("keyUsage", KEY_USAGES), ("extendedKeyUsage", tuple(EXTENDED_KEY_USAGES))):
-        value = extensions.get(key)
-        if value is not None and (not isinstance(value, list) or not set(value) <= set(known)):
-            errors.append(f"extensions.{key} must be a list of {', '.join(known)}")
+    san = extensions.get("subjectAltName")
+    if not isinstance(san, Mapping) or not _san_lists(extensions):
+        errors.append("extensions.subjectAltName needs a DNS, Email or URI list")
+    else:
+        for key, value in san.items():
+            if (key not in _SAN_KEYS and key not in _SAN_KINDS) or not isinstance(value, list):
+                errors.append(f"extensions.subjectAltName.{key} is not a DNS/Email/URI list")
+            elif key in ("Email", "URI") and any(v in (REQUIRED, OPTIONAL) for v in value):
+                errors.append(f"extensions.subjectAltName.{key} takes literal values only")
+    usages = extensions.get("keyUsage")
+    if usages is not None and (not isinstance(usages, list) or not set(usages) <= set(KEY_USAGES)):
+        errors.append(f"extensions.keyUsage must be a list of {', '.join(KEY_USAGES)}")
+    ekus = extensions.get("extendedKeyUsage")
+    if ekus is not None:
+        try:
+            if not isinstance(ekus, list):
+                raise ValueError
+            for eku in ekus:
+                eku_oid(str(eku))
+        except ValueError:
+            errors.append("extensions.extendedKeyUsage must list known names or dotted OIDs")
     return errors
 
 
@@ -229,6 +261,8 @@ def _match_extensions(
     problems: list[AcmeProblem] = []
     wanted = template.get("extensions") or {}
     dns_names: list[str] = []
+    emails: list[str] = []
+    uris: list[str] = []
     ku: set[str] | None = None
     eku: set[str] | None = None
     for ext in csr.extensions:
@@ -240,27 +274,48 @@ def _match_extensions(
         value = ext.value
         if isinstance(value, x509.SubjectAlternativeName):
             dns_names = list(value.get_values_for_type(x509.DNSName))
-            if len(dns_names) != len(list(value)):
-                problems.append(_bad("extensions.subjectAltName", "only DNS names are allowed"))
+            emails = list(value.get_values_for_type(x509.RFC822Name))
+            uris = list(value.get_values_for_type(x509.UniformResourceIdentifier))
+            if len(dns_names) + len(emails) + len(uris) != len(list(value)):
+                problems.append(
+                    _bad("extensions.subjectAltName", "only DNS, email and URI names are allowed")
+                )
         elif isinstance(value, x509.KeyUsage):
             ku = _key_usage_names(value)
         elif isinstance(value, x509.ExtendedKeyUsage):
-            eku = {_EKU_NAMES.get(oid, oid.dotted_string) for oid in value}
-    san_wanted = _san_template(wanted)
-    if san_wanted is not None:
+            eku = {oid.dotted_string for oid in value}
+    san_wanted = _san_lists(wanted)
+    if "DNS" in san_wanted:
         if not dns_names:
             problems.append(_bad("extensions.subjectAltName.DNS", "the CSR has no DNS names"))
         else:
-            problems += _match_dns(san_wanted, dns_names)
+            problems += _match_dns(san_wanted["DNS"], dns_names)
+    elif dns_names:
+        problems.append(_bad("extensions.subjectAltName.DNS", "not allowed by the template"))
+    for kind, have_names in (("Email", emails), ("URI", uris)):
+        expected_names = set(san_wanted.get(kind, []))
+        if set(have_names) != expected_names:
+            problems.append(
+                _bad(
+                    f"extensions.subjectAltName.{kind}",
+                    f"must be {sorted(expected_names)}, not {sorted(have_names)}",
+                )
+            )
     for key, have in (("keyUsage", ku), ("extendedKeyUsage", eku)):
         if key not in wanted:
             continue
-        expected = set(wanted[key] or [])
+        if key == "extendedKeyUsage":
+            expected = {_eku_dotted(str(e)) for e in wanted[key] or []}
+        else:
+            expected = set(wanted[key] or [])
         if have is None:
             problems.append(_bad(f"extensions.{key}", f"required: {', '.join(sorted(expected))}"))
         elif have != expected:
+            show = (
+                (lambda v: sorted(_EKU_NAMES.get(x, x) for x in v)) if key != "keyUsage" else sorted
+            )
             problems.append(
-                _bad(f"extensions.{key}", f"must be {sorted(expected)}, not {sorted(have)}")
+                _bad(f"extensions.{key}", f"must be {show(expected)}, not {show(have)}")
             )
     return problems
 
@@ -349,9 +404,12 @@ def build_csr_for_template(
     for literal in _san_template(extensions) or []:
         if literal not in (REQUIRED, OPTIONAL) and literal.lower() not in names:
             names.append(literal.lower())
+    sans = _san_lists(extensions)
     return build_csr(
         key,
         names,
+        emails=sans.get("Email", []),
+        uris=sans.get("URI", []),
         subject=attrs,
         key_usage=extensions.get("keyUsage"),
         extended_key_usage=extensions.get("extendedKeyUsage"),

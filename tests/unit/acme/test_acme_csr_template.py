@@ -138,3 +138,102 @@ def test_validate_template_reports_structure() -> None:
         }
     )
     assert len(errors) == 5
+
+
+# Shaped like RFC 9115's full example: RSA or P-521, subject with required values,
+# DNS + URI + Email SANs, key usages (names of our own choosing).
+FULL: dict[str, Any] = {
+    "keyTypes": [
+        {
+            "PublicKeyType": "rsaEncryption",
+            "PublicKeyLength": 2048,
+            "SignatureType": "sha256WithRSAEncryption",
+        },
+        {
+            "PublicKeyType": "id-ecPublicKey",
+            "namedCurve": "secp521r1",
+            "SignatureType": "ecdsa-with-SHA512",
+        },
+    ],
+    "subject": {"country": "NL", "locality": "**", "commonName": "**"},
+    "extensions": {
+        "subjectAltName": {
+            "DNS": ["edge.ndc.example.test"],
+            "URI": ["sip:edge.ndc.example.test"],
+            "Email": ["ops@ndc.example.test"],
+        },
+        "keyUsage": ["digitalSignature"],
+        "extendedKeyUsage": ["serverAuth", "1.3.6.1.5.5.7.3.2"],
+    },
+}
+
+
+def test_full_template_with_email_uri_and_oid_eku() -> None:
+    assert csr_template.validate_template(FULL) == []
+    key = crypto.generate_private_key("ec-p521")
+    der = csr_template.build_csr_for_template(
+        FULL, key, [], {"locality": "Utrecht", "commonName": "edge.ndc.example.test"}
+    )
+    assert csr_template.match_csr(FULL, der) == []
+    # clientAuth by name is the same EKU as the OID in the template.
+    by_name = crypto.build_csr(
+        key,
+        ["edge.ndc.example.test"],
+        subject={"country": "NL", "locality": "U", "commonName": "x"},
+        key_usage=["digitalSignature"],
+        extended_key_usage=["clientAuth", "serverAuth"],
+        emails=["ops@ndc.example.test"],
+        uris=["sip:edge.ndc.example.test"],
+        signature_hash="sha512",
+    )
+    assert csr_template.match_csr(FULL, by_name) == []
+
+
+def test_email_and_uri_must_match_exactly() -> None:
+    key = crypto.generate_private_key("ec-p521")
+    der = crypto.build_csr(
+        key,
+        ["edge.ndc.example.test"],
+        subject={"country": "NL", "locality": "U", "commonName": "x"},
+        key_usage=["digitalSignature"],
+        extended_key_usage=["serverAuth"],
+        emails=["evil@example.test"],
+        signature_hash="sha512",
+    )
+    fields = sorted(_fields(csr_template.match_csr(FULL, der)))
+    assert fields == [
+        "extensions.extendedKeyUsage",
+        "extensions.subjectAltName.Email",
+        "extensions.subjectAltName.URI",
+    ]
+
+
+def test_signature_type_is_enforced() -> None:
+    key = crypto.generate_private_key("ec-p521")
+    der = csr_template.build_csr_for_template(FULL, key, [], {"locality": "U", "commonName": "x"})
+    assert csr_template.match_csr(FULL, der) == []
+    sha256 = crypto.build_csr(
+        key,
+        ["edge.ndc.example.test"],
+        subject={"country": "NL", "locality": "U", "commonName": "x"},
+        key_usage=["digitalSignature"],
+        extended_key_usage=["serverAuth", "clientAuth"],
+        emails=["ops@ndc.example.test"],
+        uris=["sip:edge.ndc.example.test"],
+        signature_hash="sha256",
+    )
+    assert _fields(csr_template.match_csr(FULL, sha256)) == ["keyTypes"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"subjectAltName": {"Email": ["**"]}},
+        {"subjectAltName": {"IP": ["1.2.3.4"]}},
+        {"subjectAltName": {}},
+        {"subjectAltName": {"DNS": ["a.test"]}, "extendedKeyUsage": ["1.2.x"]},
+    ],
+)
+def test_validate_template_rejects_bad_extensions(bad: dict[str, Any]) -> None:
+    template = {"keyTypes": FULL["keyTypes"], "extensions": bad}
+    assert csr_template.validate_template(template), bad
