@@ -13,11 +13,12 @@ import contextlib
 import datetime as dt
 import secrets
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from acme_solvers import Dns01Solver, Http01Solver
+from acme_solvers import Dns01Solver, Http01Solver, TlsAlpn01Solver
 
 from certdepot.acme import ari, crypto, jws
 from certdepot.acme.client import AcmeClient, CertificateChains
@@ -137,6 +138,18 @@ async def test_dns01_issuance_with_wildcard(pebble: PebbleEnv) -> None:
         await acme.new_account()
         _, chains, _ = await issue(acme, pebble, [base, f"*.{base}"], dns=True)
     assert sorted(crypto.certificate_dns_names(chains.leaf)) == sorted([base, f"*.{base}"])
+
+
+async def test_tlsalpn01_issuance(pebble: PebbleEnv, tmp_path: Path) -> None:
+    name = unique_name("alpn")
+    async with acme_for(pebble) as acme:
+        await acme.new_account()
+        order = await acme.new_order([name], profile="default")
+        async with TlsAlpn01Solver(pebble.tlsalpn01_port, tmp_path) as solver:
+            order = await acme.solve(order, solver)
+        assert order.status == "ready" and name in solver.handshakes
+        order = await acme.finalize(order, crypto.build_csr(crypto.generate_private_key(), [name]))
+        assert order.status == "valid"
 
 
 async def test_shortlived_profile_lifetime(pebble: PebbleEnv) -> None:

@@ -7,7 +7,8 @@
   ``dns01_txt_value(token, account_jwk)``: base64url(SHA-256(key authorization)).
 - ``tlsalpn01_extension_value(token, account_jwk) -> bytes``: DER of the critical
   ``acmeIdentifier`` extension (OID 1.3.6.1.5.5.7.1.31), an OCTET STRING of the SHA-256 digest;
-  ``ACME_TLS_ALPN_PROTOCOL`` = ``acme-tls/1``.
+  ``ACME_TLS_ALPN_PROTOCOL`` = ``acme-tls/1``; ``tlsalpn01_extension(token, jwk)`` /
+  ``tlsalpn01_extension_from_key_authorization(keyauth)`` give the extension object.
 - ``valid_token(token)``: tokens are base64url with at least 128 bits of entropy (§8.1).
 """
 
@@ -78,6 +79,14 @@ def tlsalpn01_extension_value(token: str, account_jwk: Mapping[str, Any]) -> byt
     """DER value of the acmeIdentifier extension: OCTET STRING (32 bytes)."""
     digest = tlsalpn01_digest(token, account_jwk)
     return bytes([0x04, len(digest)]) + digest
+
+
+def tlsalpn01_extension_from_key_authorization(
+    key_authorization_value: str,
+) -> x509.UnrecognizedExtension:
+    """The acmeIdentifier extension from an already-built key authorization."""
+    digest = hashlib.sha256(key_authorization_value.encode()).digest()
+    return x509.UnrecognizedExtension(ACME_IDENTIFIER_OID, bytes([0x04, len(digest)]) + digest)
 
 
 def tlsalpn01_extension(token: str, account_jwk: Mapping[str, Any]) -> x509.UnrecognizedExtension:
