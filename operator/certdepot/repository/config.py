@@ -131,15 +131,45 @@ class KeyEncryptionKey(_Model):
         return key
 
 
+def _secret_from(value: str | None, path: Path | None, what: str) -> str:
+    """A credential given inline or (for Kubernetes Secrets mounted as files) by path."""
+    if (value is None) == (path is None):
+        raise ValueError(f"give exactly one of {what} and {what}File")
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"{what}File: cannot read {path}: {exc.strerror}") from None
+    assert value is not None
+    return value
+
+
 class EabCredentials(_Model):
     kid: str
-    hmac_key: str
+    hmac_key: str | None = None
+    hmac_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _load(self) -> EabCredentials:
+        self.hmac_key = _secret_from(self.hmac_key, self.hmac_key_file, "hmacKey")
+        return self
+
+    @property
+    def key(self) -> str:
+        assert self.hmac_key is not None
+        return self.hmac_key
 
 
 class Tsig(_Model):
     name: str
-    secret: str
+    secret: str | None = None
+    secret_file: Path | None = None
     algorithm: str = "hmac-sha256"
+
+    @model_validator(mode="after")
+    def _load(self) -> Tsig:
+        self.secret = _secret_from(self.secret, self.secret_file, "secret")
+        return self
 
 
 class ChallengeSolver(_Model):

@@ -135,3 +135,22 @@ def test_migrations_idempotent(tmp_path: Path) -> None:
 ])
 def test_name_patterns(name: str, pattern: str, ok: bool) -> None:
     assert name_matches(name, pattern) is ok
+
+
+def test_credentials_from_files(tmp_path: Path) -> None:
+    (tmp_path / "hmac").write_text("c2VjcmV0\n")
+    (tmp_path / "tsig").write_text("dHNpZw==\n")
+    cfg = base_config()
+    cfg["issuers"].append({
+        "name": "up", "type": "acme", "directory": "https://ca.test/dir",
+        "eab": {"kid": "k1", "hmacKeyFile": str(tmp_path / "hmac")},
+        "challenge": {"type": "dns-01", "server": "127.0.0.1", "zone": "example.test.",
+                      "tsig": {"name": "t.", "secretFile": str(tmp_path / "tsig")}}})
+    loaded = load_config(_write(tmp_path, cfg))
+    up = loaded.issuer("up")
+    assert up.type == "acme" and up.eab is not None and up.eab.key == "c2VjcmV0"
+    assert up.challenge.tsig is not None and up.challenge.tsig.secret == "dHNpZw=="
+    cfg["issuers"][-1]["eab"] = {"kid": "k1", "hmacKeyFile": str(tmp_path / "missing")}
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, cfg))
+    assert "issuers.2.eab" in str(err.value) and "cannot read" in str(err.value)

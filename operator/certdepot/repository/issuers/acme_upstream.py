@@ -63,7 +63,7 @@ class AcmeUpstream:
     async def _ensure_account(self, client: AcmeClient) -> None:
         if client.account_url:
             return
-        eab = (self.cfg.eab.kid, self.cfg.eab.hmac_key) if self.cfg.eab else None
+        eab = (self.cfg.eab.kid, self.cfg.eab.key) if self.cfg.eab else None
         account = await client.new_account(contact=self.cfg.contact, eab=eab)
         url = account.url or ""
         self.store.put_blob(self._blob("account-url"), url.encode())
