@@ -18,8 +18,11 @@ async def directory(request: Request) -> Response:
         "externalAccountRequired": repo.config.eab_required,
         "download-enabled": True,
         "delegation-enabled": any(t.delegations for t in repo.config.tenants),
-        "auto-renewal": {"min-lifetime": 3600, "max-duration": 365 * 86400,
-                         "allow-certificate-get": True},
+        "auto-renewal": {
+            "min-lifetime": int(repo.config.star_min_lifetime.total_seconds()),
+            "max-duration": 365 * 86400,
+            "allow-certificate-get": any(d.allow_certificate_get for t in repo.config.tenants
+                                         for d in t.delegations)},
     }
     if profiles:
         meta["profiles"] = {p: f"upstream profile {p}" for p in profiles}
