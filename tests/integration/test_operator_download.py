@@ -270,7 +270,58 @@ def test_metrics_and_health(setup: Setup) -> None:
             assert resp.status == 200
 
 
+def test_annotated_ingress_gets_a_certificate_download(setup: Setup) -> None:
+    s = setup
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "shop",
+            "namespace": "team-a",
+            "annotations": {"certdepot.io/cluster-repository": REPO},
+        },
+        "spec": {
+            "tls": [{"hosts": NAMES, "secretName": "shop-tls"}],
+            "rules": [
+                {
+                    "host": "www.example.test",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "shop", "port": {"number": 80}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    apply(s.kube, ingress)
+    obj = wait_condition(
+        s.kube, "certificatedownload", "shop-tls", "team-a", status="True", proc=s.op.proc
+    )
+    owner = obj["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("Ingress", "shop")
+    assert sorted(obj["spec"]["dnsNames"]) == sorted(NAMES)
+    secret = get(s.kube, "secret", "shop-tls", "team-a")
+    assert secret is not None
+    crt, key = secret_files(secret, s.workdir)
+    tls_handshake(crt, key, s.root.cert_path, "www.example.test")
+    # Dropping the tls entry removes the CertificateDownload the shim made for it.
+    ingress["spec"]["tls"] = []
+    apply(s.kube, ingress)
+    wait_for(
+        "the shim's CertificateDownload to go",
+        lambda: get(s.kube, "certificatedownload", "shop-tls", "team-a") is None,
+        timeout=30,
+        proc=s.op.proc,
+    )
+
+
 def test_restart_resumes_without_downloading_again(setup: Setup) -> None:
+    """Last in this module: it replaces the operator process."""
     s = setup
     wait_condition(s.kube, "certificatedownload", "web", "team-a", status="True", proc=s.op.proc)
     before = get(s.kube, "secret", "web-tls", "team-a")
@@ -286,7 +337,6 @@ def test_restart_resumes_without_downloading_again(setup: Setup) -> None:
         after = get(s.kube, "secret", "web-tls", "team-a")
         assert after is not None
         assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-        s.op = op  # later tests (if any) use the live one
 
 
 def _reconciled_after_restart(s: Setup) -> bool:
