@@ -126,6 +126,19 @@ def build_csr(
     return csr
 
 
+def _spec_changed(
+    spec: Mapping[str, Any], status: Mapping[str, Any], state: secrets.SecretState, wanted: str
+) -> bool:
+    """Does the certificate in the Secret predate a spec change that needs a new one?"""
+    if status.get("specHash") and status.get("specHash") != wanted:
+        return True
+    # Also judged from the Secret itself, so a lost status cannot hide a wrong key type.
+    pk = spec.get("privateKey") or {}
+    return state.bundle is not None and not tlsdata.key_fits(
+        state.bundle.key, str(pk.get("algorithm") or "ECDSA"), pk.get("size")
+    )
+
+
 async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
     now = deps.clock()
     meta = body.get("metadata") or {}
@@ -152,20 +165,20 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
             adopt=bool(spec.get("adoptExistingSecret")),
             now=now,
             recheck=deps.settings.recheck,
-            spec_needs_new_certificate=bool(status.get("specHash"))
-            and status.get("specHash") != wanted_hash,
+            spec_needs_new_certificate=_spec_changed(spec, status, state, wanted_hash),
         )
         if decision.conflict:
             raise SecretConflict(decision.message)
         auto = bool((spec.get("autoRenewal") or {}).get("enabled"))
         if (
-            not decision.fetch
-            and auto
+            auto
+            and decision.reason in ("UpToDate", "Expiring")
             and state.info is not None
             and status.get("certificateURL")
             and now >= state.info.not_before + (state.info.not_after - state.info.not_before) / 2
         ):
-            # STAR: the repository re-issued at half-life; pick the new one up from the stable URL.
+            # STAR: the repository re-issues at half-life; pick the new one up from the stable
+            # URL, and order afresh only if it has nothing newer.
             step = await _follow_auto_renewal(body, deps, endpoint, state, now)
             if step is not None:
                 return step

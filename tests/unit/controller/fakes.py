@@ -188,9 +188,7 @@ class FakeRepository:
         self.registrations: list[ExternalAccount | None] = []
         self.fail_with: BaseException | None = None
         self.windows: dict[str, RenewalWindow] = {}
-        self.delegation_list = [
-            Delegation("https://repo.test/acme/delegation/cdn1", {"keyTypes": "**"})
-        ]
+        self.delegation_list = [Delegation("https://repo.test/acme/delegation/cdn1", {})]
         self.csrs: list[bytes] = []
         self.issued_lifetime = dt.timedelta(days=6)
 
