@@ -23,7 +23,8 @@ extensions) must not be in the CSR. ``PublicKeyType: "Ed25519"`` is a certdepot 
 API (pure):
 
 - ``match_csr(template, csr) -> list[AcmeProblem]``: one ``badCSR`` subproblem per mismatched
-  field, detail prefixed with the field path; empty when the CSR fits.
+  field, detail prefixed with the field path; empty when the CSR fits. ``TemplateError``
+  when the template itself is invalid (a configuration error, not the client's).
 - ``check_csr(template, csr)``: raises ``AcmeProblem(badCSR, subproblems=...)`` when not.
 - ``validate_template(template) -> list[str]``: structural errors of a template itself.
 - ``build_csr_for_template(template, key, dns_names, subject=None) -> bytes`` (DER):
@@ -128,8 +129,8 @@ def _san_template(extensions: Mapping[str, Any]) -> list[str] | None:
     return _san_lists(extensions).get("DNS")
 
 
-def _san_lists(extensions: Mapping[str, Any]) -> dict[str, list[str]]:
-    san = extensions.get("subjectAltName")
+def _san_lists(extensions: Any) -> dict[str, list[str]]:
+    san = extensions.get("subjectAltName") if isinstance(extensions, Mapping) else None
     if not isinstance(san, Mapping):
         return {}
     lists: dict[str, list[str]] = {}
@@ -165,6 +166,9 @@ def validate_template(template: Any) -> list[str]:
     else:
         errors += [
             f"unknown subject attribute {k!r}" for k in subject if k not in SUBJECT_ATTRIBUTES
+        ]
+        errors += [
+            f"subject.{k} must be a string" for k, v in subject.items() if not isinstance(v, str)
         ]
     extensions = template.get("extensions", {})
     if not isinstance(extensions, Mapping):
@@ -323,7 +327,14 @@ def _match_extensions(
 def match_csr(
     template: Mapping[str, Any], csr: x509.CertificateSigningRequest | bytes
 ) -> list[AcmeProblem]:
-    """Every way ``csr`` departs from ``template`` (empty list when it fits)."""
+    """Every way ``csr`` departs from ``template`` (empty list when it fits).
+
+    A template that ``validate_template`` rejects raises ``TemplateError``: that is the
+    server's configuration at fault, not the client's CSR.
+    """
+    errors = validate_template(template)
+    if errors:
+        raise TemplateError("invalid CSR template: " + "; ".join(errors))
     request = load_csr(csr) if isinstance(csr, bytes) else csr
     problems: list[AcmeProblem] = []
     if not request.is_signature_valid:
