@@ -102,7 +102,7 @@ def certbot(workdir: Path, repo: RepoProcess, eab: tuple[str, str], names: list[
     base = workdir / "certbot"
     args = [str(CERTBOT), "certonly", "--non-interactive", "--agree-tos",
             "--register-unsafely-without-email", "--server", repo.directory_url,
-            "--eab-kid", eab[0], "--eab-hmac-key", eab[1],
+            f"--eab-kid={eab[0]}", f"--eab-hmac-key={eab[1]}",
             "--config-dir", str(base / "config"), "--work-dir", str(base / "work"),
             "--logs-dir", str(base / "logs"), "--manual", "--preferred-challenges", "http",
             # Never called: granted names get pre-validated authorizations.

@@ -36,6 +36,10 @@ def create_tenant(store: Store, vault: KeyVault, name: str) -> EabCredentials:
         raise TenantExists(name)
     kid = "kid-" + secrets.token_urlsafe(12)
     key = secrets.token_bytes(32)
+    # A base64url key starting with '-' reads as an option to CLI clients (certbot
+    # --eab-hmac-key -x...): draw again rather than make every admin quote it.
+    while b64encode(key).startswith("-"):
+        key = secrets.token_bytes(32)
     store.insert(tables.tenants, name=name, eab_kid=kid,
                  eab_key=vault.seal(key, _label(kid)), created=time.time())
     return EabCredentials(name, kid, b64encode(key))

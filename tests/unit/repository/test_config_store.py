@@ -154,3 +154,14 @@ def test_credentials_from_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, cfg))
     assert "issuers.2.eab" in str(err.value) and "cannot read" in str(err.value)
+
+
+def test_minted_eab_keys_are_cli_safe() -> None:
+    from certdepot.repository.tenants import create_tenant
+
+    s = Store("sqlite://")
+    s.migrate()
+    v = KeyVault(os.urandom(32))
+    for i in range(200):
+        creds = create_tenant(s, v, f"t{i}")
+        assert not creds.hmac_key.startswith("-")
