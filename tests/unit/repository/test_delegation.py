@@ -178,3 +178,35 @@ async def test_star_lifetime_over_maximum(denv: Env) -> None:
     r = await c.new_order(["cdn-star.example.test"], delegation=url, **{"auto-renewal": {
         "end-date": end, "lifetime": 3 * 86400}})
     assert r.status_code == 400 and "maximum" in r.json()["detail"]
+
+
+async def test_removed_delegation_stops_star(denv: Env) -> None:
+    c = await denv.tenant_client("team-a")
+    url = await _delegation_url(c)
+    end = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    order = (await c.new_order(["cdn-rm.example.test"], delegation=url, **{"auto-renewal": {
+        "end-date": end, "lifetime": 3600}})).json()
+    f = (await c.post(order["finalize"], {"csr": _csr(["cdn-rm.example.test"])})).json()
+    star_url = f["star-certificate"]
+    assert (await c.post(star_url, None)).status_code == 200
+    assert (await denv.http.get(star_url)).status_code == 404  # GET was not asked for
+    tenant = denv.repo.config.tenant("team-a")
+    assert tenant is not None
+    tenant.delegations = []  # the admin removed it from the configuration
+    await star.run_once(denv.repo)
+    r = await c.post(star_url, None)
+    assert r.status_code == 403 and r.json()["type"].endswith(":autoRenewalCanceled")
+
+
+async def test_client_cancels_star(denv: Env) -> None:
+    c = await denv.tenant_client("team-a")
+    url = await _delegation_url(c)
+    end = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = await c.new_order(["cdn-c.example.test"], delegation=url, **{"auto-renewal": {
+        "end-date": end, "lifetime": 3600}})
+    order_url = r.headers["Location"]
+    await c.post(r.json()["finalize"], {"csr": _csr(["cdn-c.example.test"])})
+    done = await c.post(order_url, {"status": "canceled"})
+    assert done.json()["status"] == "canceled"
+    again = await c.post(order_url, {"status": "canceled"})
+    assert again.json()["type"].endswith(":autoRenewalCancellationInvalid")

@@ -83,3 +83,35 @@ async def test_lease_lets_one_replica_renew(env: Env) -> None:
     rows = env.repo.store.select(tables.certificates,
                                  tables.certificates.c.managed_name == "web")
     assert len(rows) == 1
+
+
+class AriSaysNow(Failing):
+    """A CA whose renewal information says: renew now."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self.replaces: list[str | None] = []
+
+    async def issue(self, request: IssueRequest) -> str:
+        self.calls += 1
+        self.replaces.append(request.replaces)
+        chain: str = await self.inner.issue(request)
+        return chain
+
+    async def suggested_renewal(self, cert: x509.Certificate) -> tuple[float, float] | None:
+        import time
+
+        return time.time() - 10, time.time() + 10
+
+
+async def test_ari_window_triggers_renewal_with_replaces(env: Env) -> None:
+    await renewal.run_once(env.repo)
+    first = certstore.current_managed(env.repo.store, "web")
+    assert first is not None
+    ari_issuer = AriSaysNow(env.repo.issuers["local"])
+    env.repo.issuers["local"] = ari_issuer
+    await renewal.run_once(env.repo)
+    second = certstore.current_managed(env.repo.store, "web")
+    assert second is not None and second["id"] != first["id"]
+    assert first["ari_id"] in ari_issuer.replaces  # RFC 9773 replaces the old certificate
