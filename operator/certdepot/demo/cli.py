@@ -111,11 +111,13 @@ def _run(options: Options, *, keep: bool) -> int:
 
 def _clean_up(demo: Demo) -> None:
     pids = [(p.name, p.pid) for p in demo.processes()]
+    began = time.monotonic()
     demo.close()
     alive = [f"{name} (pid {pid})" for name, pid in pids if _alive(pid)]
     gone = "removed" if not demo.workdir.exists() else "NOT removed"
     click.echo(f"cleaned up: stopped {len(pids)} process(es) "
-               f"[{', '.join(f'{n} {p}' for n, p in pids)}], {demo.workdir} {gone}")
+               f"[{', '.join(f'{n} {p}' for n, p in pids)}], {demo.workdir} {gone} "
+               f"({time.monotonic() - began:.1f}s)")
     if alive:
         click.echo(f"warning: still running: {', '.join(alive)}", err=True)
 

@@ -48,6 +48,8 @@ class Upstream:
     directory_url: str
     ca_bundle: Path
     http01_port: int
+    # Pebble picks a random profile for orders that name none: always name one.
+    profile: str
     # A Pebble profile whose lifetime is at most the delegation's maximum.
     short_profile: str
     short_lifetime_seconds: int
@@ -72,7 +74,7 @@ def build(workdir: Path, port: int, upstream: Upstream | None = None) -> dict[st
         common = {"type": "acme", "directory": upstream.directory_url,
                   "caBundle": str(upstream.ca_bundle), "challenge": {"type": "http-01"}}
         issuers = [
-            {"name": "pebble", **common},
+            {"name": "pebble", **common, "profile": upstream.profile},
             {"name": "pebble-short", **common, "profile": upstream.short_profile,
              "maxLifetime": f"{upstream.short_lifetime_seconds}s"},
         ]

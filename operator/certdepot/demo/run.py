@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,7 @@ class Demo:
         self.repository: procs.ManagedProcess | None = None
         self.operator: procs.ManagedProcess | None = None
         self.config_path = self.workdir / "repository.yaml"
-        self.upstream_root: bytes | None = None
+        self.trust_root: bytes | None = None
         pebble = options.upstream == "pebble"
         self.steps = Steps(11 if pebble else 10, echo)
 
@@ -121,8 +122,8 @@ class Demo:
         self.echo(summary.render(rows))
         self.echo("")
         for hs in handshakes:
-            self.echo(f"  TLS ok  {hs.server_name:24} {hs.tls_version}  serial {hs.serial}  "
-                      f"issued by {hs.issuer}")
+            self.echo(f"  TLS ok  {hs.server_name:20} {hs.tls_version}  serial {hs.serial}  "
+                      f"chain verified to {hs.root}")
         return Outcome(rows, handshakes, self.steps.elapsed())
 
     # --- steps ------------------------------------------------------------------------------
@@ -149,7 +150,7 @@ class Demo:
         assert self.pebble.pebble and self.pebble.challtestsrv
         self._started(self.pebble.challtestsrv)
         self._started(self.pebble.pebble)
-        self.upstream_root = self.pebble.roots_pem().encode()
+        self.trust_root = self.pebble.roots_pem().encode()
 
     def _configure_repository(self, port: int) -> tuple[str, str]:
         upstream = None
@@ -158,6 +159,7 @@ class Demo:
                 directory_url=self.pebble.directory_url,
                 ca_bundle=self.pebble.ca_path,
                 http01_port=self.pebble.http01_port,
+                profile="default",
                 short_profile="oneday",
                 short_lifetime_seconds=DemoPebble.ONE_DAY_SECONDS,
             )
@@ -252,7 +254,8 @@ class Demo:
             for item in items:
                 obj = objects[item.label]
                 if item.secret_name is None or item.namespace is None:
-                    rows.append(summary.row(item, obj))
+                    # A repository: its Secret is the account key, no certificate to prove.
+                    rows.append(summary.row(item, obj, namespace=CLUSTER_NAMESPACE))
                     continue
                 secret = core.read_namespaced_secret(item.secret_name, item.namespace)
                 if secret.type != "kubernetes.io/tls":
@@ -261,10 +264,12 @@ class Demo:
                 data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
                 leaf = x509.load_pem_x509_certificate(data["tls.crt"])
                 issuer = _common_name(leaf.issuer) or leaf.issuer.rfc4514_string()
-                root = self.upstream_root or data.get("ca.crt")
-                if not root:
-                    raise RuntimeError(f"Secret {item.namespace}/{item.secret_name} has no "
-                                       "ca.crt to verify the chain against")
+                root = self._trust_anchor()
+                ca_crt = data.get("ca.crt")
+                if ca_crt and x509.load_pem_x509_certificate(ca_crt) != \
+                        x509.load_pem_x509_certificate(root):
+                    raise RuntimeError(f"Secret {item.namespace}/{item.secret_name}: ca.crt "
+                                       "is not the repository's root")
                 name = _DNS_FIRST.sub("www.", item.dns_names[0])
                 hs = tlsproof.prove(data["tls.crt"], data["tls.key"], root, name,
                                     scratch=self.workdir)
@@ -275,6 +280,22 @@ class Demo:
                 handshakes.append(hs)
                 rows.append(summary.row(item, obj, issuer))
         return rows, handshakes
+
+    def _trust_anchor(self) -> bytes:
+        """The root a client of these Secrets trusts: Pebble's, or the repository's own CA."""
+        if self.trust_root is None:
+            from certdepot.repository.bootstrap import open_store
+            from certdepot.repository.config import LocalCaIssuer, load_config
+            from certdepot.repository.issuers.local_ca import LocalCa
+
+            config = load_config(self.config_path)
+            issuer = next(i for i in config.issuers if isinstance(i, LocalCaIssuer))
+            store, vault = open_store(config)
+            try:
+                self.trust_root = LocalCa(issuer, store, vault).root_pem().encode()
+            finally:
+                store.close()
+        return self.trust_root
 
     # --- processes -------------------------------------------------------------------------
 
@@ -287,13 +308,22 @@ class Demo:
         return [p for p in found if p is not None]
 
     def close(self) -> None:
-        """Stop every process (newest first) and remove the working directory."""
-        for proc in (self.operator, self.repository):
-            if proc is not None:
-                proc.stop()
+        """Stop every process and remove the working directory.
+
+        The clients (operator, repository, Pebble) stop side by side, the control plane
+        after them: the operator's graceful shutdown takes seconds and nothing needs the
+        others to wait for it.
+        """
+        stoppers = [threading.Thread(target=stop, name=f"stop-{name}") for name, stop in (
+            ("operator", self.operator.stop if self.operator else None),
+            ("repository", self.repository.stop if self.repository else None),
+            ("pebble", self.pebble.stop if self.pebble else None),
+        ) if stop is not None]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
         self.operator = self.repository = None
-        if self.pebble is not None:
-            self.pebble.stop()
         if self.kube is not None:
             self.kube.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -26,13 +26,15 @@ class Row:
                 self.serial)
 
 
-def row(item: Expected, obj: Mapping[str, Any], issuer: str = "-") -> Row:
+def row(item: Expected, obj: Mapping[str, Any], issuer: str = NONE,
+        namespace: str | None = None) -> Row:
+    """``namespace``: where the Secret is when ``item`` is cluster-scoped."""
     status = obj.get("status") or {}
     conditions = status.get("conditions") or []
     ready: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
     secret_ref = item.secret_name or status.get("accountKeySecretName") or NONE
-    if item.namespace and secret_ref != NONE:
-        secret_ref = f"{item.namespace}/{secret_ref}"
+    if (item.namespace or namespace) and secret_ref != NONE:
+        secret_ref = f"{item.namespace or namespace}/{secret_ref}"
     return Row(
         resource=item.label,
         ready=str(ready.get("status", "Unknown")),

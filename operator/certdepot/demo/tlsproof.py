@@ -25,6 +25,7 @@ class Handshake:
     tls_version: str
     serial: str
     issuer: str
+    root: str  # subject of the trust anchor the client verified the chain to
 
 
 class ProofFailed(RuntimeError):
@@ -85,5 +86,7 @@ def prove(cert_pem: bytes, key_pem: bytes, root_pem: bytes, server_name: str,
     if not greeting or der is None:
         raise ProofFailed(f"handshake for {server_name}: no data from the server")
     leaf = x509.load_der_x509_certificate(der)
+    anchors = x509.load_pem_x509_certificates(root_pem)
     return Handshake(server_name, port, version, format(leaf.serial_number, "x"),
-                     leaf.issuer.rfc4514_string() or "(empty issuer name)")
+                     leaf.issuer.rfc4514_string() or "(empty issuer name)",
+                     anchors[0].subject.rfc4514_string() or "(empty subject)")
