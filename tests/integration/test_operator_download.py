@@ -320,12 +320,65 @@ def test_annotated_ingress_gets_a_certificate_download(setup: Setup) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("no-ca-bundle", "TLSError"),
+        ("wrong-eab", None),
+        ("unreachable", "ConnectionError"),
+    ],
+)
+def test_repository_says_why_it_is_not_ready(setup: Setup, case: str, reason: str | None) -> None:
+    s = setup
+    spec: dict[str, Any] = {
+        "url": s.repo.directory_url,
+        "caBundle": base64.b64encode(s.repo.ca_path.read_bytes()).decode(),
+        "externalAccountBinding": {"keyID": "no-such-kid", "keySecretRef": {"name": "bad-eab"}},
+    }
+    if case == "no-ca-bundle":
+        del spec["caBundle"]
+    if case == "unreachable":
+        spec["url"] = f"https://127.0.0.1:{procs.free_port()}/directory"
+    apply(
+        s.kube,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "bad-eab", "namespace": "team-a"},
+            "stringData": {"secret": "c2VjcmV0LWJ1dC13cm9uZw"},
+        },
+        {
+            "apiVersion": "certdepot.io/v1alpha1",
+            "kind": "CertificateRepository",
+            "metadata": {"name": case, "namespace": "team-a"},
+            "spec": spec,
+        },
+    )
+    obj = wait_condition(
+        s.kube,
+        "certificaterepository",
+        case,
+        "team-a",
+        status="False",
+        reason=reason,
+        proc=s.op.proc,
+    )
+    cond = obj["status"]["conditions"][0]
+    assert cond["message"]
+    if case == "wrong-eab":
+        assert cond["reason"] in {"Unauthorized", "ExternalAccountRequired", "AcmeError"}, cond
+        assert "c2VjcmV0LWJ1dC13cm9uZw" not in str(obj)  # the HMAC key never shows
+
+
 def test_restart_resumes_without_downloading_again(setup: Setup) -> None:
     """Last in this module: it replaces the operator process."""
     s = setup
     wait_condition(s.kube, "certificatedownload", "web", "team-a", status="True", proc=s.op.proc)
     before = get(s.kube, "secret", "web-tls", "team-a")
     assert before is not None
+    repo_before = get(s.kube, "clustercertificaterepository", REPO)
+    assert repo_before is not None
+    key_before = get(s.kube, "secret", repo_before["status"]["accountKeySecretName"], "certdepot")
     s.op.proc.stop()
     with operator(s.kube, s.workdir, name="operator-restarted") as op:
         wait_for(
@@ -337,6 +390,15 @@ def test_restart_resumes_without_downloading_again(setup: Setup) -> None:
         after = get(s.kube, "secret", "web-tls", "team-a")
         assert after is not None
         assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        # The account (and its key) are reused, not registered anew.
+        repo_after = wait_condition(
+            s.kube, "clustercertificaterepository", REPO, None, status="True", proc=op.proc
+        )
+        assert repo_after["status"]["accountURL"] == repo_before["status"]["accountURL"]
+        key_after = get(
+            s.kube, "secret", repo_before["status"]["accountKeySecretName"], "certdepot"
+        )
+        assert key_after == key_before
 
 
 def _reconciled_after_restart(s: Setup) -> bool:
