@@ -105,7 +105,8 @@ async def test_problem_document_with_status_is_raised_as_is() -> None:
         with pytest.raises(AcmeProblem) as exc:
             await acme.new_account()
     assert exc.value.short_type == "rateLimited" and exc.value.status == 429
-    assert exc.value.detail == "slow down"
+    assert exc.value.detail == "slow down" and exc.value.retry_after == 30
+    assert "retry_after" not in exc.value.to_json()
 
 
 async def test_server_that_never_answers_times_out_naming_the_url() -> None:

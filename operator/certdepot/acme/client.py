@@ -15,7 +15,8 @@ to talk to an in-process server. Every request has a timeout (``timeout=`` secon
 Nonces: a pool filled from every ``Replay-Nonce`` header; a request rejected with
 ``badNonce`` is re-signed with a fresh nonce and sent exactly once more.
 
-Errors: a problem document from the server is raised as ``AcmeProblem``. Transport failures
+Errors: a problem document from the server is raised as ``AcmeProblem`` (with
+``retry_after`` set from a ``Retry-After`` header, e.g. on ``rateLimited``). Transport failures
 are ``AcmeClientError`` (an ``AcmeProblem`` subclass, type ``urn:certdepot:error:<kind>``)
 whose detail names the URL: ``AcmeTimeout`` (also a ``TimeoutError``; status 504) for
 timeouts, kind ``connection`` for refused connections, ``badResponse`` for answers that are
@@ -280,15 +281,17 @@ class AcmeClient:
         except ValueError:
             doc = None
         if isinstance(doc, dict) and "type" in doc:
-            raise AcmeProblem.from_json(doc, status=response.status_code)
-        snippet = response.text[:200].strip()
-        kind = "serverInternal" if response.status_code >= 500 else "malformed"
-        raise AcmeProblem(
-            kind,
-            f"HTTP {response.status_code} from {url} without a problem document"
-            + (f": {snippet}" if snippet else ""),
-            status=response.status_code,
-        )
+            problem = AcmeProblem.from_json(doc, status=response.status_code)
+        else:
+            snippet = response.text[:200].strip()
+            problem = AcmeProblem(
+                "serverInternal" if response.status_code >= 500 else "malformed",
+                f"HTTP {response.status_code} from {url} without a problem document"
+                + (f": {snippet}" if snippet else ""),
+                status=response.status_code,
+            )
+        problem.retry_after = retry_after_seconds(response)
+        raise problem
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
@@ -326,8 +329,10 @@ class AcmeClient:
         return str(nonce)
 
     async def _take_nonce(self) -> str:
+        # Newest first: an old pooled nonce may have expired, and after badNonce the retry
+        # must use the nonce that came with the error response.
         if self._nonces:
-            return self._nonces.popleft()
+            return self._nonces.pop()
         return await self.new_nonce()
 
     async def post(

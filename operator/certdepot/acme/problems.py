@@ -59,6 +59,9 @@ class AcmeProblem(Exception):
     identifier: Mapping[str, str] | None = None
     subproblems: Sequence[AcmeProblem] = field(default_factory=tuple)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Seconds from the response's ``Retry-After`` header (rateLimited, 503...), if any;
+    #: transport metadata, not part of the problem document.
+    retry_after: float | None = None
 
     def __post_init__(self) -> None:
         if ":" not in self.type:
