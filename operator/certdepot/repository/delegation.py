@@ -177,11 +177,12 @@ async def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
     if sorted(set(names)) != wanted:
         raise AcmeProblem("badCSR", f"CSR names {sorted(set(names))} differ from the "
                           f"order's {wanted}")
-    if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
-                             status="processing"):
-        raise AcmeProblem("orderNotReady", "order is already being finalized")
+    new_data = {**data, "processing_started": repo.clock()}
     if data.get("auto_renewal"):
-        repo.store.update(tables.orders, row["id"], data={**data, "csr": csr_b64})
+        new_data["csr"] = csr_b64  # STAR re-issues from it
+    if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
+                             status="processing", data=new_data):
+        raise AcmeProblem("orderNotReady", "order is already being finalized")
     request = IssueRequest(csr_der=csr_der, dns_names=wanted,
                            lifetime=dt.timedelta(seconds=round(data["lifetime"])),
                            profile=data.get("profile"),

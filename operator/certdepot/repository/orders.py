@@ -28,6 +28,7 @@ log = logging.getLogger("certdepot.repository.orders")
 
 ORDER_LIFETIME = 7 * 86400.0
 AUTHZ_LIFETIME = 7 * 86400.0
+PROCESSING_LIMIT = 900.0
 
 
 def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
@@ -147,6 +148,11 @@ def refresh_order(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:
     if row["status"] in ("pending", "ready", "processing") and row["expires"] < repo.clock():
         repo.store.update(tables.orders, row["id"], status="invalid")
         return {**row, "status": "invalid"}
+    started = row["data"].get("processing_started")
+    if row["status"] == "processing" and started and started + PROCESSING_LIMIT < repo.clock():
+        # The replica that claimed it died (or the upstream hangs): fail visibly.
+        _order_error(repo, row, AcmeProblem("serverInternal", "issuance did not finish"))
+        return repo.store.get(tables.orders, row["id"]) or row
     if row["status"] != "pending":
         return row
     statuses = [a["status"] for a in repo.store.select(
@@ -165,7 +171,9 @@ def refresh_order(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:
 def _order_error(repo: Repo, row: dict[str, Any], problem: AcmeProblem) -> None:
     data = dict(row["data"])
     data["error"] = problem.to_json()
-    repo.store.update(tables.orders, row["id"], status="invalid", data=data)
+    # Only a processing order fails: never overwrite one that just became valid.
+    repo.store.update(tables.orders, row["id"], where={"status": "processing"},
+                      status="invalid", data=data)
 
 
 async def finalize(repo: Repo, account: dict[str, Any], order_id: str,
@@ -195,7 +203,8 @@ async def finalize(repo: Repo, account: dict[str, Any], order_id: str,
     if names != wanted:
         raise AcmeProblem("badCSR", f"CSR names {names} differ from the order's {wanted}")
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
-                             status="processing"):
+                             status="processing",
+                             data={**data, "processing_started": repo.clock()}):
         raise AcmeProblem("orderNotReady", "order is already being finalized")
     request = IssueRequest(csr_der=csr_der, dns_names=wanted,
                            profile=data.get("profile"), replaces=data.get("replaces"))

@@ -152,3 +152,26 @@ async def test_revoke_by_account(env: Env) -> None:
     assert r.status_code == 200, r.text
     r = await c.post(d["revokeCert"], {"certificate": jws.b64encode(der)})
     assert r.json()["type"].endswith(":alreadyRevoked")
+
+
+async def test_stuck_processing_order_fails(env: Env) -> None:
+    from certdepot.repository import orders
+    from certdepot.repository import store as tables
+
+    c = await env.tenant_client("team-a")
+    r = await c.new_order(["x.a.example.test"])
+    url = r.headers["Location"]
+    row = env.repo.store.get(tables.orders, url.rsplit("/", 1)[-1])
+    assert row is not None
+    env.repo.store.update(tables.orders, row["id"], status="processing", data={
+        **row["data"], "processing_started": env.repo.clock() - orders.PROCESSING_LIMIT - 1})
+    o = (await c.post(url, None)).json()
+    assert o["status"] == "invalid" and o["error"]["type"].endswith(":serverInternal")
+
+
+async def test_deactivated_key_cannot_return_account(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    assert c.kid
+    await c.post(c.kid, {"status": "deactivated"})
+    r = await c.post((await c.dir())["newAccount"], {"onlyReturnExisting": True}, use_jwk=True)
+    assert r.status_code == 403 and r.json()["type"].endswith(":unauthorized")

@@ -40,6 +40,8 @@ async def new_account(request: Request) -> Response:
     existing = repo.store.select(tables.accounts, tables.accounts.c.thumbprint == thumb)
     if existing:
         row = existing[0]
+        if row["status"] != "valid":
+            raise AcmeProblem("unauthorized", f"account is {row['status']}")
         return acme_json(repo, account_json(repo, row), 200,
                          location=repo.urls.account(row["id"]))
     if payload.get("onlyReturnExisting"):
