@@ -294,3 +294,23 @@ async def test_alternate_chains(pebble_alternates: PebbleEnv) -> None:
     alternate = crypto.parse_pem_chain(chains.alternates[0])
     assert default[0] == alternate[0] and default[-1].issuer != alternate[-1].issuer
     crypto.verify_chain(alternate, crypto.parse_pem_chain(pebble_alternates.roots_pem(1)))
+
+
+async def test_failed_validation_raises_the_challenge_error(pebble: PebbleEnv) -> None:
+    """A wrong http-01 answer turns the authorization invalid; solve() raises why."""
+
+    class WrongAnswer(Http01Solver):
+        async def present(self, identifier: Any, challenge: Any, key_authorization: str) -> None:
+            await super().present(identifier, challenge, key_authorization + "x")
+
+    name = unique_name("wrong")
+    async with acme_for(pebble) as acme:
+        await acme.new_account()
+        order = await acme.new_order([name], profile="default")
+        async with WrongAnswer(pebble.http01_port) as solver:
+            with pytest.raises(AcmeProblem) as exc:
+                await acme.solve(order, solver)
+        assert solver.requests, "Pebble never fetched the challenge"
+        assert (await acme.get_order(order)).status == "invalid"
+    assert exc.value.short_type in ("unauthorized", "incorrectResponse"), exc.value
+    assert exc.value.detail
