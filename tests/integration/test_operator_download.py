@@ -263,6 +263,11 @@ def test_metrics_and_health(setup: Setup) -> None:
     assert "certdepot_certificate_not_after_timestamp_seconds" in text
     assert "certdepot_acme_requests_total" in text
     assert "certdepot_operator_leader 1.0" in text
+    # Private keys never reach the log (the Secret's key, base64 or PEM).
+    secret = get(s.kube, "secret", "web-tls", "team-a")
+    assert secret is not None
+    log = (s.workdir / "operator.log").read_text()
+    assert "PRIVATE KEY" not in log and secret["data"]["tls.key"][:40] not in log
     for path in ("healthz", "readyz"):
         with urllib.request.urlopen(
             f"http://127.0.0.1:{s.op.health_port}/{path}", timeout=10
