@@ -33,7 +33,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
               help="Stop a demo started with --keep and remove its files.")
 @click.option("--timeout", type=float, default=180.0, show_default=True,
               help="Seconds to wait for the resources to become Ready.")
-@click.option("--examples", type=click.Path(file_okay=False, exists=True, path_type=Path),
+@click.option("--examples", type=click.Path(file_okay=False, path_type=Path),
               default=examples_dir, show_default="examples/ of this checkout",
               help="Directory of manifests to apply.")
 @click.option(kept_demo.SUPERVISE_FLAG, "supervise",
@@ -52,6 +52,10 @@ def demo(keep: bool, upstream: str, stop_kept: bool, timeout: float, examples: P
         sys.exit(kept_demo.stop(click.echo))
     from certdepot.demo.run import Options
 
+    if not examples.is_dir():
+        # The examples (and crds/) ship with the source tree, not inside the package.
+        raise click.ClickException(f"no examples directory at {examples}: run the demo from "
+                                   "a source checkout (`make demo`) or pass --examples DIR")
     options = Options(upstream=upstream, timeout=timeout, examples=examples)
     if supervise is not None:
         options.workdir = supervise

@@ -238,6 +238,7 @@ class Demo:
             self.echo(f"        {line}")
 
     def _wait(self, items: Sequence[manifests.Expected]) -> dict[str, Mapping[str, Any]]:
+        self.echo("        (each change as it happens: + Ready, . not yet)")
         with self._kube().api_client() as api:
             return wait_ready(items, kube_getter(api), timeout=self.options.timeout,
                               echo=self.echo, check_alive=self._check_alive)
