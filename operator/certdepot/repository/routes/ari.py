@@ -29,7 +29,6 @@ async def renewal_info(request: Request) -> Response:
         raise AcmeProblem("malformed", "no certificate with that identifier", status=404)
     row = rows[0]
     now = repo.clock()
-    explanation = None
     if row["managed_name"]:
         current = certstore.current_managed(repo.store, row["managed_name"])
         newer = current is not None and current["id"] != row["id"] and \
@@ -38,20 +37,15 @@ async def renewal_info(request: Request) -> Response:
         newer = bool(repo.store.select(
             tables.certificates, tables.certificates.c.order_id == row["order_id"],
             tables.certificates.c.not_after > row["not_after"])) if row["order_id"] else False
-    if newer:
+    if newer or row["revoked"]:
+        # Renew now: the repository already holds the successor (or this one is revoked).
         start, end = now - 60, now + 3600
-        explanation = "a newer certificate for this entry is available"
-    elif row["revoked"]:
-        start, end = now - 60, now + 3600
-        explanation = "certificate revoked"
     else:
         s, e = ari.default_window(dt.datetime.fromtimestamp(row["not_before"], dt.UTC),
                                   dt.datetime.fromtimestamp(row["not_after"], dt.UTC))
         start, end = s.timestamp(), e.timestamp()
     doc: dict[str, object] = {"suggestedWindow": {"start": rfc3339(start),
                                                   "end": rfc3339(end)}}
-    if explanation:
-        doc["explanationURL"] = f"{repo.urls.base}/docs#renewal"
     retry = int(repo.config.ari_retry_after.total_seconds())
     return acme_json(repo, doc, headers={"Retry-After": str(retry)})
 
