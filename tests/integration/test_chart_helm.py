@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
@@ -436,3 +437,70 @@ def test_container_args_are_accepted_by_the_certdepot_cli(helm: Helm, value_set:
             assert ctx.params["health_port"] == ports["health"]
         else:
             assert str(ctx.params["config_path"]) == "/etc/certdepot/config/config.yaml"
+
+
+# --- the kind end-to-end path (tests/e2e), checked here because kind itself is opt-in ---------
+
+E2E = ROOT / "tests" / "e2e"
+
+
+def _kind_render(helm: Helm, tmp_path: Path) -> list[dict[str, Any]]:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nstand-in\n-----END CERTIFICATE-----\n")
+    return helm.template("--values", str(E2E / "values-kind.yaml"),
+                         "--set-file", f"repository.credentials.e2e-ca\\.crt={ca}")
+
+
+def test_kind_values_offer_what_the_examples_ask_for(helm: Helm, tmp_path: Path) -> None:
+    from certdepot.demo import manifests, repoconfig
+
+    objs = _kind_render(helm, tmp_path)
+    cm = _one(objs, "ConfigMap", "-repository")
+    config = parse_config(yaml.safe_load(cm["data"]["config.yaml"]), "values-kind.yaml")
+    tenant = config.tenant(repoconfig.TENANT)
+    assert tenant is not None, f"no tenant {repoconfig.TENANT} (the examples' EAB tenant)"
+    granted = {frozenset(c.dns_names) for c in config.certificates if c.name in tenant.download}
+    delegations = {d.name for d in tenant.delegations}
+    for want in manifests.expected(manifests.load(manifests.examples_dir())):
+        if want.kind == "CertificateDownload":
+            assert frozenset(want.dns_names) in granted, want.label
+        elif want.kind == "DelegatedCertificate":
+            assert repoconfig.DELEGATION in delegations, want.label
+    # The issuers' CA bundle is the file the chart mounts from the credentials Secret.
+    for issuer in config.issuers:
+        bundle = getattr(issuer, "ca_bundle", None)
+        assert bundle is None or str(bundle) == "/etc/certdepot/credentials/e2e-ca.crt"
+    assert any(o["kind"] == "Secret" and "e2e-ca.crt" in o.get("stringData", {}) for o in objs)
+    # Pebble in the cluster offers the profiles the issuers ask for.
+    pebble_cm = next(d for d in yaml.safe_load_all((E2E / "manifests/pebble.yaml").read_text())
+                     if d["kind"] == "ConfigMap")
+    profiles = json.loads(pebble_cm["data"]["pebble-config.json"])["pebble"]["profiles"]
+    assert {i.profile for i in config.issuers if getattr(i, "profile", None)} <= set(profiles)
+
+
+def test_kind_render_is_accepted_by_the_api_server(helm: Helm, kube: Any, tmp_path: Path,
+                                                   dry_run_namespace: str) -> None:
+    objs = _kind_render(helm, tmp_path)
+    for o in objs:
+        if o["metadata"].get("namespace"):
+            o["metadata"]["namespace"] = dry_run_namespace
+    proc = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(objs),
+                        check=False)
+    assert proc.returncode == 0, proc.stderr
+    pebble = (E2E / "manifests/pebble.yaml").read_text().replace("@PEBBLE_IMAGE@", "pebble:e2e")
+    proc = kube.kubectl("apply", "--dry-run=server", "-n", dry_run_namespace, "-f", "-",
+                        input=pebble, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_kind_script_builds_the_pebble_version_the_tests_pin() -> None:
+    from certdepot.testenv.provision import PEBBLE_VERSION
+
+    script = (E2E / "kind.sh").read_text()
+    match = re.search(r"sed -n '(s/.*?/p)' operator/certdepot/testenv/provision.py", script)
+    assert match, "kind.sh no longer reads PEBBLE_VERSION from provision.py"
+    provision = ROOT / "operator" / "certdepot" / "testenv" / "provision.py"
+    out = subprocess.run(["sed", "-n", match.group(1), str(provision)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == PEBBLE_VERSION
+    assert os.access(E2E / "kind.sh", os.X_OK), "tests/e2e/kind.sh must be executable"
