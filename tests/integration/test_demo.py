@@ -105,20 +105,40 @@ def test_demo_pebble_upstream(tmp_path: Path) -> None:
     _assert_cleaned_up(out, tmpdir, LOCAL | {"pebble", "pebble-challtestsrv"})
 
 
-def test_failing_step_is_named_with_logs_and_exits_nonzero(tmp_path: Path) -> None:
+def _broken_examples(tmp_path: Path) -> Path:
     examples = tmp_path / "examples"
     shutil.copytree(EXAMPLES, examples)
     download = examples / "02-certificate-download.yaml"
     # No managed certificate has this name set: the repository refuses, never Ready.
     download.write_text(download.read_text().replace("- demo.example\n",
                                                      "- nothing.demo.example\n"))
+    return examples
+
+
+def _assert_failure_report(out: str) -> None:
+    assert "FAILED at step 'wait until every resource is Ready'" in out, out
+    assert "CertificateDownload/demo/www: Ready=False" in out, out
+    assert re.search(r"--- last \d+ lines of \S+/operator\.log ---", out), out
+
+
+def test_failing_step_is_named_with_logs_and_exits_nonzero(tmp_path: Path) -> None:
     tmpdir = tmp_path / "tmp"
-    res = _demo(tmpdir, "--examples", str(examples), "--timeout", "15")
+    res = _demo(tmpdir, "--examples", str(_broken_examples(tmp_path)), "--timeout", "15")
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
-    assert "FAILED at step 'wait until every resource is Ready'" in res.stderr, out
-    assert "CertificateDownload/demo/www: Ready=False" in res.stderr, out
-    assert re.search(r"--- last \d+ lines of \S+/operator\.log ---", res.stderr), out
+    _assert_failure_report(res.stderr)
+    _assert_cleaned_up(out, tmpdir, LOCAL)
+
+
+def test_keep_that_fails_reports_and_leaves_nothing(tmp_path: Path) -> None:
+    tmpdir = tmp_path / "tmp"
+    res = _demo(tmpdir, "--keep", "--examples", str(_broken_examples(tmp_path)),
+                "--timeout", "15")
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    # The supervisor's report is relayed, though it removed its directory (and log) first.
+    _assert_failure_report(out)
+    assert "cleaned up: stopped 4 process(es)" in out, out
     _assert_cleaned_up(out, tmpdir, LOCAL)
 
 

@@ -77,33 +77,48 @@ def start_supervisor(argv: Sequence[str], workdir: Path, echo: Echo,
              SUPERVISE_FLAG, str(workdir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    offset = 0
+    try:
+        return _relay(child, log_path, echo, timeout)
+    except KeyboardInterrupt:
+        # Ctrl-C before the demo is up: do not leave a half-started supervisor behind.
+        echo(f"interrupted; stopping the demo supervisor (pid {child.pid})")
+        child.terminate()
+        child.wait(60)
+        return 130
+
+
+def _relay(child: subprocess.Popen[bytes], log_path: Path, echo: Echo, timeout: float) -> int:
     buffered = ""
     deadline = time.monotonic() + timeout
-    while True:
-        with log_path.open("rb") as fh:
-            fh.seek(offset)
+    # One handle for the whole relay: a supervisor that fails removes its directory, log
+    # included, and its last lines must still be read.
+    with log_path.open("rb") as fh:
+        while True:
             chunk = fh.read()
-        offset += len(chunk)
-        buffered += chunk.decode("utf-8", "replace")
-        *lines, buffered = buffered.split("\n")
-        for line in lines:
-            if line == READY_MARKER:
-                return 0
-            echo(line)
-        code = child.poll()
-        if code is not None and not chunk:
-            if buffered:
-                echo(buffered)
-            return code or 1
-        if time.monotonic() > deadline:
-            echo(f"the demo supervisor (pid {child.pid}) is not ready after {timeout:.0f}s; "
-                 "stopping it")
-            child.terminate()
-            child.wait(60)
-            return 1
-        if not chunk:
-            time.sleep(0.1)
+            buffered += chunk.decode("utf-8", "replace")
+            *lines, buffered = buffered.split("\n")
+            for line in lines:
+                if line == READY_MARKER:
+                    return 0
+                echo(line)
+            code = child.poll()
+            if code is not None:
+                # It wrote its last lines before exiting: read them after seeing it exit.
+                rest = buffered + fh.read().decode("utf-8", "replace")
+                for line in rest.split("\n"):
+                    if line == READY_MARKER:
+                        return 0
+                    if line:
+                        echo(line)
+                return code or 1
+            if time.monotonic() > deadline:
+                echo(f"the demo supervisor (pid {child.pid}) is not ready after "
+                     f"{timeout:.0f}s; stopping it")
+                child.terminate()
+                child.wait(60)
+                return 1
+            if not chunk:
+                time.sleep(0.1)
 
 
 def stop(echo: Echo, timeout: float = 60.0) -> int:
