@@ -1,0 +1,198 @@
+"""The whole chain with a real CA: Pebble issues to the repository over ACME, the operator
+downloads (CertificateDownload) or gets a delegated certificate (DelegatedCertificate),
+and a real TLS server serving the Secret is verified against Pebble's root."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from repository_harness import RepoProcess, base_config, create_tenant, running, write_config
+from test_operator_support import (
+    OperatorProcess,
+    apply,
+    get,
+    operator,
+    secret_files,
+    tls_handshake,
+    wait_condition,
+)
+
+from certdepot.acme import crypto
+from certdepot.testenv import procs
+from certdepot.testenv.kube import KubeEnv
+from certdepot.testenv.pebble import PebbleEnv
+
+NS = "pebble-path"
+TEMPLATE: dict[str, Any] = {
+    "keyTypes": [
+        {
+            "PublicKeyType": "id-ecPublicKey",
+            "namedCurve": "secp256r1",
+            "SignatureType": "ecdsa-with-SHA256",
+        }
+    ],
+    "extensions": {
+        "subjectAltName": {"DNS": ["**"]},
+        "keyUsage": ["digitalSignature"],
+        "extendedKeyUsage": ["serverAuth"],
+    },
+}
+
+
+@dataclass
+class Setup:
+    kube: KubeEnv
+    repo: RepoProcess
+    pebble_root: Path
+    workdir: Path
+    op: OperatorProcess
+
+
+@pytest.fixture(scope="module")
+def setup(
+    kube: KubeEnv,
+    crds_applied: list[str],
+    pebble_eab: PebbleEnv,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Setup]:
+    pebble = pebble_eab
+    workdir = tmp_path_factory.mktemp("operator-pebble")
+    root = workdir / "pebble-root.pem"
+    root.write_text(pebble.roots_pem())
+    kid, hmac = next(iter(pebble.eab.items()))
+    port = procs.free_port()
+    shortlived = f"{PebbleEnv.SHORTLIVED_SECONDS}s"
+    cfg = base_config(
+        workdir,
+        port,
+        listeners={
+            "https": {
+                "address": f"127.0.0.1:{port}",
+                "selfSigned": True,
+                "selfSignedCertFile": str(workdir / f"tls-{port}.crt"),
+            },
+            "http01": {"address": f"127.0.0.1:{pebble.http01_port}"},
+        },
+        issuers=[
+            {
+                "name": "pebble",
+                "type": "acme",
+                "directory": pebble.directory_url,
+                "caBundle": str(pebble.ca_path),
+                "eab": {"kid": kid, "hmacKey": hmac},
+                "maxLifetime": shortlived,
+            }
+        ],
+        certificates=[
+            {
+                "name": "web",
+                "dnsNames": ["web.example.test", "www.example.test"],
+                "issuer": "pebble",
+            }
+        ],
+        tenants=[
+            {
+                "name": "cluster",
+                "download": ["web"],
+                "delegations": [
+                    {
+                        "name": "edge",
+                        "csrTemplate": TEMPLATE,
+                        "namePatterns": ["cdn-*.example.test"],
+                        "maxLifetime": "7d",
+                        "issuer": "pebble",
+                        "profile": "shortlived",
+                    }
+                ],
+            }
+        ],
+    )
+    cfg_path = write_config(workdir, cfg)
+    eab_kid, eab_key = create_tenant(workdir, cfg_path, "cluster")
+    for ns in ("certdepot", NS):
+        apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    with running(workdir, cfg_path, port) as repo:
+        apply(
+            kube,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "depot-eab", "namespace": NS},
+                "stringData": {"secret": eab_key},
+            },
+            {
+                "apiVersion": "certdepot.io/v1alpha1",
+                "kind": "CertificateRepository",
+                "metadata": {"name": "depot", "namespace": NS},
+                "spec": {
+                    "url": repo.directory_url,
+                    "caBundle": base64.b64encode(repo.ca_path.read_bytes()).decode(),
+                    "externalAccountBinding": {
+                        "keyID": eab_kid,
+                        "keySecretRef": {"name": "depot-eab"},
+                    },
+                },
+            },
+        )
+        with operator(kube, workdir, name="operator-pebble") as op:
+            yield Setup(kube, repo, root, workdir, op)
+
+
+def test_download_of_a_pebble_certificate(setup: Setup) -> None:
+    s = setup
+    apply(
+        s.kube,
+        {
+            "apiVersion": "certdepot.io/v1alpha1",
+            "kind": "CertificateDownload",
+            "metadata": {"name": "web", "namespace": NS},
+            "spec": {
+                "repositoryRef": {"name": "depot"},
+                "dnsNames": ["www.example.test", "web.example.test"],
+                "secretName": "web-tls",
+            },
+        },
+    )
+    # The repository first has to obtain it from Pebble: allow for that.
+    wait_condition(
+        s.kube, "certificatedownload", "web", NS, status="True", proc=s.op.proc, timeout=180
+    )
+    secret = get(s.kube, "secret", "web-tls", NS)
+    assert secret is not None
+    assert "ca.crt" not in secret["data"]  # Pebble's chain ends at an intermediate
+    crt, key = secret_files(secret, s.workdir)
+    tls_handshake(crt, key, s.pebble_root, "web.example.test")
+
+
+def test_delegated_certificate_from_pebble(setup: Setup) -> None:
+    s = setup
+    apply(
+        s.kube,
+        {
+            "apiVersion": "certdepot.io/v1alpha1",
+            "kind": "DelegatedCertificate",
+            "metadata": {"name": "cdn-eu", "namespace": NS},
+            "spec": {
+                "repositoryRef": {"name": "depot"},
+                "delegation": "edge",
+                "dnsNames": ["cdn-eu.example.test"],
+                "secretName": "cdn-eu-tls",
+            },
+        },
+    )
+    obj = wait_condition(
+        s.kube, "delegatedcertificate", "cdn-eu", NS, status="True", proc=s.op.proc, timeout=180
+    )
+    secret = get(s.kube, "secret", "cdn-eu-tls", NS)
+    assert secret is not None
+    crt, key = secret_files(secret, s.workdir)
+    tls_handshake(crt, key, s.pebble_root, "cdn-eu.example.test")
+    leaf = crypto.parse_pem_chain(crt.read_bytes())[0]
+    life = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert life.total_seconds() <= PebbleEnv.SHORTLIVED_SECONDS + 60  # the shortlived profile
+    assert obj["status"]["renewalTime"] < obj["status"]["notAfter"]
