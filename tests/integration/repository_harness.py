@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,6 +33,10 @@ class RepoProcess:
     @property
     def directory_url(self) -> str:
         return f"{self.base_url}/directory"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts the repository's self-signed listener certificate."""
+        return ssl.create_default_context(cafile=str(self.ca_path))
 
 
 def write_config(workdir: Path, config: dict[str, Any], name: str = "repository.yaml") -> Path:
@@ -88,7 +93,8 @@ def running(workdir: Path, config_path: Path, port: int, name: str = "repository
     try:
         ca = workdir / f"tls-{port}.crt"
         proc.wait_for_port(port, timeout=60)
-        proc.wait_for_url(f"https://127.0.0.1:{port}/directory", verify=str(ca))
+        proc.wait_for_url(f"https://127.0.0.1:{port}/directory",
+                          verify=ssl.create_default_context(cafile=str(ca)))
         yield RepoProcess(proc, f"https://127.0.0.1:{port}", ca, config_path)
     finally:
         proc.stop()

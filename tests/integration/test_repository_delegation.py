@@ -54,7 +54,7 @@ async def test_delegated_certificates(tmp_path: Path, pebble_eab: PebbleEnv) -> 
     eab_other = create_tenant(tmp_path, path, "other")
     with running(tmp_path, path, port) as repo:
         async with AcmeClient(repo.directory_url, crypto.generate_private_key(),
-                              verify=str(repo.ca_path)) as other:
+                              verify=repo.ssl_context()) as other:
             await other.new_account(eab=eab_other)
             foreign = (await other.list_delegations())[0]
         async with AcmeClient(repo.directory_url, crypto.generate_private_key(),
@@ -117,7 +117,7 @@ async def test_delegated_certificates(tmp_path: Path, pebble_eab: PebbleEnv) -> 
             sorder = await client.delegated_order(star_url, star_csr, extra={"auto-renewal": {
                 "end-date": end, "lifetime": 6, "allow-certificate-get": True}})
             stable = sorder["star-certificate"]
-            async with httpx.AsyncClient(verify=str(repo.ca_path)) as http:
+            async with httpx.AsyncClient(verify=repo.ssl_context()) as http:
                 first = await http.get(stable)
                 assert first.status_code == 200, first.text
                 serial1 = crypto.parse_pem_chain(first.text)[0].serial_number

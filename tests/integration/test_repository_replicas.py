@@ -69,12 +69,12 @@ def test_two_replicas_one_upstream_order(tmp_path: Path, postgres: Any,
 
             # A nonce from replica A is good (once) at replica B.
             nonce = httpx.head(f"{a.base_url}/acme/new-nonce",
-                               verify=str(a.ca_path)).headers["Replay-Nonce"]
+                               verify=a.ssl_context()).headers["Replay-Nonce"]
             key = crypto.generate_private_key()
             url = f"{b.base_url}/acme/new-account"
             for expected in ("accountDoesNotExist", "badNonce"):
                 body = jws.sign({"onlyReturnExisting": True}, key, url=url, nonce=nonce)
-                r = httpx.post(url, content=json.dumps(body), verify=str(b.ca_path),
+                r = httpx.post(url, content=json.dumps(body), verify=b.ssl_context(),
                                headers={"Content-Type": "application/jose+json"})
                 assert r.json()["type"].endswith(expected), r.text
 
@@ -84,3 +84,29 @@ def test_two_replicas_one_upstream_order(tmp_path: Path, postgres: Any,
             assert res.returncode == 0, res.stdout + res.stderr[-3000:] + b.proc.tail()
     finally:
         engine.dispose()
+
+
+def test_survives_database_restart(tmp_path: Path, postgres: Any) -> None:
+    """Pooled connections break when PostgreSQL restarts; the repository reconnects and
+    nonces, accounts and issuance keep working (local CA, no upstream involved)."""
+    db_url = postgres.new_database("restart")
+    port = procs.free_port()
+    cfg = base_config(tmp_path, port, storage={"url": db_url},
+                      issuers=[{"name": "local", "type": "local-ca"}], defaultIssuer="local",
+                      tenants=[{"name": "team-a", "issue": ["*.a.example.test"]}])
+    path = write_config(tmp_path, cfg)
+    eab = create_tenant(tmp_path, path, "team-a")
+    with running(tmp_path, path, port) as repo:
+        assert certbot(tmp_path, repo, eab, ["one.a.example.test"], cert_name="one"
+                       ).returncode == 0
+        postgres.restart()
+        ok = False
+        for _ in range(3):  # the first request may meet a broken pooled connection
+            r = httpx.head(f"{repo.base_url}/acme/new-nonce", verify=repo.ssl_context())
+            ok = r.status_code == 200
+            if ok:
+                break
+            time.sleep(1)
+        assert ok, repo.proc.tail()
+        res = certbot(tmp_path, repo, eab, ["two.a.example.test"], cert_name="two")
+        assert res.returncode == 0, res.stdout + res.stderr[-2000:] + repo.proc.tail()
