@@ -69,7 +69,10 @@ def problem_response(repo: Repo, problem: AcmeProblem,
                      headers: dict[str, str] | None = None) -> Response:
     status = problem.status or 400
     hdrs = acme_headers(repo, headers)
-    if problem.short_type == "rateLimited" and "Retry-After" not in hdrs:
+    retry = problem.extra.get("retry-after")
+    if isinstance(retry, int):
+        hdrs["Retry-After"] = str(retry)  # e.g. a download whose certificate is on its way
+    elif problem.short_type == "rateLimited":
         hdrs["Retry-After"] = "60"
     return Response(json.dumps(problem.to_json()), status_code=status,
                     media_type="application/problem+json", headers=hdrs)

@@ -241,3 +241,12 @@ async def test_proof_of_control_wrong_token(env_factory: Any,
     _eph, jwk = keywrap.generate_ephemeral()
     r = await c.post(order["finalize"], {"ephemeral-jwk": jwk})
     assert r.status_code == 403 and r.json()["type"].endswith(":orderNotReady")
+
+
+async def test_download_before_certificate_exists(env: Env) -> None:
+    c = await env.tenant_client("team-a")  # renewal has not run: nothing held yet
+    order = (await c.new_order(WEB, download=True)).json()
+    _, jwk = keywrap.generate_ephemeral()
+    r = await c.post(order["finalize"], {"ephemeral-jwk": jwk})
+    assert r.status_code == 403 and r.json()["type"].endswith(":orderNotReady")
+    assert r.headers["Retry-After"] == "10"
