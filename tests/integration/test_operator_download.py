@@ -4,6 +4,7 @@ the operator as a real process, and a TLS handshake against the Secret it writes
 from __future__ import annotations
 
 import base64
+import json
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,6 +179,18 @@ def test_secret_deleted_by_hand_comes_back(setup: Setup) -> None:
     )
     assert after == before  # the same certificate, downloaded again
 
+
+
+def test_altered_secret_is_put_right(setup: Setup) -> None:
+    s = setup
+    wait_condition(s.kube, "certificatedownload", "web", "team-a", status="True", proc=s.op.proc)
+    good = secret_serial(s, "web-tls")
+    # Someone pastes another certificate over it (here: the repository's own TLS certificate).
+    pasted = base64.b64encode(s.repo.ca_path.read_bytes()).decode()
+    s.kube.kubectl("patch", "secret", "web-tls", "-n", "team-a", "--type", "merge",
+                   "-p", json.dumps({"data": {"tls.crt": pasted}}))
+    wait_for("the certificate to be put back", lambda: secret_serial(s, "web-tls") == good,
+             timeout=30, proc=s.op.proc)
 
 def test_unmanaged_secret_is_not_overwritten(setup: Setup) -> None:
     s = setup
