@@ -8,6 +8,8 @@ non-zero exit; --keep leaves a usable cluster until --stop; --upstream pebble.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 import os
 import re
@@ -70,6 +72,13 @@ def _assert_summary(out: str) -> None:
                    None)
         assert row is not None, f"{resource} missing from the summary\n{out}"
         assert row.split()[1] == "True", row
+    # The delegated certificate lives one day, as the delegation allows (clock skew aside).
+    cdn = next(line for line in table.splitlines() if line.startswith(RESOURCES[2] + " "))
+    stamp = re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", cdn)
+    assert stamp, cdn
+    not_after = dt.datetime.fromisoformat(stamp.group(0).replace("Z", "+00:00"))
+    left = not_after - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(hours=23) < left <= dt.timedelta(hours=24, minutes=5), cdn
     for name in NAMES:
         assert re.search(rf"TLS ok\s+{re.escape(name)}\s+TLSv1\.[23]\s+serial [0-9a-f]+\s+"
                          r"chain verified to CN=", out), f"no verified handshake for {name}"
@@ -163,6 +172,13 @@ def test_keep_then_stop(tmp_path: Path) -> None:
         assert got.returncode == 0, got.stderr
         assert {"secret/www-tls", "secret/cdn-eu-tls", "secret/shop-tls"} <= \
             set(got.stdout.split())
+        # The tenant's EAB HMAC key went into the cluster, never onto the terminal.
+        eab = subprocess.run([state["kubectl"], "--kubeconfig", state["kubeconfig"],
+                              "-n", "certdepot", "get", "secret", "demo-depot-eab",
+                              "-o", "jsonpath={.data.secret}"],
+                             capture_output=True, text=True, timeout=60)
+        hmac = base64.b64decode(eab.stdout).decode()
+        assert len(hmac) > 20 and hmac not in out
         again = _demo(tmpdir, "--keep", timeout=60)
         assert again.returncode != 0 and "already running" in again.stderr
     finally:
