@@ -71,6 +71,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
     tenant = repo.tenant(account.get("tenant"))
     if payload.get("delegation") is not None:
+        # delegation.py builds on this module; importing it here avoids the cycle.
         from certdepot.repository import delegation
 
         return delegation.create_order(repo, account, payload)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from certdepot.acme import crypto
-from certdepot.repository import certstore
+from certdepot.repository import certstore, star
 from certdepot.repository import store as tables
 from certdepot.repository.config import ManagedCertificate
 from certdepot.repository.issuers import IssueRequest
@@ -121,8 +121,6 @@ def request_renewal(repo_store: tables.Store, name: str) -> bool:
 
 def start(repo: Repo) -> Callable[[], Awaitable[None]]:
     """Start the loop; returns an async function that stops it."""
-    from certdepot.repository import star
-
     async def loop() -> None:
         while True:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import logging
 import os
 import signal
@@ -45,8 +46,6 @@ def self_signed(workdir: Path, host: str, out: Path | None) -> tuple[Path, Path]
     """A throw-away certificate for the HTTPS listener (development and tests)."""
     key = crypto.generate_private_key("ec-p256")
     now = dt.datetime.now(dt.UTC)
-    import ipaddress
-
     sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
     try:
         sans.append(x509.IPAddress(ipaddress.ip_address(host)))

@@ -4,6 +4,7 @@ warned about before expiry, never renewed."""
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certdepot.acme import crypto
 from certdepot.repository.config import ImportedIssuer
@@ -51,8 +52,6 @@ def validate_import(cert_pem: bytes, key_pem: bytes, chain_pem: bytes | None
             extra = crypto.parse_pem_chain(chain_pem)
         except ValueError as exc:
             raise IssuerError(f"chain: {exc}") from None
-    from cryptography.hazmat.primitives import serialization
-
     full = "".join(c.public_bytes(serialization.Encoding.PEM).decode()
                    for c in [*certs, *extra])
     return full, key, leaf

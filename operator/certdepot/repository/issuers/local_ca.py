@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -76,7 +77,6 @@ class LocalCa:
             if kblob and cblob:
                 return (crypto.load_private_key(vault.open(kblob, kname)),
                         crypto.load_certificate(cblob))
-            import time
             time.sleep(0.1)  # another replica is between its two writes
         raise IssuerError(f"issuer {self.name}: generated root incomplete in store")
 
