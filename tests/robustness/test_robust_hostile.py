@@ -10,6 +10,7 @@ import pytest
 from hostile import (
     CASES,
     ENDPOINTS,
+    KNOWN,
     MUTATIONS,
     Case,
     Endpoint,
@@ -27,19 +28,6 @@ from certdepot.repository import renewal
 from certdepot.repository.app import create_app
 from certdepot.repository.bootstrap import build_repo
 from certdepot.repository.tenants import create_tenant
-
-# Findings in other owners' code: the case stays in the table and must fail until fixed.
-KNOWN: dict[str, str] = {
-    "csr-rsa-1024": (
-        "FINDING R1: repository/orders.py finalize() (plain issuance, near line 199) checks "
-        "the CSR's signature and names but not its key: an RSA-1024 CSR is issued by "
-        "local-ca. Fix: refuse weak keys (RSA < 2048, unknown curves) with badCSR."),
-    "csr-requests-keycertsign": (
-        "FINDING R2: repository/issuers/local_ca.py issue() (lines 118-126) copies the "
-        "CSR's KeyUsage/ExtendedKeyUsage into the leaf, so any tenant gets a leaf with "
-        "keyCertSign/cRLSign (or codeSigning). Fix: refuse CA-only usages with badCSR or "
-        "issue serverAuth/digitalSignature only."),
-}
 
 
 @pytest.fixture(scope="module")
