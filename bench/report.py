@@ -1,0 +1,175 @@
+"""The targets of issue 10, a plain-text table and a PNG chart from one results dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _median(summary: dict[str, Any] | None) -> float | None:
+    return None if not summary else summary.get("median")
+
+
+def _level(levels: list[dict[str, Any]], concurrency: int) -> dict[str, Any] | None:
+    return next((lv for lv in levels if lv["concurrency"] == concurrency), None)
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    dist = r.get("distribution") or {}
+    if "1000" in dist:
+        wall = _median(dist["1000"]["summary"]["wall_s"])
+        out.append({"target": "1000 CertificateDownloads Ready <= 30 s", "measured": wall,
+                    "unit": "s", "met": wall is not None and wall <= 30})
+    if dist:
+        worst = max(_median(v["summary"]["writes_per_cert"]) or 0 for v in dist.values())
+        out.append({"target": "<= 3 API write requests per certificate", "measured": worst,
+                    "unit": "writes/cert", "met": worst <= 3})
+    tp = r.get("throughput") or {}
+    for variant in ("sqlite", "sqlite-wal"):
+        lv = _level((tp.get("download") or {}).get(variant) or [], 16)
+        if lv:
+            rate = _median(lv["sessions_per_s"])
+            out.append({"target": f">= 300 download sessions/s at 16 clients ({variant})",
+                        "measured": rate, "unit": "sessions/s", "met": (rate or 0) >= 300})
+    plain = tp.get("plain") or {}
+    for variant in ("repository-sqlite", "repository-sqlite-wal"):
+        if not (plain.get(variant) and plain.get("pebble")):
+            continue
+        for mine in plain[variant]:
+            theirs = _level(plain["pebble"], mine["concurrency"])
+            if theirs:
+                a, b = _median(mine["sessions_per_s"]), _median(theirs["sessions_per_s"])
+                out.append({"target": f"plain issuance >= Pebble's ({variant[11:]}, "
+                                      f"c={mine['concurrency']})",
+                            "measured": a, "baseline": b, "unit": "sessions/s",
+                            "met": (a or 0) >= (b or 0)})
+    eco = r.get("economy")
+    if eco:
+        ok = eco["orders_at_pebble_while_serving"] == 0 and all(
+            n == 1 for n in eco["orders_per_renewal"])
+        out.append({"target": "exactly one upstream order per renewal",
+                    "measured": eco["orders_per_renewal"], "unit": "orders",
+                    "met": ok})
+    return out
+
+
+def _fmt(summary: dict[str, Any] | None, digits: int = 1) -> str:
+    if not summary or summary.get("median") is None:
+        return "-"
+    med, lo, hi = summary["median"], summary["min"], summary["max"]
+    return f"{med:.{digits}f} [{lo:.{digits}f}-{hi:.{digits}f}]"
+
+
+def table(r: dict[str, Any]) -> str:
+    rows: list[tuple[str, str, str]] = []
+    for n, d in (r.get("distribution") or {}).items():
+        s = d["summary"]
+        rows.append((f"(a) N={n} CertificateDownloads: wall s", _fmt(s["wall_s"]),
+                     "baseline " + _fmt(s["baseline_wall_s"], 2)))
+        rows.append((f"(a) N={n} certificates/s", _fmt(s["certs_per_s"]),
+                     "baseline " + _fmt(s["baseline_certs_per_s"])))
+        verbs = d["operator"][0]["api_requests_per_cert"]["by_verb"] if d["operator"] else {}
+        rows.append((f"(a) N={n} API writes/cert (by verb: run 1)", _fmt(s["writes_per_cert"], 2),
+                     " ".join(f"{v}={c}" for v, c in verbs.items())))
+        rows.append((f"(a) N={n} operator CPU s / peak RSS MB",
+                     _fmt(s["operator_cpu_s"]) + " / " + _fmt(s["operator_peak_rss_mb"], 0),
+                     "repository CPU s " + _fmt(s["repository_cpu_s"])))
+    for label, d in (r.get("delegated") or {}).items():
+        s = d["summary"]
+        n = d["runs"][0]["n"] if d["runs"] else 0
+        rows.append((f"(b) delegated {label} N={n}: certs/s", _fmt(s["certs_per_s"]),
+                     f"p50 {_fmt(s['p50_s'], 2)} s, p99 {_fmt(s['p99_s'], 2)} s"))
+    tp = r.get("throughput") or {}
+    for kind, groups in tp.items():
+        for label, levels in groups.items():
+            for lv in levels:
+                lat = lv["latency_s"]
+                rows.append((f"(c) {kind} {label} c={lv['concurrency']}: sessions/s",
+                             _fmt(lv["sessions_per_s"]),
+                             f"p50 {lat['p50'] * 1000:.0f} ms p99 {lat['p99'] * 1000:.0f} ms"
+                             f" errors {lv['error_count']}"))
+    eco = r.get("economy")
+    if eco:
+        rows.append((f"(d) {eco['tenants']} tenants x {eco['namespaces_per_tenant']} "
+                     "namespaces: Pebble orders",
+                     f"{eco['orders_at_pebble_while_serving']} serving",
+                     f"per renewal {eco['orders_per_renewal']}"))
+    for t in r.get("targets") or []:
+        base = f" (Pebble {t['baseline']:.1f})" if t.get("baseline") is not None else ""
+        m = t["measured"]
+        shown = f"{m:.2f}" if isinstance(m, float) else str(m)
+        rows.append(("target: " + t["target"], f"{shown} {t['unit']}{base}",
+                     "MET" if t["met"] else "MISSED"))
+    width = max(len(a) for a, _, _ in rows) if rows else 10
+    mid = max(len(b) for _, b, _ in rows) if rows else 10
+    header = f"{'figure':{width}}  {'median [min-max]':{mid}}  next to it"
+    lines = [header, "-" * (width + mid + 30)]
+    lines += [f"{a:{width}}  {b:{mid}}  {c}" for a, b, c in rows]
+    load = r.get("load_average") or {}
+    lines.append(f"load average at start {load.get('start')}, at end {load.get('end')}")
+    return "\n".join(lines)
+
+
+def chart(r: dict[str, Any], path: Path) -> Path | None:
+    """A 2x2 PNG: (a) rate vs baseline, (b) delegated latency, (c) downloads and plain."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no chart")
+        return None
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    ax = axes[0][0]
+    dist = r.get("distribution") or {}
+    if dist:
+        ns = list(dist)
+        x = range(len(ns))
+        op = [_median(dist[n]["summary"]["certs_per_s"]) or 0 for n in ns]
+        base = [_median(dist[n]["summary"]["baseline_certs_per_s"]) or 0 for n in ns]
+        ax.bar([i - 0.2 for i in x], op, 0.4, label="operator (CertificateDownload -> Secret)")
+        ax.bar([i + 0.2 for i in x], base, 0.4, label="baseline: client writes Secrets")
+        ax.set_xticks(list(x), [f"N={n}" for n in ns])
+        ax.set_yscale("log")
+        ax.set_ylabel("certificates / s (log)")
+        ax.legend(fontsize=8)
+    ax.set_title("(a) distribution at scale")
+    ax = axes[0][1]
+    deleg = r.get("delegated") or {}
+    if deleg:
+        labels = list(deleg)
+        x = range(len(labels))
+        p50 = [_median(deleg[k]["summary"]["p50_s"]) or 0 for k in labels]
+        p99 = [_median(deleg[k]["summary"]["p99_s"]) or 0 for k in labels]
+        ax.bar([i - 0.2 for i in x], p50, 0.4, label="p50")
+        ax.bar([i + 0.2 for i in x], p99, 0.4, label="p99")
+        ax.set_xticks(list(x), [f"{k}\n{_median(deleg[k]['summary']['certs_per_s']) or 0:.1f}"
+                                " certs/s" for k in labels])
+        ax.set_ylabel("time to Ready (s)")
+        ax.legend(fontsize=8)
+    ax.set_title("(b) delegated issuance")
+    tp = r.get("throughput") or {}
+    for ax, kind, title in ((axes[1][0], "download", "(c) download sessions"),
+                            (axes[1][1], "plain", "(c) plain RFC 8555 issuance")):
+        for label, levels in (tp.get(kind) or {}).items():
+            xs = [lv["concurrency"] for lv in levels]
+            ys = [_median(lv["sessions_per_s"]) or 0 for lv in levels]
+            ax.plot(xs, ys, marker="o", label=label)
+        if kind == "download" and tp.get(kind):
+            ax.axhline(300, linestyle="--", color="grey", label="target 300/s @16")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("sessions / s")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    load = r.get("load_average") or {}
+    machine = r.get("machine") or {}
+    fig.suptitle(f"certdepot benchmarks - {machine.get('cpus')} CPUs "
+                 f"({machine.get('cpu_model', '')[:40]}), load at start "
+                 f"{(load.get('start') or [0])[0]:.1f}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
