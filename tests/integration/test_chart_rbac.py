@@ -196,6 +196,10 @@ def operator_as_service_account(release: Release, depot: Depot) -> Iterator[proc
         proc.wait_for_url(f"http://127.0.0.1:{health_port}/readyz", timeout=60)
         yield proc
     finally:
+        # Delete our resources while the operator still runs to remove its finalizers, so
+        # nothing of this module is left for the operators of other tests to reconcile.
+        release.kube.kubectl("delete", "certificatedownloads,certificaterepositories", "--all",
+                             "-n", APP, "--timeout=30s", check=False, timeout=60)
         proc.stop()
 
 
