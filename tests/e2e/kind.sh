@@ -120,8 +120,9 @@ kubectl -n "$NS" rollout status deploy/pebble --timeout="${TIMEOUT}s"
 log "chart: the Services first (no repository pod yet), so Pebble can be pointed at them"
 chart_args=(--namespace "$NS" --values "$E2E/values-kind.yaml"
             --set-file "repository.credentials.e2e-ca\.crt=$WORK/ca.crt")
-helm upgrade --install "$RELEASE" charts/certdepot "${chart_args[@]}" \
-  --set repository.replicas=0 --wait --timeout "${TIMEOUT}s"
+# No --wait here: the SQLite claim binds only once a pod uses it (WaitForFirstConsumer).
+helm upgrade --install "$RELEASE" charts/certdepot "${chart_args[@]}" --set repository.replicas=0
+kubectl -n "$NS" rollout status "deploy/$RELEASE-operator" --timeout="${TIMEOUT}s"
 REPOSITORY_IP=$(kubectl -n "$NS" get service "$RELEASE-repository" -o jsonpath='{.spec.clusterIP}')
 [ -n "$REPOSITORY_IP" ] || fail "the repository Service has no cluster IP"
 
