@@ -27,7 +27,7 @@ test: provision
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff check
 	$(BIN)/mypy
 
 bench: provision
