@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import delegated, distribution, economy, machine, procstat, report, stats
+from bench import delegated, distribution, economy, machine, procstat, profile, report, stats
 from bench import throughput as tp
 from bench.stack import (
     CLUSTER_REPOSITORY,
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--phases", type=lambda s: s.split(","), default=list(PHASES))
     p.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL store")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the operator (largest N, first run) and the repository "
+                        "(downloads, 16 clients) and report their hottest functions")
+    p.add_argument("--tuned-store", action="store_true",
+                   help="run the operator phases' repository with SQLite in WAL mode "
+                        "(bench.tuned_repository), to measure that proposed fix end to end")
     p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = p.parse_args(argv)
     quick = args.quick
@@ -84,7 +91,8 @@ class Bench:
         self.say("starting the repository (SQLite)")
         self.repo = self.stack.repository(
             "main", certificates=10, upstream=self.pebble_up,
-            economy_tenants=self.args.economy[0], renew_check="3s")
+            economy_tenants=self.args.economy[0], renew_check="3s",
+            module="bench.tuned_repository" if self.args.tuned_store else "certdepot.cli")
         self.wait_managed(self.repo)
         if "throughput" in phases and not self.args.no_postgres:
             self.say("starting PostgreSQL")
@@ -152,13 +160,30 @@ class Bench:
         a = self.args
         levels = []
         for c in a.concurrency:
-            r = asyncio.run(tp.measure(url, ca, eab, session, c, a.duration, a.repeats, pid))
+            with self._profiling(f"repository-{kind}-{label}-c{c}", pid,
+                                 enabled=c == 16 and label.startswith("sqlite")):
+                r = asyncio.run(tp.measure(url, ca, eab, session, c, a.duration, a.repeats,
+                                           pid))
             self.say(f"{kind:8} {label:10} c={c:3}: {r['sessions_per_s']['median']:7.1f} "
                      f"sessions/s p50 {r['latency_s']['p50'] * 1000:.0f} ms "
                      f"p99 {r['latency_s']['p99'] * 1000:.0f} ms errors {r['error_count']} "
                      f"server CPU {r['server_cpu_ms_per_session']} ms/session")
             levels.append(r)
         return levels
+
+    def _operator_pid(self) -> int | None:
+        return self.stack.operator.pid if self.stack.operator else None
+
+    @contextlib.contextmanager
+    def _profiling(self, name: str, pid: int | None, enabled: bool) -> Iterator[None]:
+        if not (self.args.profile and enabled and pid):
+            yield
+            return
+        out = self.args.out / f"profile-{name}.collapsed"
+        with profile.Recorder(pid, out):
+            yield
+        self.results.setdefault("profiles", {})[name] = {
+            "collapsed": out.name, "hottest_certdepot_frames_pct": profile.hot(out)}
 
     def start_operator(self, **options: float) -> Any:
         self.say("starting the operator")
@@ -195,8 +220,10 @@ class Bench:
             for n in a.sizes:
                 runs, baselines = [], []
                 for rep in range(a.repeats if n <= 1000 else 1):
-                    r = distribution.run_downloads(self.stack, api, n, rep, certs,
-                                                   timeout=max(120, n * 0.5))
+                    with self._profiling("operator", self._operator_pid(),
+                                         enabled=rep == 0 and n == max(a.sizes)):
+                        r = distribution.run_downloads(self.stack, api, n, rep, certs,
+                                                       timeout=max(120, n * 0.5))
                     runs.append(r)
                     sample = distribution.sample_secret(api, n)
                     b = distribution.run_baseline(self.stack, api, n, rep, sample)

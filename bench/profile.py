@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -40,6 +41,50 @@ def summarise(collapsed: Path, top: int = 25) -> str:
     out.append("self:")
     out += [f"  {n / total * 100:5.1f}%  {f}" for f, n in own.most_common(top)]
     return "\n".join(out)
+
+
+class Recorder:
+    """py-spy sampling one process while the ``with`` block runs (collapsed stacks)."""
+
+    def __init__(self, pid: int, out: Path, rate: int = 100) -> None:
+        self.pid, self.out, self.rate = pid, out, rate
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Recorder:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate",
+             str(self.rate), "--output", str(self.out), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        # py-spy writes its output when interrupted.
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def hot(collapsed: Path, match: str = "certdepot/", top: int = 15) -> list[tuple[str, float]]:
+    """The ``match`` frames with the largest inclusive share of the samples (in %)."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    if not collapsed.exists():
+        return []
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        total += int(count)
+        for frame in {f for f in stack.split(";") if match in f}:
+            inclusive[frame] += int(count)
+    return [(f, round(n / total * 100, 1)) for f, n in inclusive.most_common(top)] if total \
+        else []
 
 
 def main() -> int:

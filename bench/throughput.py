@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench import procstat, stats
 from certdepot.acme import crypto
 from certdepot.acme.client import AcmeClient
@@ -27,14 +29,19 @@ from certdepot.acme.client import AcmeClient
 Session = Callable[[AcmeClient, int], Awaitable[None]]
 
 
-async def make_clients(directory_url: str, ca: Path | str, count: int,
-                       eab: tuple[str, str] | None) -> list[AcmeClient]:
+async def make_clients(directory_url: str, ca: Path | str | bool, count: int,
+                       eab: tuple[str, str] | None,
+                       transport: Callable[[], httpx.AsyncBaseTransport] | None = None
+                       ) -> list[AcmeClient]:
+    """``transport`` (a factory) replaces TCP, e.g. an in-process ASGI app in the smoke test."""
     clients = []
     for _ in range(count):
         key = crypto.generate_private_key("ec-p256")
         # Polls every 20 ms: the figure is the server's speed, not a client's patience.
-        clients.append(AcmeClient(directory_url, key, verify=str(ca), poll_interval=0.02,
-                                  timeout=60, bad_nonce_retries=3))
+        clients.append(AcmeClient(directory_url, key, verify=ca if isinstance(ca, bool)
+                                  else str(ca), poll_interval=0.02,
+                                  timeout=60, bad_nonce_retries=3,
+                                  transport=transport() if transport else None))
     await asyncio.gather(*(c.new_account(eab=eab) for c in clients))
     return clients
 
@@ -85,11 +92,13 @@ async def _load(clients: Sequence[AcmeClient], session: Session, duration: float
     return latencies, errors, time.monotonic() - began
 
 
-async def measure(directory_url: str, ca: Path | str, eab: tuple[str, str] | None,
+async def measure(directory_url: str, ca: Path | str | bool, eab: tuple[str, str] | None,
                   session: Session, concurrency: int, duration: float, repeats: int,
-                  server_pid: int | None) -> dict[str, Any]:
+                  server_pid: int | None,
+                  transport: Callable[[], httpx.AsyncBaseTransport] | None = None
+                  ) -> dict[str, Any]:
     """``repeats`` windows of ``duration`` s at ``concurrency`` clients (after a warm-up)."""
-    clients = await make_clients(directory_url, ca, concurrency, eab)
+    clients = await make_clients(directory_url, ca, concurrency, eab, transport)
     try:
         await asyncio.gather(*(session(c, i) for i, c in enumerate(clients)))  # warm-up
         rates, all_latencies, errors = [], [], Counter[str]()
