@@ -33,7 +33,7 @@ from certdepot.repository.store import Store
 from certdepot.repository.tenants import EabCredentials
 from certdepot.testenv import procs
 
-SMOKE_ENDPOINTS = {"newAccount", "newOrder", "privateKey"}
+SMOKE_ENDPOINTS = {"newAccount", "privateKey"}
 
 
 async def _failures(w: World) -> tuple[int, list[str]]:
