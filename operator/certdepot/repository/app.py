@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,7 +33,7 @@ log = logging.getLogger("certdepot.repository.app")
 
 async def _acme_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AcmeProblem)
-    return problem_response(repo_of(request), exc)
+    return await run_in_threadpool(problem_response, repo_of(request), exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -40,15 +41,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     kind = "malformed"
     detail = {404: "no such resource", 405: "method not allowed"}.get(exc.status_code,
                                                                      str(exc.detail))
-    return problem_response(repo_of(request), AcmeProblem(kind, detail, status=exc.status_code))
+    return await run_in_threadpool(problem_response, repo_of(request),
+                                   AcmeProblem(kind, detail, status=exc.status_code))
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
     # Log the type only: exception text may carry request data.
     log.error("internal error on %s %s: %s", request.method, request.url.path,
               type(exc).__name__, exc_info=exc)
-    return problem_response(repo_of(request),
-                            AcmeProblem("serverInternal", "internal server error"))
+    return await run_in_threadpool(problem_response, repo_of(request),
+                                   AcmeProblem("serverInternal", "internal server error"))
 
 
 def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:

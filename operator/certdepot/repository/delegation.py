@@ -8,7 +8,6 @@ another account is simply unknown to this one.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -156,8 +155,8 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     return row
 
 
-async def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
-                   payload: dict[str, Any]) -> dict[str, Any]:
+def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
+             payload: dict[str, Any]) -> dict[str, Any]:
     data = row["data"]
     d = next((x for x in delegations_for(repo, account) if x.name == data["delegation"]), None)
     if d is None:
@@ -188,8 +187,7 @@ async def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
                            profile=data.get("profile"),
                            not_before=parse_time(data.get("notBefore"), "notBefore"),
                            not_after=parse_time(data.get("notAfter"), "notAfter"))
-    task = repo.spawn(
+    repo.start_and_wait(
         order_logic.issue_in_background(repo, row, data["issuer"], request, account["id"]),
-        name=f"issue-{row['id']}")
-    await asyncio.wait([task], timeout=3.0)
+        f"issue-{row['id']}", order_logic.FINALIZE_WAIT)
     return repo.store.get(tables.orders, row["id"]) or row

@@ -7,11 +7,15 @@ turned into a problem document in :func:`problem_response` — the one place tha
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -101,19 +105,60 @@ def account_id_from_kid(repo: Repo, kid: str) -> str | None:
     return acct if acct and "/" not in acct else None
 
 
-async def verify_post(request: Request, *, use_jwk: bool = False,
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def threaded(fn: Callable[[Request], Response]) -> Handler:
+    """An endpoint whose (blocking, store-bound) work runs in a worker thread, so one slow
+    database round trip never stalls the event loop for everyone else."""
+
+    @functools.wraps(fn)
+    async def endpoint(request: Request) -> Response:
+        repo_of(request).loop = asyncio.get_running_loop()
+        return await run_in_threadpool(fn, request)
+
+    return endpoint
+
+
+def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False
+              ) -> Callable[[Callable[[Request, Signed], Response]], Handler]:
+    """An ACME POST endpoint: the request is verified (``verify_post``), then the
+    handler runs in a worker thread with the verified request."""
+
+    def wrap(fn: Callable[[Request, Signed], Response]) -> Handler:
+        @functools.wraps(fn)
+        async def endpoint(request: Request) -> Response:
+            repo_of(request).loop = asyncio.get_running_loop()
+            signed = await verify_post(request, use_jwk=use_jwk,
+                                       allow_deactivated=allow_deactivated)
+            return await run_in_threadpool(fn, request, signed)
+
+        return endpoint
+
+    return wrap
+
+
+async def verify_post(request: Request, *, use_jwk: bool | None = False,
                       allow_deactivated: bool = False) -> Signed:
     """RFC 8555 §6.2-6.5 for one request: content type, JWS structure and algorithm,
-    ``url`` equal to the external request URL, ``kid`` xor ``jwk`` as the resource demands,
-    account status, signature, then the single-use nonce (after the signature so that
-    forged requests cannot burn a legitimate client's nonces)."""
+    ``url`` equal to the external request URL, ``kid`` xor ``jwk`` as the resource demands
+    (``use_jwk=None``: either), account status, signature, then the single-use nonce (after
+    the signature so that forged requests cannot burn a legitimate client's nonces)."""
     repo = repo_of(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != JOSE_JSON:
         raise AcmeProblem("malformed", f"Content-Type must be {JOSE_JSON}", status=415)
     body = await read_body(request, repo.config.max_body_bytes)
+    url = repo.urls.request_url(request.url.path, request.url.query)
+    return await run_in_threadpool(_verify, repo, body, url, use_jwk, allow_deactivated)
+
+
+def _verify(repo: Repo, body: bytes, url: str, use_jwk: bool | None,
+            allow_deactivated: bool) -> Signed:
     parsed = jws.parse_jws(body)
-    parsed.check_url(repo.urls.request_url(request.url.path, request.url.query))
+    if use_jwk is None:
+        use_jwk = parsed.jwk is not None
+    parsed.check_url(url)
     account: dict[str, Any] | None = None
     if use_jwk:
         if parsed.jwk is None:

@@ -29,6 +29,7 @@ log = logging.getLogger("certdepot.repository.orders")
 ORDER_LIFETIME = 7 * 86400.0
 AUTHZ_LIFETIME = 7 * 86400.0
 PROCESSING_LIMIT = 900.0
+FINALIZE_WAIT = 3.0
 
 
 def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
@@ -177,8 +178,9 @@ def _order_error(repo: Repo, row: dict[str, Any], problem: AcmeProblem) -> None:
                       status="invalid", data=data)
 
 
-async def finalize(repo: Repo, account: dict[str, Any], order_id: str,
-                   payload: dict[str, Any]) -> dict[str, Any]:
+def finalize(repo: Repo, account: dict[str, Any], order_id: str,
+             payload: dict[str, Any]) -> dict[str, Any]:
+    """Runs in a worker thread (blocking store); issuance goes to the event loop."""
     row = get_order_for(repo, order_id, account)
     if row["status"] != "ready":
         raise AcmeProblem("orderNotReady", f"order is {row['status']}, not ready")
@@ -188,7 +190,7 @@ async def finalize(repo: Repo, account: dict[str, Any], order_id: str,
     if data.get("delegation"):
         from certdepot.repository import delegation
 
-        return await delegation.finalize(repo, account, row, payload)
+        return delegation.finalize(repo, account, row, payload)
     csr_b64 = payload.get("csr")
     if not isinstance(csr_b64, str):
         raise AcmeProblem("malformed", "finalize needs a csr")
@@ -209,12 +211,10 @@ async def finalize(repo: Repo, account: dict[str, Any], order_id: str,
         raise AcmeProblem("orderNotReady", "order is already being finalized")
     request = IssueRequest(csr_der=csr_der, dns_names=wanted,
                            profile=data.get("profile"), replaces=data.get("replaces"))
-    task = repo.spawn(
-        issue_in_background(repo, row, data["issuer"], request, account["id"]),
-        name=f"issue-{row['id']}")
     # Fast issuers (local CA) finish before we answer; slow ones leave the order
     # processing and the client polls (Retry-After).
-    await asyncio.wait([task], timeout=3.0)
+    repo.start_and_wait(issue_in_background(repo, row, data["issuer"], request, account["id"]),
+                        f"issue-{row['id']}", FINALIZE_WAIT)
     return repo.store.get(tables.orders, row["id"]) or row
 
 
@@ -231,10 +231,14 @@ async def issue_in_background(repo: Repo, row: dict[str, Any], issuer_name: str,
         _order_error(repo, row, AcmeProblem("serverInternal",
                                             f"issuance failed: {type(exc).__name__}"))
         return
-    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=issuer_name,
-                                         now=repo.clock(), order_id=row["id"],
+    await asyncio.to_thread(_order_issued, repo, row["id"], chain, issuer_name, account_id)
+
+
+def _order_issued(repo: Repo, order_id: str, chain: str, issuer: str, account_id: str) -> None:
+    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=issuer,
+                                         now=repo.clock(), order_id=order_id,
                                          account_id=account_id)
-    repo.store.update(tables.orders, row["id"], status="valid", cert_id=cert_id)
+    repo.store.update(tables.orders, order_id, status="valid", cert_id=cert_id)
 
 
 def check_ephemeral_jwk(jwk: Any) -> dict[str, str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import secrets
 import time
@@ -29,6 +31,9 @@ class Repo:
     replica_id: str = field(default_factory=lambda: secrets.token_hex(6))
     clock: Callable[[], float] = time.time
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # The event loop serving requests; handlers run their blocking store work in worker
+    # threads and hand background work back to this loop.
+    loop: asyncio.AbstractEventLoop | None = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run work in the background, keeping a reference so it is not collected and
@@ -43,6 +48,23 @@ class Repo:
 
         task.add_done_callback(done)
         return task
+
+    def spawn_from_thread(self, coro: Coroutine[Any, Any, Any], name: str
+                          ) -> concurrent.futures.Future[Any]:
+        """``spawn`` for code running in a worker thread; the future ends with the task."""
+        assert self.loop is not None, "no event loop recorded"
+
+        async def tracked() -> Any:
+            return await self.spawn(coro, name)
+
+        return asyncio.run_coroutine_threadsafe(tracked(), self.loop)
+
+    def start_and_wait(self, coro: Coroutine[Any, Any, Any], name: str, wait: float) -> None:
+        """From a worker thread: start background work and give it ``wait`` seconds to
+        finish (fast issuers complete before the response; slow ones keep running)."""
+        future = self.spawn_from_thread(coro, name)
+        with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
+            future.result(timeout=wait)
 
     def tenant(self, name: str | None) -> Tenant | None:
         return self.config.tenant(name)

@@ -12,6 +12,7 @@ migration steps (alembic would be heavier than this schema needs; the list is th
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -148,10 +149,14 @@ class Store:
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = sa.create_engine(url, **kwargs)
+        # Requests run in worker threads; an in-memory SQLite database is one shared
+        # connection, which must not be used by two threads at once.
+        self._lock: threading.RLock | None = (
+            threading.RLock() if kwargs.get("poolclass") is StaticPool else None)
 
     def migrate(self) -> int:
         """Bring the schema to the newest version; safe to run from several replicas."""
-        with self.engine.begin() as conn:
+        with self.tx() as conn:
             if self.engine.dialect.name == "postgresql":
                 # Serialise concurrent replicas starting at once.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(814203)"))
@@ -168,7 +173,11 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        if self._lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._lock, self.engine.begin() as conn:
             yield conn
 
     def close(self) -> None:

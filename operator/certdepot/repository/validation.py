@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -71,6 +72,13 @@ async def validate(repo: Repo, authz_id: str, chall_id: str, account_jwk: dict[s
         error = exc
     except (TimeoutError, OSError) as exc:
         error = AcmeProblem("connection", f"validating {name}: {type(exc).__name__}")
+    await asyncio.to_thread(_record, repo, row, chall_id, error)
+
+
+def _record(repo: Repo, row: dict[str, Any], chall_id: str, error: AcmeProblem | None) -> None:
+    """Store the outcome (worker thread: the store blocks)."""
+    chall = next(c for c in row["challenges"] if c["id"] == chall_id)
+    name = row["identifier"]["value"]
     new_challenges = []
     for c in row["challenges"]:
         if c["id"] == chall_id:
@@ -80,9 +88,9 @@ async def validate(repo: Repo, authz_id: str, chall_id: str, account_jwk: dict[s
             else:
                 c["validated"] = repo.clock()
         new_challenges.append(c)
-    repo.store.update(tables.authzs, authz_id, challenges=new_challenges,
+    repo.store.update(tables.authzs, row["id"], challenges=new_challenges,
                       status="invalid" if error else "valid")
-    log.info("authz %s (%s) %s by %s", authz_id, name, "invalid" if error else "valid",
+    log.info("authz %s (%s) %s by %s", row["id"], name, "invalid" if error else "valid",
              chall["type"])
     order = repo.store.get(tables.orders, row["order_id"])
     if order is not None:

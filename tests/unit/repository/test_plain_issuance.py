@@ -175,3 +175,32 @@ async def test_deactivated_key_cannot_return_account(env: Env) -> None:
     await c.post(c.kid, {"status": "deactivated"})
     r = await c.post((await c.dir())["newAccount"], {"onlyReturnExisting": True}, use_jwk=True)
     assert r.status_code == 403 and r.json()["type"].endswith(":unauthorized")
+
+
+async def test_slow_store_does_not_stall_other_requests(env: Env) -> None:
+    """Store work runs in worker threads: one request stuck on a slow database round trip
+    does not hold up the event loop for the others."""
+    import asyncio
+    import time
+
+    c = await env.tenant_client("team-a")
+    original = env.repo.store.use_nonce
+
+    def slow_use_nonce(value: str) -> bool:
+        time.sleep(1.0)  # a blocking call, as a slow PostgreSQL would be
+        return original(value)
+
+    env.repo.store.use_nonce = slow_use_nonce  # type: ignore[method-assign]
+    try:
+        nonce = await c.nonce()
+        t0 = time.monotonic()
+        slow = asyncio.create_task(c.post((await c.dir())["newOrder"], {
+            "identifiers": [{"type": "dns", "value": "x.a.example.test"}]}, nonce=nonce))
+        await asyncio.sleep(0.1)
+        r = await env.http.head("/acme/new-nonce")
+        fast = time.monotonic() - t0
+        assert r.status_code == 200
+        assert fast < 0.7, f"newNonce waited {fast:.2f}s behind a slow request"
+        assert (await slow).status_code == 201
+    finally:
+        env.repo.store.use_nonce = original  # type: ignore[method-assign]

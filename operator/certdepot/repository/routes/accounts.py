@@ -14,7 +14,7 @@ from certdepot.acme import jws
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import store as tables
 from certdepot.repository import tenants
-from certdepot.repository.http import acme_json, problem_response, repo_of, verify_post
+from certdepot.repository.http import Signed, acme_json, acme_post, problem_response, repo_of
 from certdepot.repository.store import new_id
 from certdepot.repository.views import account_json
 
@@ -32,9 +32,9 @@ def _contacts(value: Any) -> list[str]:
     return list(value)
 
 
-async def new_account(request: Request) -> Response:
+@acme_post(use_jwk=True)
+def new_account(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request, use_jwk=True)
     payload = signed.payload or {}
     thumb = jws.thumbprint_b64(signed.jwk)
     existing = repo.store.select(tables.accounts, tables.accounts.c.thumbprint == thumb)
@@ -79,9 +79,9 @@ def _own_account(request: Request, signed_account: dict[str, Any] | None) -> dic
     return signed_account
 
 
-async def account(request: Request) -> Response:
+@acme_post()
+def account(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     row = _own_account(request, signed.account)
     payload = signed.payload
     if payload:
@@ -100,9 +100,9 @@ async def account(request: Request) -> Response:
     return acme_json(repo, account_json(repo, row), location=repo.urls.account(row["id"]))
 
 
-async def orders_list(request: Request) -> Response:
+@acme_post()
+def orders_list(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     row = _own_account(request, signed.account)
     orders = repo.store.select(tables.orders, tables.orders.c.account_id == row["id"],
                                tables.orders.c.status.in_(["pending", "ready", "processing",
@@ -111,11 +111,11 @@ async def orders_list(request: Request) -> Response:
     return acme_json(repo, {"orders": [repo.urls.order(o["id"]) for o in orders]})
 
 
-async def key_change(request: Request) -> Response:
+@acme_post()
+def key_change(request: Request, signed: Signed) -> Response:
     """RFC 8555 §7.3.5: the inner JWS, signed by the new key, names the account and the
     old key; both signatures must verify."""
     repo = repo_of(request)
-    signed = await verify_post(request)
     assert signed.account is not None
     inner = jws.parse_jws(signed.raw_payload, require_nonce=False)
     if inner.jwk is None:

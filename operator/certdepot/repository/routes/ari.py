@@ -16,11 +16,12 @@ from certdepot.acme import ari
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import certstore
 from certdepot.repository import store as tables
-from certdepot.repository.http import acme_json, repo_of
+from certdepot.repository.http import acme_json, repo_of, threaded
 from certdepot.repository.views import rfc3339
 
 
-async def renewal_info(request: Request) -> Response:
+@threaded
+def renewal_info(request: Request) -> Response:
     repo = repo_of(request)
     cert_id = request.path_params["certid"]
     ari.parse_cert_id(cert_id)  # malformed when not a CertID

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import store as tables
 from certdepot.repository import validation
-from certdepot.repository.http import acme_json, repo_of, verify_post
+from certdepot.repository.http import Signed, acme_json, acme_post, repo_of
 from certdepot.repository.state import Repo
 from certdepot.repository.views import authz_json, challenge_json
 
@@ -26,9 +26,9 @@ def _own_authz(repo: Repo, authz_id: str, account: dict[str, Any] | None) -> dic
     return row
 
 
-async def authz(request: Request) -> Response:
+@acme_post()
+def authz(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     row = _own_authz(repo, request.path_params["authz"], signed.account)
     if signed.payload and signed.payload.get("status") == "deactivated":
         if row["status"] not in ("pending", "valid"):
@@ -40,9 +40,9 @@ async def authz(request: Request) -> Response:
     return acme_json(repo, authz_json(repo, row), headers=headers)
 
 
-async def challenge(request: Request) -> Response:
+@acme_post()
+def challenge(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     row = _own_authz(repo, request.path_params["authz"], signed.account)
     chall = next((c for c in row["challenges"] if c["id"] == request.path_params["chall"]),
                  None)
@@ -53,8 +53,8 @@ async def challenge(request: Request) -> Response:
         updated = [chall if c["id"] == chall["id"] else c for c in row["challenges"]]
         if repo.store.update(tables.authzs, row["id"], where={"status": "pending"},
                              challenges=updated):
-            repo.spawn(validation.validate(repo, row["id"], chall["id"], signed.jwk),
-                       name=f"validate-{row['id']}")
+            repo.spawn_from_thread(validation.validate(repo, row["id"], chall["id"],
+                                                       signed.jwk), f"validate-{row['id']}")
     links = [(repo.urls.authz(row["id"]), "up")]
     return acme_json(repo, challenge_json(repo, row["id"], chall), links=links,
                      headers={"Retry-After": "1"} if chall["status"] == "processing" else None)

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from certdepot.acme import crypto, jws
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import store as tables
-from certdepot.repository.http import acme_headers, repo_of, verify_post
+from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 from certdepot.repository.state import Repo
 
 PEM_CHAIN = "application/pem-certificate-chain"
@@ -26,9 +26,9 @@ def may_read(repo: Repo, cert: dict[str, Any], account_id: str) -> bool:
                                   tables.orders.c.status == "valid"))
 
 
-async def certificate(request: Request) -> Response:
+@acme_post()
+def certificate(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     assert signed.account is not None
     cert = repo.store.get(tables.certificates, request.path_params["cert"])
     if cert is None or not may_read(repo, cert, signed.account["id"]):
@@ -42,16 +42,10 @@ def pem_response(repo: Repo, cert: dict[str, Any], extra: dict[str, str] | None 
                     headers=acme_headers(repo, extra))
 
 
-async def revoke(request: Request) -> Response:
+# Signed either by the account that holds the certificate (kid) or by its key (jwk).
+@acme_post(use_jwk=None)
+def revoke(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    ctype_jwk = False
-    # Either the account that holds the certificate (kid) or the certificate's key (jwk).
-    body_peek = await request.body()
-    try:
-        ctype_jwk = jws.parse_jws(body_peek).jwk is not None
-    except AcmeProblem:
-        ctype_jwk = False
-    signed = await verify_post(request, use_jwk=ctype_jwk)
     payload = signed.payload or {}
     try:
         der = jws.b64decode(str(payload.get("certificate", "")))

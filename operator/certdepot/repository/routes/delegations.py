@@ -8,12 +8,12 @@ from starlette.routing import Route
 
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import delegation
-from certdepot.repository.http import acme_json, repo_of, verify_post
+from certdepot.repository.http import Signed, acme_json, acme_post, repo_of
 
 
-async def delegations_list(request: Request) -> Response:
+@acme_post()
+def delegations_list(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     assert signed.account is not None
     if signed.account["id"] != request.path_params["acct"]:
         raise AcmeProblem("unauthorized", "not this account's delegations")
@@ -22,9 +22,9 @@ async def delegations_list(request: Request) -> Response:
         repo.urls.delegation(signed.account["id"], n) for n in names]})
 
 
-async def delegation_object(request: Request) -> Response:
+@acme_post()
+def delegation_object(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     assert signed.account is not None
     if signed.account["id"] != request.path_params["acct"]:
         raise AcmeProblem("unauthorized", "not this account's delegation")

@@ -6,10 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from certdepot.repository.http import acme_headers, acme_json, repo_of
+from certdepot.repository.http import acme_headers, acme_json, repo_of, threaded
 
 
-async def directory(request: Request) -> Response:
+@threaded
+def directory(request: Request) -> Response:
     repo = repo_of(request)
     u = repo.urls
     profiles = sorted({p for i in repo.config.issuers if (p := getattr(i, "profile", None))}
@@ -38,7 +39,8 @@ async def directory(request: Request) -> Response:
     return acme_json(repo, doc)
 
 
-async def new_nonce(request: Request) -> Response:
+@threaded
+def new_nonce(request: Request) -> Response:
     repo = repo_of(request)
     status = 200 if request.method == "HEAD" else 204
     return Response(status_code=status, headers=acme_headers(repo))

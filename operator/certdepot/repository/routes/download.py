@@ -13,14 +13,14 @@ from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import certstore
 from certdepot.repository import store as tables
-from certdepot.repository.http import acme_headers, repo_of, verify_post
+from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 
 log = logging.getLogger("certdepot.repository.download")
 
 
-async def private_key(request: Request) -> Response:
+@acme_post()
+def private_key(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     assert signed.account is not None
     if signed.payload is not None:
         raise AcmeProblem("malformed", "fetch the private key with POST-as-GET")

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import orders as logic
 from certdepot.repository import store as tables
-from certdepot.repository.http import acme_json, repo_of, verify_post
+from certdepot.repository.http import Signed, acme_json, acme_post, repo_of
 from certdepot.repository.views import order_json
 
 
@@ -17,9 +17,9 @@ def _retry(status: str) -> dict[str, str]:
     return {"Retry-After": "2"} if status in ("processing", "pending") else {}
 
 
-async def new_order(request: Request) -> Response:
+@acme_post()
+def new_order(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     assert signed.account is not None
     if signed.payload is None:
         raise AcmeProblem("malformed", "newOrder needs a payload")
@@ -27,9 +27,9 @@ async def new_order(request: Request) -> Response:
     return acme_json(repo, order_json(repo, row), 201, location=repo.urls.order(row["id"]))
 
 
-async def order(request: Request) -> Response:
+@acme_post()
+def order(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     assert signed.account is not None
     row = logic.get_order_for(repo, request.path_params["order"], signed.account)
     if signed.payload and signed.payload.get("status") == "canceled":
@@ -44,13 +44,13 @@ async def order(request: Request) -> Response:
                      headers=_retry(row["status"]))
 
 
-async def finalize(request: Request) -> Response:
+@acme_post()
+def finalize(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
-    signed = await verify_post(request)
     assert signed.account is not None
     if signed.payload is None:
         raise AcmeProblem("malformed", "finalize needs a payload")
-    row = await logic.finalize(repo, signed.account, request.path_params["order"],
+    row = logic.finalize(repo, signed.account, request.path_params["order"],
                                signed.payload)
     return acme_json(repo, order_json(repo, row), location=repo.urls.order(row["id"]),
                      headers=_retry(row["status"]))

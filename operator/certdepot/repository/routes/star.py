@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -11,7 +12,7 @@ from starlette.routing import Route
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import star
 from certdepot.repository import store as tables
-from certdepot.repository.http import repo_of, verify_post
+from certdepot.repository.http import Signed, repo_of, verify_post
 from certdepot.repository.routes.certificates import pem_response
 
 
@@ -20,10 +21,14 @@ def _http_date(ts: float) -> str:
 
 
 async def star_certificate(request: Request) -> Response:
+    signed = await verify_post(request) if request.method == "POST" else None
+    return await run_in_threadpool(_star_certificate, request, signed)
+
+
+def _star_certificate(request: Request, signed: Signed | None) -> Response:
     repo = repo_of(request)
     order = repo.store.get(tables.orders, request.path_params["order"])
-    if request.method == "POST":
-        signed = await verify_post(request)
+    if signed is not None:
         assert signed.account is not None
         if order is None or order["account_id"] != signed.account["id"]:
             raise AcmeProblem("malformed", "no such certificate", status=404)
