@@ -16,14 +16,16 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from repository_harness import RepoProcess, base_config, create_tenant, running, write_config
-from test_operator_support import apply, get, secret_files, tls_handshake, wait_condition
+from test_operator_support import apply, get, secret_files, tls_handshake, wait_condition, wait_for
 
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
@@ -160,50 +162,50 @@ def depot(release: Release) -> Iterator[Depot]:
         yield Depot(repo, root)
 
 
-@pytest.fixture(scope="module")
-def operator_as_service_account(release: Release, depot: Depot) -> Iterator[procs.ManagedProcess]:
+@contextmanager
+def operator_process(release: Release, name: str) -> Iterator[procs.ManagedProcess]:
+    """`certdepot operator run` with the chart's own arguments, as the chart's identity.
+
+    Appended is only what differs outside a pod: loopback listeners, the token kubeconfig
+    (in a pod: the mounted token), faster rechecks for the test."""
     metrics_port, health_port = procs.free_port(), procs.free_port()
-    # The chart's own arguments; then only what differs outside a pod: loopback listeners,
-    # the token kubeconfig (in a pod: the mounted token), faster rechecks for the test.
-    argv = [
-        sys.executable,
-        "-m",
-        "certdepot.cli",
-        *release.args,
-        "--bind",
-        "127.0.0.1",
-        "--metrics-port",
-        str(metrics_port),
-        "--health-port",
-        str(health_port),
-        "--kubeconfig",
-        str(release.as_operator),
-        "--recheck-seconds",
-        "5",
-        "--backoff-base-seconds",
-        "1",
-        "--backoff-cap-seconds",
-        "5",
-    ]
+    argv = [sys.executable, "-m", "certdepot.cli", *release.args,
+            "--bind", "127.0.0.1", "--metrics-port", str(metrics_port),
+            "--health-port", str(health_port), "--kubeconfig", str(release.as_operator),
+            "--identity", name, "--recheck-seconds", "5", "--backoff-base-seconds", "1",
+            "--backoff-cap-seconds", "5"]
     # The chart sets POD_NAMESPACE from the downward API; the Lease and the Secrets of
     # cluster-scoped repositories live there.
     env = {"POD_NAMESPACE": NAMESPACE, "PYTHONPATH": str(ROOT / "operator")}
-    proc = procs.start(
-        "operator-as-chart-sa", argv, log_path=release.workdir / "operator.log", extra_env=env
-    )
+    proc = procs.start(name, argv, log_path=release.workdir / f"{name}.log", extra_env=env)
     try:
         proc.wait_for_port(health_port, timeout=60)
+        # A standby is ready too (it waits for the Lease), so this holds for both roles.
         proc.wait_for_url(f"http://127.0.0.1:{health_port}/readyz", timeout=60)
         yield proc
     finally:
-        # Delete our resources while the operator still runs to remove its finalizers, so
-        # nothing of this module is left for the operators of other tests to reconcile.
-        release.kube.kubectl("delete", "certificatedownloads,certificaterepositories", "--all",
-                             "-n", APP, "--timeout=30s", check=False, timeout=60)
         proc.stop()
 
 
-FORBIDDEN_IN_LOG = re.compile(r"forbidden|\b403\b", re.IGNORECASE)
+def delete_our_resources(release: Release) -> None:
+    # While an operator still runs to remove its finalizers, so nothing of this module is
+    # left for the operators of other tests to reconcile.
+    release.kube.kubectl("delete", "certificatedownloads,certificaterepositories", "--all",
+                         "-n", APP, "--timeout=30s", check=False, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def operator_as_service_account(release: Release, depot: Depot) -> Iterator[procs.ManagedProcess]:
+    with operator_process(release, "operator-a") as proc:
+        try:
+            yield proc
+        finally:
+            if proc.running:
+                delete_our_resources(release)
+
+
+# kopf and the reconcilers name the status; the Lease elector logs only the exception type.
+FORBIDDEN_IN_LOG = re.compile(r"forbidden|\b403\b|ApiException", re.IGNORECASE)
 
 
 def refused_by_the_api_server(log: str, repository_url: str) -> list[str]:
@@ -382,3 +384,35 @@ def test_watching_some_namespaces_grants_secrets_only_there(
     finally:
         helm(release.home, kube, "uninstall", "scoped", "--namespace", ns)
         kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _lease_holder(release: Release) -> str:
+    lease = get(release.kube, "lease", OPERATOR, NAMESPACE)
+    return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
+
+
+def test_a_second_replica_takes_over_under_the_same_role(
+        release: Release, depot: Depot, operator_as_service_account: procs.ManagedProcess,
+) -> None:
+    """HA (operator.replicas=2): the standby waits on the Lease, takes it when the leader
+    goes, and then reconciles, all within the chart's RBAC (the Lease rules are the narrow
+    ones: get/update only on the release's Lease)."""
+    kube, primary = release.kube, operator_as_service_account
+    wait_condition(kube, "certificatedownload", "shop", APP, status="True", proc=primary)
+    assert _lease_holder(release) == "operator-a"
+    with operator_process(release, "operator-b") as standby:
+        try:
+            time.sleep(6)  # a few Lease attempts while the leader renews
+            assert _lease_holder(release) == "operator-a"
+            assert "acquired lease" not in standby.tail(100000)
+            primary.stop()  # SIGTERM, as on a rollout: the leader releases the Lease
+            wait_for("operator-b to hold the Lease",
+                     lambda: _lease_holder(release) == "operator-b", timeout=60, proc=standby)
+            # The new leader reconciles: a deleted Secret comes back.
+            kube.kubectl("delete", "secret", "shop-tls", "-n", APP)
+            wait_for("shop-tls to be written again by operator-b",
+                     lambda: get(kube, "secret", "shop-tls", APP), timeout=60, proc=standby)
+            refused = refused_by_the_api_server(standby.tail(100000), depot.repo.base_url)
+            assert not refused, "the API server refused the standby:\n" + "\n".join(refused[:20])
+        finally:
+            delete_our_resources(release)
