@@ -161,6 +161,9 @@ def test_download_is_served_by_a_real_tls_server(setup: Setup) -> None:
     tls_handshake(crt, key, s.root.cert_path, "example.test")
     ca = base64.b64decode(secret["data"]["ca.crt"])
     assert crypto.parse_pem_chain(ca)[0] == s.root.cert
+    # Nothing but status is written onto the resource: no finalizer, no bookkeeping.
+    assert not obj["metadata"].get("finalizers")
+    assert not any(k.startswith("certdepot.io/") for k in obj["metadata"].get("annotations") or {})
     status = obj["status"]
     assert status["serial"] == secret_serial(s, "web-tls")
     assert status["notAfter"] and status["renewalTime"] and status["fingerprint"]
@@ -406,6 +409,19 @@ def test_repository_says_why_it_is_not_ready(setup: Setup, case: str, reason: st
     if case == "wrong-eab":
         assert cond["reason"] in {"Unauthorized", "ExternalAccountRequired", "AcmeError"}, cond
         assert "c2VjcmV0LWJ1dC13cm9uZw" not in str(obj)  # the HMAC key never shows
+
+
+def test_deleting_the_resource_keeps_the_secret(setup: Setup) -> None:
+    s = setup
+    apply(s.kube, download("short-lived", "team-a", "short-lived-tls"))
+    wait_condition(
+        s.kube, "certificatedownload", "short-lived", "team-a", status="True", proc=s.op.proc
+    )
+    s.kube.kubectl(
+        "delete", "certificatedownload", "short-lived", "-n", "team-a", "--wait=true", timeout=30
+    )
+    # As with cert-manager, the Secret outlives its resource (consumers keep serving).
+    assert secret_serial(s, "short-lived-tls") is not None
 
 
 def test_restart_resumes_without_downloading_again(setup: Setup) -> None:

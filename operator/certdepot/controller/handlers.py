@@ -1,6 +1,8 @@
 """kopf registrations only: each handler hands over to a plain function and returns.
 
-Importing this module registers the handlers with kopf's default registry.
+Importing this module registers the handlers with kopf's default registry. Everything is
+driven by watch events (``kopf.on.event``), which need no finalizers and write nothing
+onto the watched objects: the operator only ever patches ``status``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from certdepot.controller import delegated, download, ingress, loop, repository
+from certdepot.controller import delegated, download, ingress, repository
 from certdepot.controller.resources import (
     CLUSTER_REPOSITORIES,
     DELEGATED,
@@ -21,12 +23,21 @@ from certdepot.controller.resources import (
 )
 from certdepot.controller.runtime import Runtime
 from certdepot.controller.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
-from certdepot.controller.steps import run_step
+from certdepot.controller.supervisor import Supervisor
 
 SECRET_KINDS = ("CertificateDownload", "DelegatedCertificate")
 
 
-# --- login -----------------------------------------------------------------------------------
+def _supervisor(memo: Runtime) -> Supervisor:
+    # kopf copies memo per object (shallowly): the supervisor must live in a shared field.
+    sup = memo.shared.get("supervisor")
+    if sup is None:
+        sup = memo.shared["supervisor"] = Supervisor(memo)
+    assert isinstance(sup, Supervisor)
+    return sup
+
+
+# --- login and shutdown ------------------------------------------------------------------------
 
 
 @kopf.on.login()
@@ -35,54 +46,50 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-# --- repositories -----------------------------------------------------------------------------
+@kopf.on.cleanup()
+async def stop_loops(memo: Runtime, **_: Any) -> None:
+    await _supervisor(memo).stop_all()
 
 
-@kopf.daemon(GROUP, VERSION, REPOSITORIES, cancellation_timeout=5.0)
-async def repository_daemon(body: kopf.Body, memo: Runtime, stopped: Any, **_: Any) -> None:
-    await _daemon(
-        "CertificateRepository",
-        body,
-        memo,
-        stopped,
-        lambda b: repository.reconcile(b, "CertificateRepository", memo.deps),
+# --- the four kinds ------------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, REPOSITORIES)
+async def repository_event(
+    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
+) -> None:
+    kind = "CertificateRepository"
+    _supervisor(memo).observe(
+        kind, event.get("type"), body, lambda b: repository.reconcile(b, kind, memo.deps)
     )
 
 
-@kopf.daemon(GROUP, VERSION, CLUSTER_REPOSITORIES, cancellation_timeout=5.0)
-async def cluster_repository_daemon(body: kopf.Body, memo: Runtime, stopped: Any, **_: Any) -> None:
-    await _daemon(
-        "ClusterCertificateRepository",
-        body,
-        memo,
-        stopped,
-        lambda b: repository.reconcile(b, "ClusterCertificateRepository", memo.deps),
+@kopf.on.event(GROUP, VERSION, CLUSTER_REPOSITORIES)
+async def cluster_repository_event(
+    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
+) -> None:
+    kind = "ClusterCertificateRepository"
+    _supervisor(memo).observe(
+        kind, event.get("type"), body, lambda b: repository.reconcile(b, kind, memo.deps)
     )
 
 
-# --- certificates -----------------------------------------------------------------------------
-
-
-@kopf.daemon(GROUP, VERSION, DOWNLOADS, cancellation_timeout=5.0)
-async def download_daemon(body: kopf.Body, memo: Runtime, stopped: Any, **_: Any) -> None:
-    await _daemon(
-        "CertificateDownload", body, memo, stopped, lambda b: download.reconcile(b, memo.deps)
+@kopf.on.event(GROUP, VERSION, DOWNLOADS)
+async def download_event(
+    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
+) -> None:
+    _supervisor(memo).observe(
+        "CertificateDownload", event.get("type"), body, lambda b: download.reconcile(b, memo.deps)
     )
 
 
-@kopf.daemon(GROUP, VERSION, DELEGATED, cancellation_timeout=5.0)
-async def delegated_daemon(body: kopf.Body, memo: Runtime, stopped: Any, **_: Any) -> None:
-    await _daemon(
-        "DelegatedCertificate", body, memo, stopped, lambda b: delegated.reconcile(b, memo.deps)
+@kopf.on.event(GROUP, VERSION, DELEGATED)
+async def delegated_event(
+    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
+) -> None:
+    _supervisor(memo).observe(
+        "DelegatedCertificate", event.get("type"), body, lambda b: delegated.reconcile(b, memo.deps)
     )
-
-
-@kopf.on.update(GROUP, VERSION, REPOSITORIES, field="spec")
-@kopf.on.update(GROUP, VERSION, CLUSTER_REPOSITORIES, field="spec")
-@kopf.on.update(GROUP, VERSION, DOWNLOADS, field="spec")
-@kopf.on.update(GROUP, VERSION, DELEGATED, field="spec")
-async def spec_changed(body: kopf.Body, memo: Runtime, **_: Any) -> None:
-    memo.wakeups.wake(loop.key_of(str(body["kind"]), body.metadata.namespace, body.metadata.name))
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})
@@ -95,25 +102,16 @@ async def managed_secret_event(
         memo.wakeups.wake(owner)
 
 
-# --- ingress shim -----------------------------------------------------------------------------
+# --- ingress shim --------------------------------------------------------------------------------
 
 
 def _annotated(annotations: Mapping[str, str], **_: Any) -> bool:
     return ingress.is_annotated(annotations)
 
 
-@kopf.on.resume("networking.k8s.io", "v1", "ingresses", when=_annotated)
-@kopf.on.create("networking.k8s.io", "v1", "ingresses", when=_annotated)
-@kopf.on.update("networking.k8s.io", "v1", "ingresses", when=_annotated)
-async def ingress_changed(body: kopf.Body, memo: Runtime, **_: Any) -> None:
+@kopf.on.event("networking.k8s.io", "v1", "ingresses", when=_annotated)
+async def ingress_event(event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        return  # the garbage collector removes the owned CertificateDownloads
     for warning in await ingress.sync(body, memo.deps.kube):
         memo.deps.events(body, "Warning", "CertificateDownloadConflict", warning)
-
-
-# --- shared -----------------------------------------------------------------------------------
-
-
-async def _daemon(kind: str, body: kopf.Body, memo: Runtime, stopped: Any, reconcile: Any) -> None:
-    key = loop.key_of(kind, body.metadata.namespace, body.metadata.name)
-    await loop.run(key, lambda: run_step(kind, body, memo, reconcile), memo.wakeups, stopped)
-    memo.deps.metrics.forget(kind, body.metadata.namespace or "", body.metadata.name or "")

@@ -64,7 +64,6 @@ def _kopf_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="certdepot.io", key="last-handled-configuration"
     )
-    settings.persistence.finalizer = "certdepot.io/finalizer"
     settings.watching.server_timeout = 120
     settings.networking.request_timeout = 60
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from certdepot.controller.deps import Deps
 from certdepot.controller.loop import Wakeups
@@ -12,4 +13,5 @@ from certdepot.controller.loop import Wakeups
 class Runtime:
     deps: Deps
     wakeups: Wakeups = field(default_factory=Wakeups)
-    ready: bool = False
+    # Shared by every per-object copy kopf makes of the memo (the dict itself is shared).
+    shared: dict[str, Any] = field(default_factory=dict)

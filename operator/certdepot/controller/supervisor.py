@@ -1,0 +1,96 @@
+"""One reconcile task per object, driven by watch events.
+
+kopf's daemons and timers put a finalizer on every object they serve, so deleting a
+CertificateDownload would hang while the operator is down or gone (cert-manager has no
+such finalizer either). Watch events need none: the supervisor starts a loop when an
+object appears, wakes it when its generation changes (not on our own status patches), and
+cancels it when the object is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from certdepot.controller import loop
+from certdepot.controller.deps import Step
+from certdepot.controller.runtime import Runtime
+from certdepot.controller.steps import run_step
+
+Reconcile = Callable[[Mapping[str, Any]], Awaitable[Step]]
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.set = False
+
+    def __bool__(self) -> bool:
+        return self.set
+
+
+@dataclass
+class _Entry:
+    body: dict[str, Any]
+    task: asyncio.Task[None]
+    stop: _Stop
+    generation: Any
+
+
+@dataclass
+class Supervisor:
+    runtime: Runtime
+    entries: dict[str, _Entry] = field(default_factory=dict)
+
+    def observe(
+        self, kind: str, event_type: str | None, body: Mapping[str, Any], reconcile: Reconcile
+    ) -> None:
+        meta = body.get("metadata") or {}
+        key = loop.key_of(kind, meta.get("namespace"), str(meta.get("name")))
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            self.forget(key, kind, meta)
+            return
+        entry = self.entries.get(key)
+        if entry is not None and (
+            entry.task.done() or entry.body["metadata"].get("uid") != meta.get("uid")
+        ):
+            self.forget(key, kind, meta)  # recreated under the same name, or the loop died
+            entry = None
+        if entry is None:
+            stop = _Stop()
+            holder: dict[str, Any] = copy.deepcopy(dict(body))
+
+            async def step() -> float:
+                return await run_step(kind, self.entries[key].body, self.runtime, reconcile)
+
+            task = asyncio.create_task(
+                loop.run(key, step, self.runtime.wakeups, stop), name=f"reconcile {key}"
+            )
+            self.entries[key] = _Entry(holder, task, stop, meta.get("generation"))
+            return
+        entry.body = copy.deepcopy(dict(body))
+        if meta.get("generation") != entry.generation:
+            entry.generation = meta.get("generation")
+            self.runtime.wakeups.wake(key)
+
+    def forget(self, key: str, kind: str, meta: Mapping[str, Any]) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            entry.stop.set = True
+            entry.task.cancel()
+        self.runtime.deps.metrics.forget(
+            kind, str(meta.get("namespace") or ""), str(meta.get("name"))
+        )
+
+    async def stop_all(self) -> None:
+        entries = list(self.entries.values())
+        self.entries.clear()
+        for entry in entries:
+            entry.stop.set = True
+            entry.task.cancel()
+        for entry in entries:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await entry.task
