@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,7 +130,12 @@ def stop(echo: Echo, timeout: float = 60.0) -> int:
         echo("no kept demo is running (no state file at " f"{path})")
         return 0
     if not is_supervisor(kept.pid):
+        # Killed without its clean-up (its processes died with it): remove what it left.
         echo(f"the kept demo (pid {kept.pid}) is no longer running; removing {path}")
+        workdir = Path(kept.workdir)
+        if workdir.name.startswith("certdepot-demo-") and workdir.is_dir():
+            shutil.rmtree(workdir, ignore_errors=True)
+            echo(f"removed {workdir}")
         path.unlink(missing_ok=True)
         return 0
     echo(f"stopping the demo supervisor (pid {kept.pid}) and everything it started ...")

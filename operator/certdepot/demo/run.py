@@ -38,6 +38,9 @@ from certdepot.testenv.pebble import PebbleEnv
 
 CLUSTER_NAMESPACE = "certdepot"
 CRDS_DIR = Path(__file__).resolve().parents[3] / "crds"
+# Generous: on a busy machine Python processes take many seconds just to import. A process
+# that dies is reported at once anyway; this only bounds one that hangs.
+START_TIMEOUT = 120.0
 _DNS_FIRST = re.compile(r"^\*\.")
 
 
@@ -138,14 +141,14 @@ class Demo:
                 raise prov.ProvisionError(f"{name} could not be provisioned ({res.source})")
 
     def _start_kube(self) -> None:
-        self.kube = KubeEnv(self.workdir / "kube")
+        self.kube = KubeEnv(self.workdir / "kube", start_timeout=START_TIMEOUT)
         self.kube.start()
         assert self.kube.etcd and self.kube.apiserver
         self._started(self.kube.etcd)
         self._started(self.kube.apiserver)
 
     def _start_pebble(self) -> None:
-        self.pebble = DemoPebble(self.workdir / "pebble")
+        self.pebble = DemoPebble(self.workdir / "pebble", start_timeout=START_TIMEOUT)
         self.pebble.start()
         assert self.pebble.pebble and self.pebble.challtestsrv
         self._started(self.pebble.challtestsrv)
@@ -185,9 +188,10 @@ class Demo:
              "--config", str(self.config_path)],
             log_path=self.workdir / "logs" / "repository.log", extra_env=self._child_env())
         self._started(self.repository)
-        self.repository.wait_for_port(port, timeout=60)
+        self.repository.wait_for_port(port, timeout=START_TIMEOUT)
         self.repository.wait_for_url(f"https://127.0.0.1:{port}/directory",
-                                     verify=str(repoconfig.tls_cert_path(self.workdir)))
+                                     verify=str(repoconfig.tls_cert_path(self.workdir)),
+                                     timeout=START_TIMEOUT)
 
     def _apply_crds(self, docs: Sequence[Mapping[str, Any]]) -> None:
         kube = self._kube()
@@ -229,7 +233,7 @@ class Demo:
              "--backoff-base-seconds", "1", "--backoff-cap-seconds", "4"],
             log_path=self.workdir / "logs" / "operator.log", extra_env=self._child_env())
         self._started(self.operator)
-        self.operator.wait_for_url(f"http://127.0.0.1:{health}/readyz", timeout=60)
+        self.operator.wait_for_url(f"http://127.0.0.1:{health}/readyz", timeout=START_TIMEOUT)
 
     def _apply(self, docs: Sequence[Mapping[str, Any]]) -> None:
         stream = yaml.safe_dump_all([dict(d) for d in docs], sort_keys=False)
@@ -239,7 +243,7 @@ class Demo:
 
     def _wait(self, items: Sequence[manifests.Expected]) -> dict[str, Mapping[str, Any]]:
         self.echo("        (each change as it happens: + Ready, . not yet)")
-        with self._kube().api_client() as api:
+        with self._api_client() as api:
             return wait_ready(items, kube_getter(api), timeout=self.options.timeout,
                               echo=self.echo, check_alive=self._check_alive)
 
@@ -250,7 +254,7 @@ class Demo:
 
         rows: list[summary.Row] = []
         handshakes: list[tlsproof.Handshake] = []
-        with self._kube().api_client() as api:
+        with self._api_client() as api:
             core = client.CoreV1Api(api)
             for item in items:
                 obj = objects[item.label]
@@ -339,7 +343,12 @@ class Demo:
     def _child_env(self) -> dict[str, str]:
         source_root = str(Path(certdepot.__file__).resolve().parents[1])
         path = os.environ.get("PYTHONPATH")
-        return {"PYTHONPATH": source_root + (os.pathsep + path if path else "")}
+        # Their temporary files (the kubernetes client's copies of kubeconfig keys, the
+        # repository's TLS key) stay inside the demo's directory even if they are killed.
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        return {"PYTHONPATH": source_root + (os.pathsep + path if path else ""),
+                "TMPDIR": str(tmp)}
 
     def _write_kek(self) -> None:
         path = repoconfig.kek_path(self.workdir)
@@ -355,6 +364,22 @@ class Demo:
             raise RuntimeError(f"`certdepot {' '.join(args[:3])}` exited with "
                                f"{proc.returncode}:\n{proc.stderr.strip()}")
         return proc.stdout
+
+    def _api_client(self) -> Any:
+        """A kubernetes client for the admin that reads the credentials from their files.
+
+        (Loading the kubeconfig would copy the admin key into a temporary file outside
+        the demo's directory.)
+        """
+        from kubernetes import client
+
+        kube = self._kube()
+        config = client.Configuration()
+        config.host = kube.server
+        config.ssl_ca_cert = str(kube.ca_path)
+        config.cert_file = str(kube.admin_cert)
+        config.key_file = str(kube.admin_key)
+        return client.ApiClient(config)
 
     def kube_config(self) -> Path:
         return self._kube().kubeconfig
