@@ -385,6 +385,19 @@ def test_helm_upgrade_keeps_the_key_encryption_key(helm: Helm, kube: Any, tmp_pa
          "--kubeconfig", str(kube.kubeconfig), "--set", "repository.logLevel=debug")
     assert key() == before
 
+    def pod_annotations() -> dict[str, str]:
+        out = kube.kubectl("get", "--namespace", namespace, "deployment/certdepot-repository",
+                           "-o", "jsonpath={.spec.template.metadata.annotations}").stdout
+        result: dict[str, str] = json.loads(out)
+        return result
+
+    # An upgrade that changes nothing must not roll the repository's pods.
+    rolled = pod_annotations()
+    helm("upgrade", "certdepot", str(CHART), "--namespace", namespace,
+         "--kubeconfig", str(kube.kubeconfig), "--reuse-values")
+    assert pod_annotations() == rolled
+    assert key() == before
+
 
 def test_notes_example_is_a_valid_certificate_repository(kube: Any,
                                                          installed: tuple[str, str]) -> None:
