@@ -42,6 +42,7 @@ class Verdict:
     secrets_checked: int = 0
     violations: list[str] = field(default_factory=list)
     max_seen: int = 0
+    serials: dict[str, set[str]] = field(default_factory=dict)  # Secret -> serials seen
 
 
 def judge_secret(s: dict[str, Any], now: float) -> str | None:
@@ -107,6 +108,10 @@ class Sampler:
                 why = judge_secret(s, now)
                 if why:
                     v.violations.append(f"{time.strftime('%H:%M:%S')} {why}")
+                elif (crt := (s.get("data") or {}).get("tls.crt")):
+                    leaf = crypto.parse_pem_chain(base64.b64decode(crt))[0]
+                    v.serials.setdefault(s["metadata"]["name"], set()).add(
+                        crypto.serial_hex(leaf))
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
 
