@@ -448,6 +448,9 @@ def test_container_args_are_accepted_by_the_certdepot_cli(helm: Helm, value_set:
         if args[0] == "operator":
             assert ctx.params["bind"] == "0.0.0.0"
             assert ctx.params["leader_election"] is True
+            # Kubernetes expands $(POD_NAME) from the container's env before the CLI sees it.
+            env = {e["name"] for e in _pod(deploy)["containers"][0]["env"]}
+            assert ctx.params["identity"] == "$(POD_NAME)" and "POD_NAME" in env
             assert ctx.params["namespaces"] == ("a", "b")
             ports = {p["name"]: p["containerPort"] for p in _pod(deploy)["containers"][0]["ports"]}
             assert ctx.params["metrics_port"] == ports["metrics"]

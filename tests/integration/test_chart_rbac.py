@@ -167,7 +167,8 @@ def operator_process(release: Release, name: str) -> Iterator[procs.ManagedProce
     """`certdepot operator run` with the chart's own arguments, as the chart's identity.
 
     Appended is only what differs outside a pod: loopback listeners, the token kubeconfig
-    (in a pod: the mounted token), faster rechecks for the test."""
+    (in a pod: the mounted token), the replica's name (in a pod: $(POD_NAME), expanded by
+    the kubelet), faster rechecks for the test."""
     metrics_port, health_port = procs.free_port(), procs.free_port()
     argv = [sys.executable, "-m", "certdepot.cli", *release.args,
             "--bind", "127.0.0.1", "--metrics-port", str(metrics_port),
