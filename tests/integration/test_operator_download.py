@@ -350,9 +350,30 @@ def test_annotated_ingress_gets_a_certificate_download(setup: Setup) -> None:
     assert secret is not None
     crt, key = secret_files(secret, s.workdir)
     tls_handshake(crt, key, s.root.cert_path, "www.example.test")
-    # Dropping the tls entry removes the CertificateDownload the shim made for it.
-    ingress["spec"]["tls"] = []
+    # Dropping the tls entry removes the CertificateDownload the shim made for it ...
+    ingress["spec"]["tls"] = [
+        {"hosts": NAMES, "secretName": "shop-tls"},
+        {"hosts": NAMES, "secretName": "shop-2-tls"},
+    ]
     apply(s.kube, ingress)
+    wait_for(
+        "the second CertificateDownload",
+        lambda: get(s.kube, "certificatedownload", "shop-2-tls", "team-a") is not None,
+        timeout=30,
+        proc=s.op.proc,
+    )
+    ingress["spec"]["tls"] = [{"hosts": NAMES, "secretName": "shop-tls"}]
+    apply(s.kube, ingress)
+    wait_for(
+        "the dropped entry's CertificateDownload to go",
+        lambda: get(s.kube, "certificatedownload", "shop-2-tls", "team-a") is None,
+        timeout=30,
+        proc=s.op.proc,
+    )
+    # ... and so does removing the annotation.
+    s.kube.kubectl(
+        "annotate", "ingress", "shop", "-n", "team-a", "certdepot.io/cluster-repository-"
+    )
     wait_for(
         "the shim's CertificateDownload to go",
         lambda: get(s.kube, "certificatedownload", "shop-tls", "team-a") is None,

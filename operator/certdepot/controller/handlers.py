@@ -105,13 +105,17 @@ async def managed_secret_event(
 # --- ingress shim --------------------------------------------------------------------------------
 
 
-def _annotated(annotations: Mapping[str, str], **_: Any) -> bool:
-    return ingress.is_annotated(annotations)
-
-
-@kopf.on.event("networking.k8s.io", "v1", "ingresses", when=_annotated)
+@kopf.on.event("networking.k8s.io", "v1", "ingresses")
 async def ingress_event(event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any) -> None:
     if event.get("type") == "DELETED":
         return  # the garbage collector removes the owned CertificateDownloads
+    key = f"{body.metadata.namespace}/{body.metadata.name}"
+    shimmed: set[str] = memo.shared.setdefault("shimmed-ingresses", set())
+    if ingress.is_annotated(body.metadata.annotations or {}):
+        shimmed.add(key)
+    elif key in shimmed:
+        shimmed.discard(key)  # the annotation was removed: sync once more to clean up
+    else:
+        return
     for warning in await ingress.sync(body, memo.deps.kube):
         memo.deps.events(body, "Warning", "CertificateDownloadConflict", warning)

@@ -4,6 +4,9 @@ Annotations:
   certdepot.io/repository: <name>          a CertificateRepository in the Ingress's namespace
   certdepot.io/cluster-repository: <name>  a ClusterCertificateRepository
   certdepot.io/renew-before: <duration>    optional, copied to spec.renewBefore
+
+The CertificateDownloads are owned by the Ingress (garbage-collected with it); entries
+dropped from spec.tls, or the annotation removed, delete the ones the Ingress owns.
 """
 
 from __future__ import annotations
