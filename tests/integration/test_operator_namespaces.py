@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_only_watched_namespaces_are_reconciled(
             },
         )
     with operator(
-        kube, tmp_path, "--standalone", "--namespace", "watched", name="operator-ns"
+        kube, tmp_path, "--standalone", "--namespace", "watched", "--log-json", name="operator-ns"
     ) as op:
         obj = wait_condition(
             kube,
@@ -46,3 +47,8 @@ def test_only_watched_namespaces_are_reconciled(
         ignored = get(kube, "certificatedownload", "app", "ignored")
         assert ignored is not None and not ignored.get("status")
         assert "finalizers" not in ignored["metadata"]
+    # --log-json: every log record is one JSON object (the first line is the launcher's).
+    lines = (tmp_path / "operator-ns.log").read_text().splitlines()[1:]
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert records and len(records) >= len([ln for ln in lines if ln.strip()]) - 5
+    assert any("RepositoryNotFound" in r.get("message", "") for r in records)
