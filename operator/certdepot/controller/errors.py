@@ -168,7 +168,8 @@ def _outcome(
 
 
 def _retry_after(problem: AcmeProblem) -> float:
-    value = problem.extra.get("retry_after") or problem.extra.get("retryAfter")
+    # The ACME client stores the response's Retry-After header on the problem it raises.
+    value = getattr(problem, "retry_after", None) or problem.extra.get("retry_after")
     try:
         return float(value) if value is not None else 0.0
     except (TypeError, ValueError):

@@ -68,6 +68,12 @@ def test_classify_permanent_and_transient() -> None:
     assert bug.reason == "Failed" and not bug.permanent
 
 
+def test_classify_rate_limited_uses_the_retry_after_header() -> None:
+    problem = AcmeProblem("rateLimited", "too many")
+    problem.retry_after = 90.0  # type: ignore[attr-defined]  # as AcmeClient sets it
+    assert classify(problem, 1, BackoffPolicy(5, 300)).retry_after == 90
+
+
 def test_classify_rate_limited_honours_retry_after() -> None:
     problem = AcmeProblem("rateLimited", "slow down", extra={"retry_after": 120})
     outcome = classify(problem, 1, BackoffPolicy(5, 300))
