@@ -1,0 +1,126 @@
+"""The chart's PostgreSQL wiring works with a real PostgreSQL server (password auth on).
+
+The chart puts a password-free URL in the ConfigMap and the password in a Secret that
+reaches the container as PGPASSWORD. Here the repository runs as a real process with
+exactly what the chart rendered: the ConfigMap's configuration (listeners moved to
+loopback, files to a temporary directory), the generated key-encryption key, and the
+PGPASSWORD value the kubelet would take from the Secret the Deployment names. It must
+serve its readiness endpoint; without PGPASSWORD PostgreSQL must refuse it.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+from test_chart_helm import Helm
+
+from certdepot.testenv import procs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(tmp_path_factory.mktemp("helm-pg"))
+
+
+def _find(objs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == kind and o["metadata"]["name"].endswith(suffix))
+
+
+def _pod_env(objs: list[dict[str, Any]]) -> dict[str, str]:
+    """The environment the kubelet would give the repository container."""
+    deploy = _find(objs, "Deployment", "-repository")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    secrets = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Secret"}
+    env = {}
+    for var in container["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
+    return env
+
+
+def _local_config(objs: list[dict[str, Any]], workdir: Path) -> tuple[Path, int]:
+    """The ConfigMap's configuration with what a pod gets from mounts and the network
+    moved to this machine: loopback listeners, the key file from the rendered Secret."""
+    config = yaml.safe_load(_find(objs, "ConfigMap", "-repository")["data"]["config.yaml"])
+    kek = _find(objs, "Secret", "-key-encryption-key")["data"]["key"]
+    (workdir / "kek").write_bytes(base64.b64decode(kek))
+    port = procs.free_port()
+    assert config["listeners"]["https"] == {"address": "0.0.0.0:8443", "selfSigned": True}
+    config["listeners"] = {"https": {"address": f"127.0.0.1:{port}", "selfSigned": True,
+                                     "selfSignedCertFile": str(workdir / "tls.crt")}}
+    assert config["keyEncryptionKey"] == {"file": "/etc/certdepot/key-encryption-key/key"}
+    config["keyEncryptionKey"] = {"file": str(workdir / "kek")}
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, port
+
+
+def _without_password(url: Any) -> str:
+    return f"{url.drivername}://{url.username}@{url.host}:{url.port}/{url.database}"
+
+
+def _render(helm: Helm, url: str, password: str) -> list[dict[str, Any]]:
+    return helm.template("--set", "repository.storage.type=postgresql",
+                         "--set", f"repository.storage.postgresql.url={url}",
+                         "--set", f"repository.storage.postgresql.password={password}")
+
+
+def test_repository_reaches_postgres_with_the_charts_pgpassword(
+        helm: Helm, postgres: Any, tmp_path: Path) -> None:
+    full = make_url(postgres.new_database("chart_pg"))
+    url = _without_password(full)
+    assert full.password and full.password not in url
+    objs = _render(helm, url, full.password)
+    cm = _find(objs, "ConfigMap", "-repository")["data"]["config.yaml"]
+    assert full.password not in cm, "the password is in the ConfigMap"
+    env = _pod_env(objs)
+    assert env["PGPASSWORD"] == full.password
+    config_path, port = _local_config(objs, tmp_path)
+    argv = [sys.executable, "-m", "certdepot.cli", "repository", "serve",
+            "--config", str(config_path)]
+    extra = {**env, "PYTHONPATH": str(ROOT / "operator")}
+    proc = procs.start("chart-pg-repository", argv, log_path=tmp_path / "repository.log",
+                       extra_env=extra)
+    try:
+        proc.wait_for_port(port, timeout=60)
+        # The chart's readiness probe: GET /directory over HTTPS (it stores a nonce).
+        resp = proc.wait_for_url(f"https://127.0.0.1:{port}/directory",
+                                 verify=str(tmp_path / "tls.crt"), timeout=60)
+        assert "newOrder" in resp.json()
+    finally:
+        proc.stop()
+
+
+def test_without_pgpassword_postgres_refuses_the_repository(
+        helm: Helm, postgres: Any, tmp_path: Path) -> None:
+    full = make_url(postgres.new_database("chart_pg_refused"))
+    url = _without_password(full)
+    objs = _render(helm, url, full.password or "")
+    env = {k: v for k, v in _pod_env(objs).items() if k != "PGPASSWORD"}
+    config_path, _ = _local_config(objs, tmp_path)
+    argv = [sys.executable, "-m", "certdepot.cli", "repository", "serve",
+            "--config", str(config_path)]
+    # PGPASSWORD from this environment would defeat the point.
+    extra = {**env, "PGPASSWORD": "", "PGPASSFILE": str(tmp_path / "no-pgpass"),
+             "PYTHONPATH": str(ROOT / "operator")}
+    proc = procs.start("chart-pg-refused", argv, log_path=tmp_path / "refused.log",
+                       extra_env=extra)
+    try:
+        status = proc.popen.wait(timeout=60)
+    finally:
+        proc.stop()
+    log = (tmp_path / "refused.log").read_text()
+    assert status != 0, log
+    assert "password" in log.lower(), log
+    assert full.password not in log, "the password was logged"
