@@ -1,6 +1,8 @@
-"""The chart's PostgreSQL wiring works with a real PostgreSQL server (password auth on).
+"""The repository runs with what the chart renders: the default configuration (SQLite, the
+embedded local CA) and the PostgreSQL wiring against a real PostgreSQL server (password
+authentication on).
 
-The chart puts a password-free URL in the ConfigMap and the password in a Secret that
+For PostgreSQL the chart puts a password-free URL in the ConfigMap and the password in a Secret that
 reaches the container as PGPASSWORD. Here the repository runs as a real process with
 exactly what the chart rendered: the ConfigMap's configuration (listeners moved to
 loopback, files to a temporary directory), the generated key-encryption key, and the
@@ -51,8 +53,12 @@ def _pod_env(objs: list[dict[str, Any]]) -> dict[str, str]:
 
 def _local_config(objs: list[dict[str, Any]], workdir: Path) -> tuple[Path, int]:
     """The ConfigMap's configuration with what a pod gets from mounts and the network
-    moved to this machine: loopback listeners, the key file from the rendered Secret."""
+    moved to this machine: loopback listeners, the key file from the rendered Secret, the
+    SQLite file from the data volume."""
     config = yaml.safe_load(_find(objs, "ConfigMap", "-repository")["data"]["config.yaml"])
+    if config["storage"]["url"].startswith("sqlite:"):
+        assert config["storage"]["url"] == "sqlite:////var/lib/certdepot/certdepot.db"
+        config["storage"]["url"] = f"sqlite:///{workdir / 'certdepot.db'}"
     kek = _find(objs, "Secret", "-key-encryption-key")["data"]["key"]
     (workdir / "kek").write_bytes(base64.b64decode(kek))
     port = procs.free_port()
@@ -76,6 +82,33 @@ def _render(helm: Helm, url: str, password: str) -> list[dict[str, Any]]:
                          "--set", f"repository.storage.postgresql.password={password}")
 
 
+def _serve(objs: list[dict[str, Any]], workdir: Path, env: dict[str, str],
+           name: str) -> dict[str, Any]:
+    """Start the repository, pass both probes as the kubelet would, return the directory."""
+    config_path, port = _local_config(objs, workdir)
+    argv = [sys.executable, "-m", "certdepot.cli", "repository", "serve",
+            "--config", str(config_path)]
+    proc = procs.start(name, argv, log_path=workdir / f"{name}.log",
+                       extra_env={**env, "PYTHONPATH": str(ROOT / "operator")})
+    try:
+        # Liveness: the HTTPS listener accepts connections.
+        proc.wait_for_port(port, timeout=60)
+        # Readiness: GET /directory over HTTPS (it stores a nonce).
+        resp = proc.wait_for_url(f"https://127.0.0.1:{port}/directory",
+                                 verify=str(workdir / "tls.crt"), timeout=60)
+        directory: dict[str, Any] = resp.json()
+        return directory
+    finally:
+        proc.stop()
+
+
+def test_default_values_run_a_repository(helm: Helm, tmp_path: Path) -> None:
+    objs = helm.template()
+    directory = _serve(objs, tmp_path, _pod_env(objs), "chart-default-repository")
+    assert directory["newOrder"] == "https://certdepot-repository.certdepot.svc/acme/new-order"
+    assert directory["meta"]["download-enabled"] is True
+
+
 def test_repository_reaches_postgres_with_the_charts_pgpassword(
         helm: Helm, postgres: Any, tmp_path: Path) -> None:
     full = make_url(postgres.new_database("chart_pg"))
@@ -86,20 +119,7 @@ def test_repository_reaches_postgres_with_the_charts_pgpassword(
     assert full.password not in cm, "the password is in the ConfigMap"
     env = _pod_env(objs)
     assert env["PGPASSWORD"] == full.password
-    config_path, port = _local_config(objs, tmp_path)
-    argv = [sys.executable, "-m", "certdepot.cli", "repository", "serve",
-            "--config", str(config_path)]
-    extra = {**env, "PYTHONPATH": str(ROOT / "operator")}
-    proc = procs.start("chart-pg-repository", argv, log_path=tmp_path / "repository.log",
-                       extra_env=extra)
-    try:
-        proc.wait_for_port(port, timeout=60)
-        # The chart's readiness probe: GET /directory over HTTPS (it stores a nonce).
-        resp = proc.wait_for_url(f"https://127.0.0.1:{port}/directory",
-                                 verify=str(tmp_path / "tls.crt"), timeout=60)
-        assert "newOrder" in resp.json()
-    finally:
-        proc.stop()
+    assert "newOrder" in _serve(objs, tmp_path, env, "chart-pg-repository")
 
 
 def test_without_pgpassword_postgres_refuses_the_repository(
