@@ -117,7 +117,7 @@ class Demo:
         with step(f"apply {self.options.examples}", self._kube_logs):
             self._apply(applied)
         items = manifests.expected(applied)
-        with step("wait until every resource is Ready", self._all_logs):
+        with step("wait until every resource is Ready", self._all_logs, heartbeat=None):
             objects = self._wait(items)
         with step("prove every Secret with a verifying TLS handshake", self._all_logs):
             rows, handshakes = self._prove(items, objects)

@@ -8,6 +8,7 @@ command can print them and exit non-zero instead of a bare traceback.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -48,15 +49,26 @@ class Steps:
         self.durations: list[tuple[str, float]] = []
 
     @contextlib.contextmanager
-    def step(self, title: str, logs: Callable[[], Sequence[Path]] = lambda: ()) -> Iterator[None]:
+    def step(self, title: str, logs: Callable[[], Sequence[Path]] = lambda: (),
+             heartbeat: float | None = 15.0) -> Iterator[None]:
         """Run one step; any exception becomes :class:`StepFailed` naming ``title``.
 
         ``logs`` is called only on failure: the processes a step depends on may not exist
-        when it begins.
+        when it begins. A step that takes longer than ``heartbeat`` seconds says so every
+        ``heartbeat`` seconds (a cold build of kube-apiserver takes minutes); None for a
+        step that reports its own progress.
         """
         self.number += 1
         self.echo(f"[{self.number:2}/{self.total}] {title}")
         began = time.monotonic()
+        done = threading.Event()
+
+        def beat() -> None:
+            while heartbeat is not None and not done.wait(heartbeat):
+                self.echo(f"        ... still at it ({time.monotonic() - began:.0f}s)")
+
+        beater = threading.Thread(target=beat, name="step-heartbeat", daemon=True)
+        beater.start()
         try:
             yield
         except StepFailed:
@@ -65,6 +77,9 @@ class Steps:
             raise
         except Exception as exc:  # every failure is reported the same way
             raise StepFailed(title, _describe(exc), logs()) from exc
+        finally:
+            done.set()
+            beater.join()
         took = time.monotonic() - began
         self.durations.append((title, took))
         self.echo(f"        ok ({took:.1f}s)")
