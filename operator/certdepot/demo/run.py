@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,22 +101,22 @@ class Demo:
             eab_kid, eab_hmac = self._configure_repository(port)
         with step("start the repository", self._repository_logs):
             self._start_repository(port)
-        docs = manifests.load(self.options.examples)
         with step("apply the CRDs and the example namespaces", self._kube_logs):
+            docs = manifests.load(self.options.examples)
             self._apply_crds(docs)
         with step("store the tenant's EAB key in the cluster"):
             self._store_eab(docs, eab_hmac)
         with step("start the operator", self._operator_logs):
             self._start_operator()
-        repo = manifests.Repository(
-            directory_url=f"https://127.0.0.1:{port}/directory",
-            ca_pem=repoconfig.tls_cert_path(self.workdir).read_bytes(),
-            eab_kid=eab_kid,
-        )
-        applied = manifests.customise(docs, repo)
         with step(f"apply {self.options.examples}", self._kube_logs):
+            repo = manifests.Repository(
+                directory_url=f"https://127.0.0.1:{port}/directory",
+                ca_pem=repoconfig.tls_cert_path(self.workdir).read_bytes(),
+                eab_kid=eab_kid,
+            )
+            applied = manifests.customise(docs, repo)
             self._apply(applied)
-        items = manifests.expected(applied)
+            items = manifests.expected(applied)
         with step("wait until every resource is Ready", self._all_logs, heartbeat=None):
             objects = self._wait(items)
         with step("prove every Secret with a verifying TLS handshake", self._all_logs):
@@ -422,5 +422,3 @@ def describe_failure(exc: BaseException) -> str:
         return exc.report()
     return f"FAILED: {exc}"
 
-
-Runner = Callable[[Options, Echo], Outcome]
