@@ -1,0 +1,158 @@
+"""The real reconcilers and ACME gateway against the repository's ASGI app, in process:
+the whole download and delegation paths in about a second, without sockets or a cluster."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from certdepot.controller import delegated, download, repository, tlsdata
+from certdepot.controller.acme_gateway import AcmeGateway
+from certdepot.controller.deps import Deps
+from certdepot.controller.metrics import Metrics
+from certdepot.repository import renewal
+from certdepot.repository.app import create_app
+from certdepot.repository.bootstrap import build_repo
+from certdepot.repository.config import parse_config
+from certdepot.repository.tenants import create_tenant
+
+from .fakes import FakeKube
+
+BASE = "https://repo.test"
+NAMES = ["www.example.test", "example.test"]
+TEMPLATE: dict[str, Any] = {
+    "keyTypes": [
+        {
+            "PublicKeyType": "id-ecPublicKey",
+            "namedCurve": "secp256r1",
+            "SignatureType": "ecdsa-with-SHA256",
+        }
+    ],
+    "extensions": {
+        "subjectAltName": {"DNS": ["**"]},
+        "keyUsage": ["digitalSignature"],
+        "extendedKeyUsage": ["serverAuth"],
+    },
+}
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[tuple[Deps, FakeKube, Any]]:
+    os.environ["CERTDEPOT_TEST_KEK"] = base64.b64encode(os.urandom(32)).decode()
+    repo = build_repo(
+        parse_config(
+            {
+                "baseUrl": BASE,
+                "listeners": {"http": {"address": "127.0.0.1:0"}},
+                "storage": {"url": "sqlite://"},
+                "keyEncryptionKey": {"env": "CERTDEPOT_TEST_KEK"},
+                "issuers": [{"name": "local", "type": "local-ca", "lifetime": "2d"}],
+                "certificates": [{"name": "web", "dnsNames": NAMES, "issuer": "local"}],
+                "tenants": [
+                    {
+                        "name": "cluster",
+                        "download": ["web"],
+                        "delegations": [
+                            {
+                                "name": "edge",
+                                "csrTemplate": TEMPLATE,
+                                "namePatterns": ["cdn-*.example.test"],
+                                "maxLifetime": "1d",
+                                "issuer": "local",
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    creds = create_tenant(repo.store, repo.vault, "cluster")
+    await renewal.run_once(repo)
+    metrics = Metrics()
+    gateway = AcmeGateway(metrics, transport=httpx.ASGITransport(app=create_app(repo)))
+    kube = FakeKube()
+    kube.secrets[("team-a", "eab")] = {
+        "metadata": {"name": "eab", "namespace": "team-a"},
+        "type": "Opaque",
+        "data": {"secret": base64.b64encode(creds.hmac_key.encode()).decode()},
+    }
+    kube.customs[("CertificateRepository", "team-a", "depot")] = {
+        "kind": "CertificateRepository",
+        "metadata": {"name": "depot", "namespace": "team-a", "uid": "u-depot", "generation": 1},
+        "spec": {
+            "url": f"{BASE}/directory",
+            "externalAccountBinding": {"keyID": creds.kid, "keySecretRef": {"name": "eab"}},
+        },
+        "status": {},
+    }
+    yield Deps(kube=kube, gateway=gateway, metrics=metrics), kube, repo
+    for task in list(repo.tasks):
+        task.cancel()
+    repo.store.close()
+
+
+async def register(deps: Deps, kube: FakeKube) -> dict[str, Any]:
+    body = kube.customs[("CertificateRepository", "team-a", "depot")]
+    step = await repository.reconcile(body, "CertificateRepository", deps)
+    await kube.patch_status("CertificateRepository", "team-a", "depot", step.status)
+    return step.status
+
+
+async def test_register_then_download(world: tuple[Deps, FakeKube, Any]) -> None:
+    deps, kube, _ = world
+    status = await register(deps, kube)
+    assert status["conditions"][0]["status"] == "True", status
+    assert status["directory"]["downloadEnabled"] and status["delegations"]
+    again = await register(deps, kube)  # the same key finds the same account
+    assert again["accountURL"] == status["accountURL"]
+    body = {
+        "kind": "CertificateDownload",
+        "metadata": {"name": "web", "namespace": "team-a", "uid": "u-web", "generation": 1},
+        "spec": {"repositoryRef": {"name": "depot"}, "dnsNames": NAMES, "secretName": "web-tls"},
+        "status": {},
+    }
+    step = await download.reconcile(body, deps)
+    assert step.status["conditions"][0]["reason"] == "Downloaded", step.status
+    data = kube.secrets[("team-a", "web-tls")]["data"]
+    chain = tlsdata.split_chain(base64.b64decode(data["tls.crt"]))
+    key = tlsdata.load_key(base64.b64decode(data["tls.key"]))
+    assert tlsdata.key_matches(chain[0], key) and "ca.crt" in data
+    # ARI was asked on the next step, and the window is not open: nothing is fetched again.
+    body["status"] = step.status
+    writes = kube.writes
+    step = await download.reconcile(body, deps)
+    assert step.status["conditions"][0]["reason"] == "UpToDate" and kube.writes == writes
+    assert deps.metrics.acme_requests.labels("POST", "201")._value.get() > 0
+
+
+async def test_delegated_via_the_repository(world: tuple[Deps, FakeKube, Any]) -> None:
+    deps, kube, _ = world
+    await register(deps, kube)
+    body = {
+        "kind": "DelegatedCertificate",
+        "metadata": {"name": "cdn", "namespace": "team-a", "uid": "u-cdn", "generation": 1},
+        "spec": {
+            "repositoryRef": {"name": "depot"},
+            "delegation": "edge",
+            "dnsNames": ["cdn-1.example.test"],
+            "secretName": "cdn-tls",
+            "duration": "12h",
+            "privateKey": {"algorithm": "ECDSA", "encoding": "PKCS8"},
+        },
+        "status": {},
+    }
+    step = await delegated.reconcile(body, deps)
+    assert step.status["conditions"][0]["reason"] == "Issued", step.status
+    data = kube.secrets[("team-a", "cdn-tls")]["data"]
+    leaf = tlsdata.split_chain(base64.b64decode(data["tls.crt"]))[0]
+    assert tlsdata.dns_names(leaf) == ["cdn-1.example.test"]
+    body["spec"]["dnsNames"] = ["www.example.test"]
+    body["metadata"]["generation"] = 2
+    body["spec"]["secretName"] = "other-tls"
+    cond = (await delegated.reconcile(body, deps)).status["conditions"][0]
+    assert (cond["status"], cond["reason"]) == ("False", "RejectedIdentifier")
