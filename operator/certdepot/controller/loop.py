@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+log = logging.getLogger("certdepot.operator")
 
 
 class Wakeups:
@@ -49,9 +52,22 @@ async def run(
     key: str, step: Callable[[], Awaitable[float]], wakeups: Wakeups, stopped: Any
 ) -> None:
     wakeups.event(key)
+    failures = 0
     try:
         while not stopped:
-            delay = await step()
+            try:
+                delay = await step()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Reconcilers turn their errors into status; what gets here is the API server
+                # refusing the status patch itself. Keep the loop alive and try again.
+                failures += 1
+                delay = min(60.0, 2.0**failures)
+                log.warning(
+                    "%s: step failed (%s: %s); retry in %.0fs", key, type(exc).__name__, exc, delay
+                )
             await wakeups.sleep(key, delay, stopped)
     finally:
         wakeups.forget(key)

@@ -115,3 +115,19 @@ async def test_loop_sleeps_until_woken_or_stopped() -> None:
     await asyncio.wait_for(task, timeout=5)  # third step sets stopped: the loop ends
     assert len(calls) == 3
     wakeups.wake("K/ns/a")  # forgotten: no error
+
+
+async def test_loop_survives_a_failing_step() -> None:
+    wakeups = loop.Wakeups()
+    stopped = Flag()
+    calls: list[int] = []
+
+    async def step() -> float:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kubernetes API error 500 Internal Server Error")
+        stopped.value = True
+        return 1.0
+
+    await asyncio.wait_for(loop.run("K/ns/b", step, wakeups, stopped), timeout=10)
+    assert len(calls) == 2
