@@ -118,6 +118,8 @@ def decide(
         )
     next_check = min(renew_at, now + recheck)
     if window is not None and window.serial == info.serial and window.start > now:
+        # The repository suggests an earlier start (ARI): that is when we will fetch.
+        renew_at = min(renew_at, window.start)
         next_check = min(next_check, window.start)
     rewrite = generation is not None and status.get("observedGeneration") != generation
     return Decision(

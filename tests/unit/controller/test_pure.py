@@ -154,3 +154,52 @@ def test_lease_action() -> None:
     assert lease_action(LeaseView("other", NOW, 15), "me", NOW + dt.timedelta(seconds=5)) == "wait"
     assert lease_action(LeaseView("other", NOW, 15), "me", NOW + dt.timedelta(seconds=16)) == "take"
     assert lease_action(LeaseView("", None, 15), "me", NOW) == "take"
+
+
+def test_decide_uses_an_earlier_ari_window_as_renewal_time() -> None:
+    from certdepot.controller import decisions
+    from certdepot.controller.secrets import SecretState
+    from certdepot.controller.tlsdata import CertInfo
+
+    info = CertInfo(
+        NOW - dt.timedelta(days=1),
+        NOW + dt.timedelta(days=89),
+        "ab",
+        "f",
+        frozenset({"a.example.test"}),
+    )
+    state = SecretState(exists=True, ours=True, bundle=object(), info=info)  # type: ignore[arg-type]
+    window = decisions.RenewalWindow(NOW + dt.timedelta(days=3), NOW + dt.timedelta(days=4), "ab")
+    d = decisions.decide(
+        dns_names=["a.example.test"],
+        renew_before=None,
+        state=state,
+        status={"fingerprint": "f"},
+        generation=None,
+        adopt=False,
+        now=NOW,
+        window=window,
+        recheck=dt.timedelta(days=30),
+    )
+    assert not d.fetch and d.renewal_time == window.start and d.next_check == window.start
+    expiry_based = decisions.decide(
+        dns_names=["a.example.test"],
+        renew_before=None,
+        state=state,
+        status={},
+        generation=None,
+        adopt=False,
+        now=NOW,
+    )
+    assert expiry_based.renewal_time == info.not_after - dt.timedelta(days=30)
+    other_serial = decisions.RenewalWindow(NOW, NOW, "cd")
+    assert not decisions.decide(
+        dns_names=["a.example.test"],
+        renew_before=None,
+        state=state,
+        status={},
+        generation=None,
+        adopt=False,
+        now=NOW,
+        window=other_serial,
+    ).fetch
