@@ -31,7 +31,7 @@ from certdepot.testenv.dns import DnsServer
 from certdepot.testenv.pebble import PebbleEnv
 
 
-def _wait_current(db: Path, name: str, timeout: float = 90, proc: Any = None) -> str:
+def _wait_current(db: Path, name: str, timeout: float = 180, proc: Any = None) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with sqlite3.connect(db) as conn:
@@ -87,7 +87,7 @@ async def test_pebble_http01_download_renew_and_certbot(tmp_path: Path,
             assert info.start > dt.datetime.now(dt.UTC)
 
             cli(tmp_path, path, "renew", "web")
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 info = await client.renewal_info(leaf)
                 if info.start <= dt.datetime.now(dt.UTC):

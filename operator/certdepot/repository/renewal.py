@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from certdepot.acme import crypto
 from certdepot.repository import certstore, star
@@ -62,22 +63,34 @@ async def obtain(repo: Repo, cfg: ManagedCertificate, replaces: str | None) -> s
     leaf = crypto.parse_pem_chain(chain)[0]
     if not crypto.public_key_matches(key, leaf):
         raise RuntimeError("issuer returned a certificate for another key")
-    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=cfg.issuer,
-                                         now=repo.clock(), managed_name=cfg.name, key=key)
-    certstore.set_current(repo.store, cfg.name, cert_id)
+    cert_id = await asyncio.to_thread(_save_current, repo, cfg, chain, key)
     log.info("%s: new certificate serial %s", cfg.name, crypto.serial_hex(leaf))
     return cert_id
 
 
-async def check_one(repo: Repo, cfg: ManagedCertificate) -> None:
-    """One renewal decision for one managed entry (call with its lease held)."""
-    certstore.ensure_managed(repo.store, cfg.name)
-    state = repo.store.get(tables.managed, cfg.name)
+def _save_current(repo: Repo, cfg: ManagedCertificate, chain: str,
+                  key: crypto.PrivateKey) -> str:
+    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=cfg.issuer,
+                                         now=repo.clock(), managed_name=cfg.name, key=key)
+    certstore.set_current(repo.store, cfg.name, cert_id)
+    return cert_id
+
+
+def _load_state(repo: Repo, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    certstore.ensure_managed(repo.store, name)
+    state = repo.store.get(tables.managed, name)
     assert state is not None
+    return state, certstore.current_managed(repo.store, name)
+
+
+async def check_one(repo: Repo, cfg: ManagedCertificate) -> None:
+    """One renewal decision for one managed entry (call with its lease held).
+
+    Store calls go through worker threads: the event loop keeps serving requests."""
+    state, cur = await asyncio.to_thread(_load_state, repo, cfg.name)
     now = repo.clock()
     if state["next_attempt"] > now and not state["renew_requested"]:
         return
-    cur = certstore.current_managed(repo.store, cfg.name)
     issuer = repo.issuers[cfg.issuer]
     if not issuer.can_issue:
         warn = issuer.warn_before.total_seconds() if isinstance(issuer, Imported) else 14 * 86400
@@ -97,21 +110,22 @@ async def check_one(repo: Repo, cfg: ManagedCertificate) -> None:
         delay = backoff(failures)
         log.warning("%s: issuance failed (%s: %s); retry in %.0fs", cfg.name,
                     type(exc).__name__, exc, delay)
-        repo.store.update(tables.managed, cfg.name, failures=failures,
-                          next_attempt=repo.clock() + delay,
-                          last_error=f"{type(exc).__name__}: {exc}"[:500],
-                          renew_requested=False)
+        await asyncio.to_thread(
+            repo.store.update, tables.managed, cfg.name, failures=failures,
+            next_attempt=repo.clock() + delay,
+            last_error=f"{type(exc).__name__}: {exc}"[:500], renew_requested=False)
 
 
 async def run_once(repo: Repo) -> None:
     for cfg in repo.config.certificates:
         lease = f"renew:{cfg.name}"
-        if not repo.store.acquire_lease(lease, repo.replica_id, LEASE_SECONDS):
+        if not await asyncio.to_thread(repo.store.acquire_lease, lease, repo.replica_id,
+                                       LEASE_SECONDS):
             continue
         try:
             await check_one(repo, cfg)
         finally:
-            repo.store.release_lease(lease, repo.replica_id)
+            await asyncio.to_thread(repo.store.release_lease, lease, repo.replica_id)
 
 
 def request_renewal(repo_store: tables.Store, name: str) -> bool:

@@ -8,6 +8,7 @@ The order's ``star-certificate`` URL always serves the current certificate. Canc
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any
@@ -49,6 +50,11 @@ async def renew_order(repo: Repo, row: dict[str, Any]) -> str:
     chain = await repo.issuers[data["issuer"]].issue(IssueRequest(
         csr_der=b64decode(data["csr"]), dns_names=names, lifetime=lifetime,
         profile=data.get("profile")))
+    return await asyncio.to_thread(_save, repo, row, chain)
+
+
+def _save(repo: Repo, row: dict[str, Any], chain: str) -> str:
+    data = row["data"]
     cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=data["issuer"],
                                          now=repo.clock(), order_id=row["id"],
                                          account_id=row["account_id"])
@@ -56,7 +62,10 @@ async def renew_order(repo: Repo, row: dict[str, Any]) -> str:
     return cert_id
 
 
-async def run_once(repo: Repo) -> None:
+def _due(repo: Repo) -> list[dict[str, Any]]:
+    """Active auto-renewal orders whose certificate is at half-time (worker thread).
+    Orders whose delegation was withdrawn are cancelled on the way."""
+    due = []
     for row in repo.store.select(tables.orders, tables.orders.c.status == "valid"):
         data = row["data"]
         if not data.get("auto_renewal") or data.get("star_cancelled") or not data.get("csr"):
@@ -70,21 +79,32 @@ async def run_once(repo: Repo) -> None:
         cert = repo.store.get(tables.certificates, row["cert_id"]) if row["cert_id"] else None
         if cert is None:
             continue
-        half = cert["not_before"] + (cert["not_after"] - cert["not_before"]) / 2
+        life = cert["not_after"] - cert["not_before"]
         # Renew a little before half-time so the new certificate overlaps comfortably.
-        if repo.clock() < half - min(60.0, (cert["not_after"] - cert["not_before"]) / 8):
-            continue
+        if repo.clock() >= cert["not_before"] + life / 2 - min(60.0, life / 8):
+            due.append(row)
+    return due
+
+
+def _claim(repo: Repo, row: dict[str, Any], lease: str) -> bool:
+    if not repo.store.acquire_lease(lease, repo.replica_id, 300):
+        return False
+    fresh = repo.store.get(tables.orders, row["id"])
+    if fresh is None or fresh["cert_id"] != row["cert_id"]:
+        repo.store.release_lease(lease, repo.replica_id)  # renewed meanwhile elsewhere
+        return False
+    return True
+
+
+async def run_once(repo: Repo) -> None:
+    for row in await asyncio.to_thread(_due, repo):
         lease = f"star:{row['id']}"
-        if not repo.store.acquire_lease(lease, repo.replica_id, 300):
+        if not await asyncio.to_thread(_claim, repo, row, lease):
             continue
         try:
-            fresh = repo.store.get(tables.orders, row["id"])
-            if fresh is None or fresh["cert_id"] != row["cert_id"]:
-                continue  # another replica renewed it meanwhile
-            try:
-                await renew_order(repo, row)
-                log.info("STAR order %s renewed", row["id"])
-            except Exception as exc:
-                log.warning("STAR order %s: renewal failed: %s", row["id"], exc)
+            await renew_order(repo, row)
+            log.info("STAR order %s renewed", row["id"])
+        except Exception as exc:
+            log.warning("STAR order %s: renewal failed: %s", row["id"], exc)
         finally:
-            repo.store.release_lease(lease, repo.replica_id)
+            await asyncio.to_thread(repo.store.release_lease, lease, repo.replica_id)
