@@ -15,24 +15,41 @@ NS = "crd-rules"
 
 @pytest.fixture(scope="module")
 def namespace(kube: KubeEnv, crds_applied: list[str]) -> str:
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
+    kube.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    )
     return NS
 
 
 def delegated(name: str, **spec: Any) -> dict[str, Any]:
-    full = {"repositoryRef": {"name": "depot"}, "delegation": "edge",
-            "dnsNames": ["cdn-1.example.test"], "secretName": "cdn-1-tls", **spec}
-    return {"apiVersion": "certdepot.io/v1alpha1", "kind": "DelegatedCertificate",
-            "metadata": {"name": name, "namespace": NS}, "spec": full}
+    full = {
+        "repositoryRef": {"name": "depot"},
+        "delegation": "edge",
+        "dnsNames": ["cdn-1.example.test"],
+        "secretName": "cdn-1-tls",
+        **spec,
+    }
+    return {
+        "apiVersion": "certdepot.io/v1alpha1",
+        "kind": "DelegatedCertificate",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": full,
+    }
 
 
 def repository(name: str, kind: str = "CertificateRepository", **spec: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if kind == "CertificateRepository":
         meta["namespace"] = NS
-    return {"apiVersion": "certdepot.io/v1alpha1", "kind": kind, "metadata": meta,
-            "spec": {"url": "https://depot.example.test/directory", **spec}}
+    return {
+        "apiVersion": "certdepot.io/v1alpha1",
+        "kind": kind,
+        "metadata": meta,
+        "spec": {"url": "https://depot.example.test/directory", **spec},
+    }
 
 
 def create(kube: KubeEnv, doc: dict[str, Any]) -> dict[str, Any]:
@@ -55,36 +72,52 @@ def test_delegated_defaults(kube: KubeEnv, namespace: str) -> None:
     assert obj["spec"]["adoptExistingSecret"] is False
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"duration": "24h", "renewBefore": "24h"}, "renewBefore must be shorter than duration"),
-    ({"duration": "30m"}, "duration must be at least 1h"),
-    ({"privateKey": {"algorithm": "RSA", "size": 1024}}, "size must be"),
-    ({"privateKey": {"algorithm": "ECDSA", "size": 2048}}, "size must be"),
-    ({"privateKey": {"algorithm": "Ed25519", "size": 256}}, "size must be"),
-    ({"privateKey": {"algorithm": "DSA"}}, "spec.privateKey.algorithm"),
-    ({"dnsNames": []}, "spec.dnsNames"),
-    ({"usages": ["code signing"]}, "spec.usages"),
-    ({"autoRenewal": {"enabled": True, "lifetime": "2h"}, "duration": "3h"},
-     "autoRenewal.lifetime or duration"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"duration": "24h", "renewBefore": "24h"}, "renewBefore must be shorter than duration"),
+        ({"duration": "30m"}, "duration must be at least 1h"),
+        ({"privateKey": {"algorithm": "RSA", "size": 1024}}, "size must be"),
+        ({"privateKey": {"algorithm": "ECDSA", "size": 2048}}, "size must be"),
+        ({"privateKey": {"algorithm": "Ed25519", "size": 256}}, "size must be"),
+        ({"privateKey": {"algorithm": "DSA"}}, "spec.privateKey.algorithm"),
+        ({"dnsNames": []}, "spec.dnsNames"),
+        ({"usages": ["code signing"]}, "spec.usages"),
+        (
+            {"autoRenewal": {"enabled": True, "lifetime": "2h"}, "duration": "3h"},
+            "autoRenewal.lifetime or duration",
+        ),
+    ],
+)
 def test_delegated_rules(kube: KubeEnv, namespace: str, spec: dict[str, Any], message: str) -> None:
     assert message in rejected(kube, delegated("bad", **spec))
 
 
-@pytest.mark.parametrize("private_key", [
-    {"algorithm": "RSA", "size": 4096}, {"algorithm": "ECDSA", "size": 384},
-    {"algorithm": "Ed25519", "encoding": "PKCS8"},
-])
+@pytest.mark.parametrize(
+    "private_key",
+    [
+        {"algorithm": "RSA", "size": 4096},
+        {"algorithm": "ECDSA", "size": 384},
+        {"algorithm": "Ed25519", "encoding": "PKCS8"},
+    ],
+)
 def test_valid_key_choices(kube: KubeEnv, namespace: str, private_key: dict[str, Any]) -> None:
     name = f"key-{private_key['algorithm'].lower()}"
     create(kube, delegated(name, privateKey=private_key, duration="48h", renewBefore="16h"))
 
 
 def test_download_renew_before_must_be_positive(kube: KubeEnv, namespace: str) -> None:
-    doc = {"apiVersion": "certdepot.io/v1alpha1", "kind": "CertificateDownload",
-           "metadata": {"name": "zero", "namespace": NS},
-           "spec": {"repositoryRef": {"name": "depot"}, "dnsNames": ["a.example.test"],
-                    "secretName": "a-tls", "renewBefore": "0s"}}
+    doc = {
+        "apiVersion": "certdepot.io/v1alpha1",
+        "kind": "CertificateDownload",
+        "metadata": {"name": "zero", "namespace": NS},
+        "spec": {
+            "repositoryRef": {"name": "depot"},
+            "dnsNames": ["a.example.test"],
+            "secretName": "a-tls",
+            "renewBefore": "0s",
+        },
+    }
     assert "renewBefore must be positive" in rejected(kube, doc)
 
 
@@ -95,11 +128,20 @@ def test_repository_url_rules(kube: KubeEnv, namespace: str) -> None:
 
 
 def test_cluster_repository_selector_rules(kube: KubeEnv, namespace: str) -> None:
-    bad = repository("bad-selector", "ClusterCertificateRepository", namespaceSelector={
-        "matchExpressions": [{"key": "team", "operator": "In"}]})
+    bad = repository(
+        "bad-selector",
+        "ClusterCertificateRepository",
+        namespaceSelector={"matchExpressions": [{"key": "team", "operator": "In"}]},
+    )
     assert "In and NotIn need values" in rejected(kube, bad)
-    create(kube, repository("good-selector", "ClusterCertificateRepository", namespaceSelector={
-        "matchExpressions": [{"key": "team", "operator": "Exists"}]}))
+    create(
+        kube,
+        repository(
+            "good-selector",
+            "ClusterCertificateRepository",
+            namespaceSelector={"matchExpressions": [{"key": "team", "operator": "Exists"}]},
+        ),
+    )
 
 
 def test_status_is_a_subresource(kube: KubeEnv, namespace: str) -> None:

@@ -21,16 +21,23 @@ def leader_value(port: int) -> float | None:
 
 
 def holder(kube: KubeEnv) -> str:
-    res = kube.kubectl("get", "lease", "certdepot-operator", "-n", "certdepot", "-o", "json",
-                       check=False)
+    res = kube.kubectl(
+        "get", "lease", "certdepot-operator", "-n", "certdepot", "-o", "json", check=False
+    )
     if res.returncode != 0:
         return ""
     return str(json.loads(res.stdout)["spec"].get("holderIdentity") or "")
 
 
 def test_only_one_replica_is_active(kube: KubeEnv, crds_applied: list[str], tmp_path: Path) -> None:
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "certdepot"}}))
+    kube.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "certdepot"}}
+        ),
+    )
     with operator(kube, tmp_path, "--identity", "replica-a", name="replica-a") as a:
         wait_for("replica-a to lead", lambda: leader_value(a.metrics_port) == 1.0, proc=a.proc)
         assert holder(kube) == "replica-a"
@@ -41,6 +48,10 @@ def test_only_one_replica_is_active(kube: KubeEnv, crds_applied: list[str], tmp_
                 assert holder(kube) == "replica-a"
             assert "acquired lease" not in b.proc.tail(200)
             a.proc.stop()  # a clean stop releases the Lease
-            wait_for("replica-b to take over", lambda: leader_value(b.metrics_port) == 1.0,
-                     timeout=30, proc=b.proc)
+            wait_for(
+                "replica-b to take over",
+                lambda: leader_value(b.metrics_port) == 1.0,
+                timeout=30,
+                proc=b.proc,
+            )
             assert holder(kube) == "replica-b"
