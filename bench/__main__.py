@@ -168,7 +168,8 @@ class Bench:
     @property
     def focus(self) -> int:
         """The concurrency the targets name (16), or the nearest one asked for."""
-        return min(self.args.concurrency, key=lambda c: abs(c - 16))
+        levels: list[int] = self.args.concurrency
+        return min(levels, key=lambda c: abs(c - 16))
 
     @property
     def plain_levels(self) -> list[int]:
@@ -219,7 +220,7 @@ class Bench:
 
         from bench.kube import GROUP, VERSION, is_ready
 
-        custom = client.CustomObjectsApi(api)
+        custom: Any = client.CustomObjectsApi(api)
         deadline = time.monotonic() + timeout
         while True:
             obj = custom.get_cluster_custom_object(GROUP, VERSION,

@@ -78,7 +78,7 @@ def run_baseline(stack: Stack, api: Any, n: int, rep: int, sample: Any) -> dict[
 
     kube = stack.kube
     assert kube is not None
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     run = f"base{n}-{rep}"
     create_namespaces(api, [f"{run}-ns{i}" for i in range(NAMESPACES)])
     data = dict(sample.data)

@@ -32,7 +32,8 @@ def pebble_orders(log: Path) -> int:
 def _serials(api: Any, run: str) -> dict[tuple[str, str], str | None]:
     from kubernetes import client
 
-    items = client.CustomObjectsApi(api).list_cluster_custom_object(
+    custom: Any = client.CustomObjectsApi(api)
+    items = custom.list_cluster_custom_object(
         GROUP, VERSION, "certificatedownloads", label_selector=f"{RUN_LABEL}={run}")["items"]
     return {(o["metadata"]["namespace"], o["metadata"]["name"]):
             (o.get("status") or {}).get("serial") for o in items}
@@ -51,7 +52,7 @@ def run_economy(stack: Stack, api: Any, repo: Repository, pebble_log: Path, tena
         stack.cluster_repository(repo, f"econ-{k}", f"econ-{k}", {TENANT_LABEL: str(k)})
         create_namespaces(api, [f"{run}-t{k}-ns{m}" for m in range(namespaces)],
                           {TENANT_LABEL: str(k)})
-    docs = [{
+    docs: list[dict[str, Any]] = [{
         "apiVersion": "certdepot.io/v1alpha1", "kind": "CertificateDownload",
         "metadata": {"name": "shared", "namespace": f"{run}-t{k}-ns{m}",
                      "labels": {RUN_LABEL: run}},

@@ -62,7 +62,7 @@ class ReadyWatch:
     def _run(self) -> None:
         from kubernetes import client, watch
 
-        custom = client.CustomObjectsApi(self.api)
+        custom: Any = client.CustomObjectsApi(self.api)
         deadline = time.monotonic() + self.timeout
         selector = f"{RUN_LABEL}={self.run}"
         try:
@@ -73,7 +73,7 @@ class ReadyWatch:
                 self._seen(obj)
             version = listing["metadata"]["resourceVersion"]
             while not self._complete() and time.monotonic() < deadline:
-                w = watch.Watch()
+                w: Any = watch.Watch()  # type: ignore[no-untyped-call]
                 self.own[("WATCH", self.plural, "")] += 1
                 remaining = max(1, int(deadline - time.monotonic()))
                 for event in w.stream(custom.list_cluster_custom_object, GROUP, VERSION,
@@ -110,7 +110,7 @@ def create_all(api: Any, plural: str, bodies: Iterable[dict[str, Any]],
     """Create every body (namespaced custom objects); returns when each create was sent."""
     from kubernetes import client
 
-    custom = client.CustomObjectsApi(api)
+    custom: Any = client.CustomObjectsApi(api)
     sent: dict[ItemKey, float] = {}
 
     def create(body: dict[str, Any]) -> None:
@@ -127,7 +127,7 @@ def create_namespaces(api: Any, names: Iterable[str],
                       labels: Mapping[str, str] | None = None) -> None:
     from kubernetes import client
 
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     for name in names:
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace",
                                "metadata": {"name": name, "labels": dict(labels or {})}})

@@ -45,7 +45,7 @@ def _first_line(argv: list[str]) -> str:
 def facts() -> dict[str, Any]:
     from certdepot.testenv import provision
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

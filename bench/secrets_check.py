@@ -33,7 +33,7 @@ def check_all(api: Any, wanted: Mapping[tuple[str, str], list[str]]) -> dict[str
     """Read every Secret (one LIST per namespace) and check it; wanted: (ns, name) -> names."""
     from kubernetes import client
 
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     found: dict[tuple[str, str], Any] = {}
     for ns in sorted({ns for ns, _ in wanted}):
         for secret in core.list_namespaced_secret(ns).items:

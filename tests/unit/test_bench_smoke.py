@@ -64,9 +64,9 @@ async def test_sessions_and_report(repo: Any, tmp_path: Path) -> None:
 
     names = list(managed_names(2).values())
     url = f"{BASE}/directory"
-    download = await tp.measure(url, True, eab, tp.download_session(names), 2, 0.3, 2,
+    download = await tp.measure(url, True, eab, tp.download_session(names), 2, 0.2, 2,
                                 os.getpid(), transport)
-    plain = await tp.measure(url, True, eab, tp.plain_session(f"plain.{DOMAIN}"), 2, 0.3,
+    plain = await tp.measure(url, True, eab, tp.plain_session(f"plain.{DOMAIN}"), 2, 0.2,
                              2, None, transport)
     for level in (download, plain):
         assert level["error_count"] == 0, level["errors"]
