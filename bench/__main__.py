@@ -361,6 +361,8 @@ def _summarise_distribution(runs: list[dict[str, Any]], baselines: list[dict[str
         "wall_s": stats.summary([r["wall_s"] for r in runs]),
         "certs_per_s": stats.summary([r["certs_per_s"] for r in runs]),
         "writes_per_cert": stats.summary([r["api_requests_per_cert"]["writes"] for r in runs]),
+        "writes_per_cert_excluding_leases": stats.summary(
+            [r["api_requests_per_cert"]["writes_excluding_leases"] for r in runs]),
         "requests_per_cert": stats.summary([r["api_requests_per_cert"]["total"]
                                             for r in runs]),
         "operator_cpu_s": stats.summary([r["cpu_s"].get("operator", 0.0) for r in runs]),

@@ -112,6 +112,7 @@ def test_apiserver_metrics_delta() -> None:
     own: Counter[apimetrics.Key] = Counter({("LIST", "x", ""): 2})
     per = apimetrics.per_item(apimetrics.delta(before, after, own), 2)
     assert per["writes"] == 7.0 and per["by_verb"] == {"PATCH": 2.0, "POST": 5.0}
+    assert per["writes_excluding_leases"] == 7.0
 
 
 def test_stats() -> None:
