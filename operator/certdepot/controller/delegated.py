@@ -9,10 +9,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certdepot.acme import csr_template
-from certdepot.controller import decisions, repolookup, secrets, tlsdata
+from certdepot.controller import decisions, failures, repolookup, secrets, secretwriter, tlsdata
 from certdepot.controller import status as status_doc
 from certdepot.controller.deps import Deps, Step
-from certdepot.controller.download import _write, failure, owner_of
 from certdepot.controller.durations import parse_duration
 from certdepot.controller.errors import ReconcileError, SecretConflict
 from certdepot.controller.gateway import Delegation, Endpoint
@@ -144,7 +143,7 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
-    owner = owner_of(body, KIND)
+    owner = secrets.owner_of(body, KIND)
     memory = deps.memory(owner.uid or owner.ref)
     state: secrets.SecretState | None = None
     try:
@@ -186,8 +185,14 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
             return await _issue(body, deps, endpoint, state, decision.reason, now, wanted_hash)
         assert state.info is not None and state.bundle is not None
         if decision.rewrite:
-            await _write(
-                deps, body, owner, state, state.bundle.chain, state.bundle.root, state.bundle.key
+            await secretwriter.write_bundle(
+                deps.kube,
+                body,
+                owner,
+                state,
+                state.bundle.chain,
+                state.bundle.root,
+                state.bundle.key,
             )
         deps.metrics.observe(
             KIND,
@@ -211,7 +216,7 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
         delay = (decision.next_check - now).total_seconds() if decision.next_check else 60.0
         return Step(new_status, max(1.0, delay))
     except Exception as error:
-        return failure(body, deps, memory, error, state, now, KIND)
+        return failures.failure(body, deps, memory, error, state, now, KIND)
 
 
 async def _follow_auto_renewal(
@@ -229,8 +234,10 @@ async def _follow_auto_renewal(
     leaf = tlsdata.cert_info(chain[0])
     if leaf.serial == state.info.serial or not tlsdata.key_matches(chain[0], state.bundle.key):
         return None
-    owner = owner_of(body, KIND)
-    await _write(deps, body, owner, state, chain, root or state.bundle.root, state.bundle.key)
+    owner = secrets.owner_of(body, KIND)
+    await secretwriter.write_bundle(
+        deps.kube, body, owner, state, chain, root or state.bundle.root, state.bundle.key
+    )
     renew_at = decisions.renewal_time(None, leaf.not_before, leaf.not_after)
     message = f"auto-renewed certificate {leaf.serial} written to Secret {spec['secretName']}"
     deps.events(body, "Normal", "AutoRenewed", message)
@@ -271,7 +278,7 @@ async def _issue(
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
-    owner = owner_of(body, KIND)
+    owner = secrets.owner_of(body, KIND)
     delegation = find_delegation(await deps.gateway.delegations(endpoint), str(spec["delegation"]))
     key = choose_key(spec, state)
     names = list(spec.get("dnsNames") or [])
@@ -289,7 +296,7 @@ async def _issue(
             "InvalidCertificate", "the issued certificate is not for our key", permanent=False
         )
     leaf = tlsdata.cert_info(chain[0])
-    await _write(deps, body, owner, state, chain, root, key)
+    await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, key)
     renew_before = parse_duration(str(spec["renewBefore"])) if spec.get("renewBefore") else None
     if renew_before is None:
         renew_before = (leaf.not_after - leaf.not_before) / 3

@@ -7,22 +7,15 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from certdepot.controller import decisions, repolookup, secrets, secretwriter, tlsdata
+from certdepot.controller import decisions, failures, repolookup, secrets, secretwriter, tlsdata
 from certdepot.controller import status as status_doc
 from certdepot.controller.deps import Deps, Memory, Step
 from certdepot.controller.durations import parse_duration
-from certdepot.controller.errors import ReconcileError, SecretConflict, classify
+from certdepot.controller.errors import ReconcileError, SecretConflict
 from certdepot.controller.gateway import Endpoint
 
 KIND = "CertificateDownload"
 log = logging.getLogger("certdepot.operator")
-
-
-def owner_of(body: Mapping[str, Any], kind: str) -> secrets.Owner:
-    meta = body.get("metadata") or {}
-    return secrets.Owner(
-        kind, str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid") or "")
-    )
 
 
 def renew_before_of(spec: Mapping[str, Any]) -> timedelta | None:
@@ -37,7 +30,7 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
     spec = body.get("spec") or {}
     status = body.get("status") or {}
     generation = meta.get("generation")
-    owner = owner_of(body, KIND)
+    owner = secrets.owner_of(body, KIND)
     memory = deps.memory(owner.uid or owner.ref)
     state: secrets.SecretState | None = None
     try:
@@ -65,8 +58,14 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
             return await _fetch(body, deps, endpoint, state, decision, now)
         assert state.bundle is not None and state.info is not None  # decide() guarantees it
         if decision.rewrite:
-            await _write(
-                deps, body, owner, state, state.bundle.chain, state.bundle.root, state.bundle.key
+            await secretwriter.write_bundle(
+                deps.kube,
+                body,
+                owner,
+                state,
+                state.bundle.chain,
+                state.bundle.root,
+                state.bundle.key,
             )
         new_status = status_doc.ready(
             status,
@@ -89,66 +88,7 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
         delay = (decision.next_check - now).total_seconds() if decision.next_check else 60.0
         return Step(new_status, max(1.0, delay))
     except Exception as error:
-        return failure(body, deps, memory, error, state, now, KIND)
-
-
-def failure(
-    body: Mapping[str, Any],
-    deps: Deps,
-    memory: Memory,
-    error: BaseException,
-    state: secrets.SecretState | None,
-    now: datetime,
-    kind: str,
-) -> Step:
-    meta = body.get("metadata") or {}
-    status = body.get("status") or {}
-    spec = body.get("spec") or {}
-    attempts = int(status.get("failedAttempts") or 0) + 1
-    outcome = classify(error, attempts, deps.settings.backoff)
-    valid = _still_valid(state, spec, now)
-    new_status = status_doc.failed(
-        status,
-        outcome=outcome,
-        attempts=attempts,
-        still_valid=valid,
-        now=now,
-        generation=meta.get("generation"),
-    )
-    deps.metrics.reconcile_errors.labels(kind, outcome.reason).inc()
-    deps.metrics.observe(
-        kind,
-        str(meta.get("namespace")),
-        str(meta.get("name")),
-        ready=valid is not None and outcome.reason != "SecretConflict",
-    )
-    # Messages come from errors.classify: problem details and our own text, never key bytes.
-    log.warning(
-        "%s %s/%s: %s: %s (attempt %d, retry in %.0fs)",
-        kind,
-        meta.get("namespace"),
-        meta.get("name"),
-        outcome.reason,
-        outcome.message,
-        attempts,
-        outcome.retry_after,
-    )
-    if outcome.message != memory.last_warning:
-        # One Event per distinct failure; repeats are visible in failedAttempts.
-        deps.events(body, "Warning", outcome.reason, outcome.message)
-        memory.last_warning = outcome.message
-    return Step(new_status, outcome.retry_after)
-
-
-def _still_valid(
-    state: secrets.SecretState | None, spec: Mapping[str, Any], now: datetime
-) -> tlsdata.CertInfo | None:
-    if state is None or not state.ours or state.info is None:
-        return None
-    names = frozenset(n.lower() for n in spec.get("dnsNames") or [])
-    if state.info.dns_names != names or state.info.not_after <= now:
-        return None
-    return state.info
+        return failures.failure(body, deps, memory, error, state, now, KIND)
 
 
 async def _renewal_window(
@@ -183,7 +123,7 @@ async def _fetch(
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     status = body.get("status") or {}
-    owner = owner_of(body, KIND)
+    owner = secrets.owner_of(body, KIND)
     names = list(spec.get("dnsNames") or [])
     result = await deps.gateway.download(endpoint, names)
     chain, root = tlsdata.separate_root(tlsdata.split_chain(result.chain_pem))
@@ -205,7 +145,7 @@ async def _fetch(
     if state.info is not None and state.ours and leaf.serial == state.info.serial:
         # The repository has nothing newer: don't ask again for this serial until ARI changes.
         deps.memory(owner.uid or owner.ref).window = None
-    await _write(deps, body, owner, state, chain, root, result.key)
+    await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, result.key)
     renew_at = decisions.renewal_time(renew_before_of(spec), leaf.not_before, leaf.not_after)
     message = (
         f"certificate {leaf.serial} written to Secret {spec['secretName']} ({decision.reason})"
@@ -229,26 +169,3 @@ async def _fetch(
     )
     delay = min((renew_at - now).total_seconds(), deps.settings.recheck.total_seconds())
     return Step(new_status, max(1.0, delay))
-
-
-async def _write(
-    deps: Deps,
-    body: Mapping[str, Any],
-    owner: secrets.Owner,
-    state: secrets.SecretState,
-    chain: list[Any],
-    root: Any,
-    key: tlsdata.PrivateKey,
-) -> None:
-    spec = body.get("spec") or {}
-    secret = secrets.build(
-        name=spec["secretName"],
-        owner=owner,
-        chain=chain,
-        root=root,
-        key=key,
-        key_encoding=str((spec.get("privateKey") or {}).get("encoding") or "PKCS8"),
-        template=spec.get("secretTemplate"),
-        existing_metadata=state.metadata if state.exists else None,
-    )
-    await secretwriter.write(deps.kube, secret, state)

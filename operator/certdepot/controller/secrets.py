@@ -183,3 +183,10 @@ def _unreserved(values: Any) -> dict[str, str]:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def owner_of(body: Mapping[str, Any], kind: str) -> Owner:
+    meta = body.get("metadata") or {}
+    return Owner(
+        kind, str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid") or "")
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from certdepot.controller import secrets, tlsdata
 from certdepot.controller.errors import ReconcileError
 from certdepot.controller.kubeapi import Conflict, KubeApi
 from certdepot.controller.secrets import SecretState
@@ -35,3 +36,27 @@ async def write(kube: KubeApi, body: Mapping[str, Any], state: SecretState) -> N
             "the Secret changed while it was being written; retrying",
             permanent=False,
         ) from None
+
+
+async def write_bundle(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    owner: secrets.Owner,
+    state: SecretState,
+    chain: list[Any],
+    root: Any,
+    key: tlsdata.PrivateKey,
+) -> None:
+    """Build the Secret for ``body``'s spec from a chain and key, and write it."""
+    spec = body.get("spec") or {}
+    secret = secrets.build(
+        name=spec["secretName"],
+        owner=owner,
+        chain=chain,
+        root=root,
+        key=key,
+        key_encoding=str((spec.get("privateKey") or {}).get("encoding") or "PKCS8"),
+        template=spec.get("secretTemplate"),
+        existing_metadata=state.metadata if state.exists else None,
+    )
+    await write(kube, secret, state)
