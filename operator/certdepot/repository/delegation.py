@@ -15,8 +15,8 @@ from certdepot.acme import crypto, csr_template
 from certdepot.acme.jws import b64decode
 from certdepot.acme.messages import parse_time
 from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import csrpolicy, policy
 from certdepot.repository import orders as order_logic
-from certdepot.repository import policy
 from certdepot.repository import store as tables
 from certdepot.repository.config import Delegation
 from certdepot.repository.issuers import IssueRequest
@@ -170,6 +170,7 @@ def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
     except ValueError:
         raise AcmeProblem("badCSR", "csr is not a base64url DER CSR") from None
     csr_template.check_csr(d.csr_template, csr)
+    csrpolicy.check(csr)  # a permissive template still cannot buy a CA certificate
     names = crypto.csr_dns_names(csr)
     _refuse_names(d, names)
     wanted = sorted(i["value"] for i in data["identifiers"])

@@ -18,7 +18,7 @@ from typing import Any
 from certdepot.acme import crypto, keywrap
 from certdepot.acme.jws import b64decode
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore, policy
+from certdepot.repository import certstore, csrpolicy, policy
 from certdepot.repository import store as tables
 from certdepot.repository.issuers import IssueRequest, IssuerError
 from certdepot.repository.state import Repo
@@ -201,6 +201,7 @@ def finalize(repo: Repo, account: dict[str, Any], order_id: str,
         raise AcmeProblem("badCSR", "csr is not a base64url DER CSR") from None
     if not csr.is_signature_valid:
         raise AcmeProblem("badCSR", "CSR signature does not verify")
+    csrpolicy.check(csr)
     names = sorted(set(crypto.csr_dns_names(csr)))
     wanted = sorted(i["value"] for i in data["identifiers"])
     if names != wanted:

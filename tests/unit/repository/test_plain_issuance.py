@@ -204,3 +204,34 @@ async def test_slow_store_does_not_stall_other_requests(env: Env) -> None:
         assert (await slow).status_code == 201
     finally:
         env.repo.store.use_nonce = original  # type: ignore[method-assign]
+
+
+async def test_csr_policy_refuses_weak_keys_and_ca_usages(env: Env) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    c = await env.tenant_client("team-a")
+
+    async def finalize(csr_der: bytes) -> dict[str, object]:
+        order = (await c.new_order(["x.a.example.test"])).json()
+        r = await c.post(order["finalize"], {"csr": jws.b64encode(csr_der)})
+        assert r.status_code == 400, r.text
+        doc: dict[str, object] = r.json()
+        return doc
+
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    der = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("x.a.example.test")]),
+                          critical=False)
+           .sign(weak, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+    doc = await finalize(der)
+    assert str(doc["type"]).endswith(":badCSR") and "2048" in str(doc["detail"])
+    key = crypto.generate_private_key()
+    doc = await finalize(crypto.build_csr(key, ["x.a.example.test"],
+                                          key_usage=["digitalSignature", "keyCertSign"]))
+    assert str(doc["type"]).endswith(":badCSR") and "keyCertSign" in str(doc["detail"])
+    doc = await finalize(crypto.build_csr(key, ["x.a.example.test"],
+                                          extended_key_usage=["serverAuth", "codeSigning"]))
+    assert str(doc["type"]).endswith(":badCSR") and "extendedKeyUsage" in str(doc["detail"])

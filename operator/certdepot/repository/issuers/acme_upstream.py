@@ -71,30 +71,43 @@ class AcmeUpstream:
 
     async def issue(self, request: IssueRequest) -> str:
         try:
-            async with self._client() as client:
-                await self._ensure_account(client)
-                profile = request.profile or self.cfg.profile
-                replaces = request.replaces
-                if replaces and not (await client.directory()).renewal_info:
-                    replaces = None
-                try:
-                    order = await client.new_order(request.dns_names, profile=profile,
-                                                   replaces=replaces)
-                except AcmeProblem as exc:
-                    if not replaces or exc.short_type not in ("alreadyReplaced", "malformed"):
-                        raise
-                    # The CA will not link this renewal to its predecessor: order plainly.
-                    log.info("issuer %s: replaces refused (%s); ordering without it",
-                             self.name, exc.short_type)
-                    order = await client.new_order(request.dns_names, profile=profile)
-                order = await client.solve(order, self.solver)
-                order = await client.finalize(order, request.csr_der)
-                if not order.certificate:
-                    raise IssuerError(f"issuer {self.name}: valid order without certificate")
-                chains = await client.fetch_certificate(order.certificate, alternates=False)
-                return chains.pem
+            return await self._issue(request)
+        except AcmeProblem as exc:
+            if exc.short_type != "accountDoesNotExist":
+                raise IssuerError(f"issuer {self.name}: {exc}") from None
+        # The CA forgot our account (restarted test CA, account removed, directory moved
+        # under the same issuer name): register again, once, instead of failing forever.
+        log.warning("issuer %s: the CA no longer knows our account; registering again",
+                    self.name)
+        self.store.delete_blob(self._blob("account-url"))
+        try:
+            return await self._issue(request)
         except AcmeProblem as exc:
             raise IssuerError(f"issuer {self.name}: {exc}") from None
+
+    async def _issue(self, request: IssueRequest) -> str:
+        async with self._client() as client:
+            await self._ensure_account(client)
+            profile = request.profile or self.cfg.profile
+            replaces = request.replaces
+            if replaces and not (await client.directory()).renewal_info:
+                replaces = None
+            try:
+                order = await client.new_order(request.dns_names, profile=profile,
+                                               replaces=replaces)
+            except AcmeProblem as exc:
+                if not replaces or exc.short_type not in ("alreadyReplaced", "malformed"):
+                    raise
+                # The CA will not link this renewal to its predecessor: order plainly.
+                log.info("issuer %s: replaces refused (%s); ordering without it",
+                         self.name, exc.short_type)
+                order = await client.new_order(request.dns_names, profile=profile)
+            order = await client.solve(order, self.solver)
+            order = await client.finalize(order, request.csr_der)
+            if not order.certificate:
+                raise IssuerError(f"issuer {self.name}: valid order without certificate")
+            chains = await client.fetch_certificate(order.certificate, alternates=False)
+            return chains.pem
 
     async def suggested_renewal(self, cert: x509.Certificate) -> tuple[float, float] | None:
         # Ask again only after the CA's Retry-After (RFC 9773 §4.3), not on every pass.

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certdepot.acme import crypto
+from certdepot.repository import csrpolicy
 from certdepot.repository.config import LocalCaIssuer
 from certdepot.repository.issuers import IssueRequest, IssuerError
 from certdepot.repository.keyvault import KeyVault
@@ -113,6 +114,8 @@ class LocalCa:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()),
                            critical=False)
         )
+        if csrpolicy.key_problem(csr) or csrpolicy.usage_problems(csr):
+            raise IssuerError(f"issuer {self.name}: the CSR asks for a weak key or CA usages")
         eku: x509.ExtendedKeyUsage | None = None
         ku: x509.KeyUsage | None = None
         for ext in csr.extensions:
@@ -122,7 +125,7 @@ class LocalCa:
                 ku = ext.value
         builder = builder.add_extension(
             eku or x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        if ku is not None:
+        if ku is not None:  # end-entity usages only: csrpolicy refused keyCertSign/cRLSign
             builder = builder.add_extension(ku, critical=True)
         cert = builder.sign(self.key, hashes.SHA256())
         return (cert.public_bytes(serialization.Encoding.PEM).decode() + self.root_pem())

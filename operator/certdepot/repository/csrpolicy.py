@@ -1,0 +1,55 @@
+"""What the repository will sign, whoever asks: reasonable keys, end-entity usages only.
+
+Applied to every client CSR (plain and delegated finalize) before an issuer sees it; the
+local CA additionally never copies CA usages into a leaf (defence in depth).
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from certdepot.acme.problems import AcmeProblem
+
+MIN_RSA_BITS = 2048
+CURVES = {"secp256r1", "secp384r1", "secp521r1"}
+# End-entity purposes a TLS certificate may carry; anything else (codeSigning, OCSPSigning,
+# timeStamping, ...) is not for the repository to hand out.
+ALLOWED_EKUS = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+def key_problem(csr: x509.CertificateSigningRequest) -> str | None:
+    key = csr.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            return f"RSA keys need at least {MIN_RSA_BITS} bits, not {key.key_size}"
+        return None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return None if key.curve.name in CURVES else f"EC curve {key.curve.name} not accepted"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return None
+    return f"key type {type(key).__name__} not accepted"
+
+
+def usage_problems(csr: x509.CertificateSigningRequest) -> list[str]:
+    problems: list[str] = []
+    for ext in csr.extensions:
+        value = ext.value
+        if isinstance(value, x509.BasicConstraints) and value.ca:
+            problems.append("basicConstraints: a CA certificate cannot be requested")
+        elif isinstance(value, x509.KeyUsage) and (value.key_cert_sign or value.crl_sign):
+            problems.append("keyUsage: keyCertSign/cRLSign are CA usages")
+        elif isinstance(value, x509.ExtendedKeyUsage):
+            extra = [u.dotted_string for u in value if u not in ALLOWED_EKUS]
+            if extra:
+                problems.append(f"extendedKeyUsage: only serverAuth/clientAuth, not {extra}")
+    return problems
+
+
+def check(csr: x509.CertificateSigningRequest) -> None:
+    """``AcmeProblem(badCSR)`` with one subproblem per reason, when the CSR asks too much."""
+    reasons = [r for r in [key_problem(csr)] if r] + usage_problems(csr)
+    if reasons:
+        raise AcmeProblem("badCSR", "; ".join(reasons),
+                          subproblems=[AcmeProblem("badCSR", r) for r in reasons])
