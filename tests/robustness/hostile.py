@@ -190,15 +190,7 @@ async def build_world(http: httpx.AsyncClient, base: str, store: Store,
 
 # Findings in other owners' code: the case stays in the table and must fail until fixed.
 KNOWN: dict[str, str] = {
-    "csr-rsa-1024": (
-        "FINDING R1: repository/orders.py finalize() (plain issuance, near line 199) checks "
-        "the CSR's signature and names but not its key: an RSA-1024 CSR is issued by "
-        "local-ca. Fix: refuse weak keys (RSA < 2048, unknown curves) with badCSR."),
-    "csr-requests-keycertsign": (
-        "FINDING R2: repository/issuers/local_ca.py issue() (lines 118-126) copies the "
-        "CSR's KeyUsage/ExtendedKeyUsage into the leaf, so any tenant gets a leaf with "
-        "keyCertSign/cRLSign (or codeSigning). Fix: refuse CA-only usages with badCSR or "
-        "issue serverAuth/digitalSignature only."),
+    # Fixed in 93b6954 (repository owner): R1 csr-rsa-1024, R2 csr-requests-keycertsign.
 }
 
 

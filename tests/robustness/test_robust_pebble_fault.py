@@ -1,6 +1,8 @@
 """Pebble (the upstream CA) stopped across a renewal window, through real processes: the
 current certificate keeps being downloaded, the failure and its backoff are visible in the
-store and the inventory, and renewal succeeds once Pebble is back."""
+store and the inventory, and renewal succeeds once Pebble is back (Pebble keeps no state
+across a restart, so this also proves the repository registers again when its upstream
+account is gone: finding R4, fixed in 93b6954)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from repository_harness import base_config, cli, create_tenant, running, write_config
 
 from certdepot.acme import crypto
@@ -42,14 +43,6 @@ async def _until(what: str, check: Any, seconds: float, proc: procs.ManagedProce
     raise AssertionError(f"timed out waiting for {what} (last {last!r})\n{proc.tail(60)}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING R4: repository/issuers/acme_upstream.py keeps the upstream account URL in the "
-    "blob 'acme-issuer:<issuer>:account-url' forever; when the CA answers accountDoesNotExist "
-    "(Pebble restarted; an account deleted at the CA; the issuer's directory changed "
-    "under the same name) every renewal fails with that problem and backs off up to an "
-    "hour, never registering again. Fix: on accountDoesNotExist delete the blob (and "
-    "retry once). Seen: 'issuance failed (IssuerError: issuer pebble: "
-    "accountDoesNotExist ...); retry in 160s' repeating."))
 async def test_pebble_down_across_renewal(tmp_path: Path, pebble_factory: Any) -> None:
     pebble: PebbleEnv = pebble_factory(workdir=tmp_path / "pebble")
     port = procs.free_port()
