@@ -59,9 +59,10 @@ class AcmeProblem(Exception):
     identifier: Mapping[str, str] | None = None
     subproblems: Sequence[AcmeProblem] = field(default_factory=tuple)
     extra: Mapping[str, Any] = field(default_factory=dict)
-    #: Seconds from the response's ``Retry-After`` header (rateLimited, 503...), if any;
-    #: transport metadata, not part of the problem document.
-    retry_after: float | None = None
+    #: Seconds from the response's ``Retry-After`` header (rateLimited, 503...), if any.
+    #: Transport metadata, not part of the problem document: keyword-only so it never takes
+    #: a positional slot, left out of equality and out of :meth:`to_json`.
+    retry_after: float | None = field(default=None, kw_only=True, compare=False)
 
     def __post_init__(self) -> None:
         if ":" not in self.type:

@@ -168,8 +168,9 @@ def _outcome(
 
 
 def _retry_after(problem: AcmeProblem) -> float:
-    # The ACME client stores the response's Retry-After header on the problem it raises.
-    value = getattr(problem, "retry_after", None) or problem.extra.get("retry_after")
+    # The ACME client stores the response's Retry-After header on the problem it raises;
+    # a server may also put the hint into the problem document itself.
+    value = problem.retry_after or problem.extra.get("retry_after")
     try:
         return float(value) if value is not None else 0.0
     except (TypeError, ValueError):

@@ -161,3 +161,14 @@ def test_time_helpers() -> None:
     assert t is not None and m.format_time(t) == "2026-03-04T03:06:07.500000Z"
     assert m.parse_time(None) is None
     assert m.Identifier.dns("WWW.Example.test.").value == "www.example.test"
+
+
+def test_problem_retry_after_is_transport_metadata_not_document() -> None:
+    problem = AcmeProblem("rateLimited", "slow down", retry_after=30.0)
+    assert problem.retry_after == 30.0 and problem.status == 429
+    assert "retry_after" not in problem.to_json()
+    assert AcmeProblem.from_json(problem.to_json()).retry_after is None
+    # Same document, different header: still the same problem.
+    assert problem == AcmeProblem("rateLimited", "slow down")
+    with pytest.raises(TypeError):
+        AcmeProblem("rateLimited", "x", 429, None, (), {}, 30.0)  # type: ignore[call-arg]

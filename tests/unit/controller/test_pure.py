@@ -70,7 +70,7 @@ def test_classify_permanent_and_transient() -> None:
 
 def test_classify_rate_limited_uses_the_retry_after_header() -> None:
     problem = AcmeProblem("rateLimited", "too many")
-    problem.retry_after = 90.0  # type: ignore[attr-defined]  # as AcmeClient sets it
+    problem.retry_after = 90.0  # as AcmeClient sets it
     assert classify(problem, 1, BackoffPolicy(5, 300)).retry_after == 90
 
 
@@ -139,12 +139,16 @@ def test_conditions_keep_transition_time_when_status_unchanged() -> None:
     same = set_condition(
         first, Condition("Ready", "False", "Other", "still"), now=later, generation=2
     )
-    assert get_condition(same, "Ready")["lastTransitionTime"] == "2026-06-01T00:00:00Z"
-    assert get_condition(same, "Ready")["reason"] == "Other"
+    ready = get_condition(same, "Ready")
+    assert ready is not None
+    assert ready["lastTransitionTime"] == "2026-06-01T00:00:00Z"
+    assert ready["reason"] == "Other"
     flipped = set_condition(
         same, Condition("Ready", "True", "Issued", "ok"), now=later, generation=2
     )
-    assert get_condition(flipped, "Ready")["lastTransitionTime"] == "2026-06-01T00:05:00Z"
+    ready = get_condition(flipped, "Ready")
+    assert ready is not None
+    assert ready["lastTransitionTime"] == "2026-06-01T00:05:00Z"
     assert len(flipped) == 1
 
 
