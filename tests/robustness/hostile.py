@@ -20,6 +20,7 @@ Store comparison: every table is compared row for row, except
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -635,6 +636,23 @@ def check_problem(r: httpx.Response, status: int, ptype: str) -> None:
     assert r.headers.get("Replay-Nonce"), "every ACME answer carries a fresh nonce"
 
 
+def secret_needles(w: World) -> dict[str, str]:
+    """Text forms of the secrets this world knows, none of which an answer may contain."""
+    der = w.ders["web_key"]
+    out = {"downloaded key (base64)": base64.b64encode(der).decode()[:48],
+           "downloaded key (base64url)": jws.b64encode(der)[:48]}
+    for t, c in w.creds.items():
+        out[f"EAB HMAC key of {t}"] = c.hmac_key
+    return out
+
+
+def check_no_secrets(w: World, r: httpx.Response) -> None:
+    text = r.text
+    assert "PRIVATE KEY" not in text, "a PEM private key in an error answer"
+    for what, needle in secret_needles(w).items():
+        assert needle not in text, f"{what} in an error answer"
+
+
 def check_store(w: World, before: tuple[dict[str, list[str]], set[tuple[str, float]]],
                 after: tuple[dict[str, list[str]], set[tuple[str, float]]],
                 r: httpx.Response, *, may_burn: set[str], must_keep: str | None,
@@ -669,6 +687,7 @@ async def run_mutation(w: World, m: Mutation, ep: Endpoint) -> None:
     if ep.name in m.overrides:
         status, ptype, burns = m.overrides[ep.name]
     check_problem(r, status, ptype)
+    check_no_secrets(w, r)
     sent = _sent_nonces(r)
     check_store(w, before, after, r, may_burn=sent if burns else set(),
                 must_keep=None if burns else req.nonce)
@@ -703,6 +722,7 @@ async def run_case(w: World, c: Case) -> None:
     r = await c.send(w, state)
     after = snapshot(w)
     check_problem(r, c.status, c.ptype)
+    check_no_secrets(w, r)
     # Semantic refusals come after the signature check: the request's nonce is spent,
     # which is RFC 8555's defined behaviour; nothing else may change.
     # The case fetched its nonce itself (HEAD newNonce) between the snapshots.

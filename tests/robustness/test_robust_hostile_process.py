@@ -1,5 +1,5 @@
 """The hostile-input table against a real ``certdepot repository serve`` process over TLS:
-every generic JWS attack on three resources (newAccount, newOrder, the private-key URL),
+every generic JWS attack on the private-key URL (the most valuable resource),
 every semantic case, and what only a real HTTP server has (oversized header, a raw
 non-HTTP byte stream). Afterwards, the process's log and its SQLite file are scanned for
 the private key it delivered and the EAB secrets it holds."""
@@ -33,7 +33,7 @@ from certdepot.repository.store import Store
 from certdepot.repository.tenants import EabCredentials
 from certdepot.testenv import procs
 
-SMOKE_ENDPOINTS = {"newAccount", "privateKey"}
+SMOKE_ENDPOINTS = {"privateKey"}
 
 
 async def _failures(w: World) -> tuple[int, list[str]]:
