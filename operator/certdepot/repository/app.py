@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import metrics
 from certdepot.repository.http import problem_response, repo_of
 from certdepot.repository.routes import (
     accounts,
@@ -59,7 +60,7 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
     routes: list[BaseRoute] = [
         *directory.routes, *accounts.routes, *orders.routes, *authz.routes,
         *certificates.routes, *download.routes, *ari.routes, *delegations.routes,
-        *star.routes,
+        *star.routes, *metrics.routes,
     ]
 
     @asynccontextmanager
@@ -81,4 +82,6 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
                     exception_handlers={AcmeProblem: _acme_problem, HTTPException: _http_error,
                                         Exception: _crash})
     app.state.repo = repo
+    app.state.metrics = metrics.Metrics()
+    app.add_middleware(metrics.RequestCounter, metrics=app.state.metrics)
     return app

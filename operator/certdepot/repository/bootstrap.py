@@ -20,7 +20,7 @@ from certdepot.repository.urls import Urls
 
 def open_store(config: Config) -> tuple[Store, KeyVault]:
     vault = KeyVault(config.key_encryption_key.load())
-    store = Store(config.storage.url)
+    store = Store(config.storage.database_url)
     try:
         store.migrate()
     except Exception as exc:

@@ -93,7 +93,24 @@ class Listeners(_Model):
 
 class Storage(_Model):
     # sqlite:///path.db (default file), sqlite:// (in memory), postgresql+psycopg://...
-    url: str = "sqlite:///certdepot.db"
+    url: str | None = None
+    # The URL read from a file (a mounted Secret), for URLs that carry a password.
+    url_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _load(self) -> Storage:
+        if self.url is not None and self.url_file is not None:
+            raise ValueError("give url or urlFile, not both")
+        if self.url_file is not None:
+            self.url = _secret_from(None, self.url_file, "url")
+        elif self.url is None:
+            self.url = "sqlite:///certdepot.db"
+        return self
+
+    @property
+    def database_url(self) -> str:
+        assert self.url is not None
+        return self.url
 
 
 class KeyEncryptionKey(_Model):
@@ -255,6 +272,16 @@ class Delegation(_Model):
     profile: str | None = None
     cname_map: dict[str, str] | None = None
     allow_certificate_get: bool = False
+
+    @field_validator("csr_template")
+    @classmethod
+    def _template(cls, template: dict[str, Any]) -> dict[str, Any]:
+        from certdepot.acme.csr_template import validate_template
+
+        errors = validate_template(template)
+        if errors:
+            raise ValueError("invalid csrTemplate: " + "; ".join(errors))
+        return template
 
 
 class Tenant(_Model):

@@ -56,8 +56,10 @@ def test_delegation_lifetime_issuer_check(tmp_path: Path) -> None:
     cfg = base_config()
     cfg["issuers"].append({"name": "up", "type": "acme", "directory": "https://x",
                            "maxLifetime": "90d"})
-    cfg["tenants"][0]["delegations"] = [{"name": "cdn", "csrTemplate": {}, "issuer": "up",
-                                         "maxLifetime": "7d"}]
+    template = {"keyTypes": [{"PublicKeyType": "id-ecPublicKey", "namedCurve": "secp256r1"}],
+                "extensions": {"subjectAltName": {"DNS": ["**"]}}}
+    cfg["tenants"][0]["delegations"] = [{"name": "cdn", "csrTemplate": template,
+                                         "issuer": "up", "maxLifetime": "7d"}]
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, cfg))
     assert "tenants.0.delegations.0.maxLifetime" in str(err.value)
@@ -165,3 +167,20 @@ def test_minted_eab_keys_are_cli_safe() -> None:
     for i in range(200):
         creds = create_tenant(s, v, f"t{i}")
         assert not creds.hmac_key.startswith("-")
+
+
+def test_invalid_csr_template_rejected_at_load(tmp_path: Path) -> None:
+    cfg = base_config()
+    cfg["tenants"][0]["delegations"] = [{"name": "cdn", "issuer": "local",
+                                         "csrTemplate": {"keyTypes": "nope"}}]
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, cfg))
+    assert "tenants.0.delegations.0.csrTemplate" in str(err.value)
+
+
+def test_storage_url_from_file(tmp_path: Path) -> None:
+    (tmp_path / "db-url").write_text("sqlite://\n")
+    cfg = base_config(storage={"urlFile": str(tmp_path / "db-url")})
+    assert load_config(_write(tmp_path, cfg)).storage.database_url == "sqlite://"
+    assert load_config(_write(tmp_path, base_config(storage={}))).storage.database_url == \
+        "sqlite:///certdepot.db"

@@ -250,3 +250,17 @@ async def test_download_before_certificate_exists(env: Env) -> None:
     r = await c.post(order["finalize"], {"ephemeral-jwk": jwk})
     assert r.status_code == 403 and r.json()["type"].endswith(":orderNotReady")
     assert r.headers["Retry-After"] == "10"
+
+
+async def test_health_and_metrics(env: Env) -> None:
+    assert (await env.http.get("/healthz")).text == "ok\n"
+    assert (await env.http.get("/readyz")).status_code == 200
+    await _obtain(env)
+    c = await env.tenant_client("team-a")
+    await _download(c, WEB)
+    text = (await env.http.get("/metrics")).text
+    assert 'certdepot_repository_key_deliveries_total{tenant="team-a"} 1.0' in text
+    assert 'certdepot_repository_requests_total{endpoint="private_key",status="200"} 1.0' \
+        in text
+    assert 'certdepot_repository_certificate_not_after_seconds{name="web"}' in text
+    assert 'certdepot_repository_renewal_failures{name="web"} 0.0' in text

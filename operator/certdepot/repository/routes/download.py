@@ -39,6 +39,7 @@ def private_key(request: Request, signed: Signed) -> Response:
     repo.store.insert(tables.deliveries, tenant=signed.account.get("tenant"),
                       account_id=signed.account["id"], managed_name=cert["managed_name"],
                       cert_id=cert["id"], serial=cert["serial"], delivered=repo.clock())
+    request.app.state.metrics.deliveries.labels(signed.account.get("tenant") or "").inc()
     log.info("key of %s serial %s delivered to tenant %s account %s", cert["managed_name"],
              cert["serial"], signed.account.get("tenant"), signed.account["id"])
     return Response(token, media_type=keywrap.MEDIA_TYPE, headers=acme_headers(repo))
