@@ -127,6 +127,7 @@ class Fleet:
     repo: procs.ManagedProcess | None = None
     op: procs.ManagedProcess | None = None
     op_health: int = 0
+    op_metrics: int = 0
     repo_starts: int = 0
     op_starts: int = 0
     logs: list[Path] = field(default_factory=list)
@@ -161,6 +162,7 @@ class Fleet:
     def start_operator(self) -> None:
         self.op_starts += 1
         metrics, self.op_health = procs.free_port(), procs.free_port()
+        self.op_metrics = metrics
         log = self.workdir / f"operator-{self.op_starts}.log"
         self.logs.append(log)
         self.op = procs.start(f"operator-{self.op_starts}", [
@@ -199,6 +201,18 @@ class Fleet:
                          "annotations": {"robustness/expect-names": ",".join(names)}},
                      **spec},
         }
+
+    def statuses(self) -> list[dict[str, Any]]:
+        res = self.kube.kubectl("get", "certificatedownloads", "-n", self.namespace, "-o",
+                                "json", check=False)
+        if res.returncode != 0:
+            return []
+        return [i.get("status") or {} for i in json.loads(res.stdout)["items"]]
+
+    def metrics(self) -> str:
+        import httpx
+
+        return httpx.get(f"http://127.0.0.1:{self.op_metrics}/metrics", timeout=10).text
 
     def ready_count(self) -> int:
         res = self.kube.kubectl("get", "certificatedownloads", "-n", self.namespace, "-o",

@@ -62,7 +62,16 @@ def test_kill_9_repository_mid_rollout(f: Fleet) -> None:
             interval=0.2)
         f.kill_repo()
         killed_at = seen
-        time.sleep(3)  # the operator meets a dead repository for a while
+
+        # The operator meets a dead repository: failures show in status and metrics.
+        def backoff_visible() -> tuple[int, float] | None:
+            failing = sum(1 for st in f.statuses() if (st.get("failedAttempts") or 0) > 0)
+            errors = sum(float(line.rsplit(" ", 1)[1]) for line in f.metrics().splitlines()
+                         if line.startswith("certdepot_reconcile_errors_total{"))
+            return (failing, errors) if failing and errors else None
+
+        failing, errors = wait_until("failures in status and metrics", backoff_visible, 60,
+                                     f.op)
         f.start_repo()
         wait_until(f"all {COUNT} CertificateDownloads Ready",
                    lambda: f.ready_count() == COUNT, 600, f.op, f.repo, interval=2)
@@ -70,6 +79,8 @@ def test_kill_9_repository_mid_rollout(f: Fleet) -> None:
                    lambda: _valid_secrets(f, sampler) == COUNT, 120, f.op, f.repo)
     v = sampler.verdict
     FIGURES["rollout"] = {"certificates": COUNT, "killed_at_secrets": killed_at,
+                          "failing_in_status_while_down": failing,
+                          "reconcile_errors_metric_while_down": errors,
                           "seconds": round(time.monotonic() - started, 1),
                           "samples": v.samples, "secret_reads": v.secrets_checked,
                           "violations": len(v.violations)}
