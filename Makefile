@@ -1,5 +1,6 @@
 # The two commands of the README quick start are `make demo` and `make test`.
-# Both create their own virtualenv and provision the binaries they need.
+# Both create their own virtualenv; `test` provisions every binary the tests need, the demo
+# provisions the few it runs itself (the same provisioner).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -20,7 +21,7 @@ venv: $(BIN)/certdepot
 provision: venv
 	$(BIN)/certdepot dev provision
 
-demo: provision
+demo: venv
 	$(BIN)/certdepot demo $(DEMO_ARGS)
 
 test: provision
