@@ -47,7 +47,9 @@ def _wait_current(db: Path, name: str, timeout: float = 180, proc: Any = None) -
 def _acme_issuer(pebble: PebbleEnv, **extra: Any) -> dict[str, Any]:
     issuer: dict[str, Any] = {"name": "pebble", "type": "acme",
                               "directory": pebble.directory_url,
-                              "caBundle": str(pebble.ca_path), **extra}
+                              "caBundle": str(pebble.ca_path),
+                              # Pebble picks a random profile for orders naming none.
+                              "profile": "default", **extra}
     if pebble.eab:
         kid, key = next(iter(pebble.eab.items()))
         issuer["eab"] = {"kid": kid, "hmacKey": key}

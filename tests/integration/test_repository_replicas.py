@@ -28,7 +28,8 @@ def _config(tmp: Path, port: int, db_url: str, pebble: PebbleEnv, http01: bool
     return base_config(
         tmp, port, listeners=listeners, storage={"url": db_url},
         issuers=[{"name": "pebble", "type": "acme", "directory": pebble.directory_url,
-                  "caBundle": str(pebble.ca_path), "eab": {"kid": kid, "hmacKey": key}}],
+                  "caBundle": str(pebble.ca_path), "eab": {"kid": kid, "hmacKey": key},
+                  "profile": "default"}],
         defaultIssuer="pebble",
         certificates=[{"name": "web", "dnsNames": ["ha.example.test"], "issuer": "pebble"}],
         tenants=[{"name": "team-a", "download": ["web"], "issue": ["*.a.example.test"]}])
