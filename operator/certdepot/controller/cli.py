@@ -83,6 +83,13 @@ def operator_group() -> None:
 @click.option(
     "--log-json/--log-text", default=False, show_default=True, help="Structured JSON logs."
 )
+@click.option(
+    "--ingress-shim/--no-ingress-shim",
+    default=True,
+    show_default=True,
+    help="Turn annotated Ingresses into CertificateDownloads. Off: Ingresses are not watched "
+    "at all, so the operator needs no RBAC for them.",
+)
 @click.option("--verbose", "-v", is_flag=True)
 def run(
     namespaces: tuple[str, ...],
@@ -100,6 +107,7 @@ def run(
     backoff_base_seconds: float,
     backoff_cap_seconds: float,
     log_json: bool,
+    ingress_shim: bool,
     verbose: bool,
 ) -> None:
     """Reconcile repositories, certificate resources and annotated Ingresses into Secrets."""
@@ -122,6 +130,7 @@ def run(
         backoff_base_seconds=backoff_base_seconds,
         backoff_cap_seconds=backoff_cap_seconds,
         log_json=log_json,
+        ingress_shim=ingress_shim,
         verbose=verbose,
     )
     raise SystemExit(asyncio.run(run_operator(options)))

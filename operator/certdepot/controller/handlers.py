@@ -1,8 +1,10 @@
 """kopf registrations only: each handler hands over to a plain function and returns.
 
-Importing this module registers the handlers with kopf's default registry. Everything is
-driven by watch events (``kopf.on.event``), which need no finalizers and write nothing
-onto the watched objects: the operator only ever patches ``status``.
+Importing this module registers the handlers with kopf's default registry, all but the
+ingress-shim, which :func:`register_ingress_shim` adds when it is wanted (without it the
+operator never watches Ingresses and needs no RBAC for them). Everything is driven by watch
+events (``kopf.on.event``), which need no finalizers and write nothing onto the watched
+objects: the operator only ever patches ``status``.
 """
 
 from __future__ import annotations
@@ -105,7 +107,10 @@ async def managed_secret_event(
 # --- ingress shim --------------------------------------------------------------------------------
 
 
-@kopf.on.event("networking.k8s.io", "v1", "ingresses")
+def register_ingress_shim(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.event("networking.k8s.io", "v1", "ingresses", registry=registry)(ingress_event)
+
+
 async def ingress_event(event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any) -> None:
     if event.get("type") == "DELETED":
         return  # the garbage collector removes the owned CertificateDownloads

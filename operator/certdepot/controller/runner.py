@@ -45,6 +45,7 @@ class RunOptions:
     backoff_cap_seconds: float = 300.0
     log_json: bool = False
     verbose: bool = False
+    ingress_shim: bool = True
 
 
 def post_event(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -69,7 +70,7 @@ def _kopf_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 async def run(options: RunOptions) -> int:
-    from certdepot.controller import handlers  # noqa: F401 - registers the kopf handlers
+    from certdepot.controller import handlers  # registers the kopf handlers on import
     from certdepot.controller.acme_gateway import AcmeGateway
 
     kopf.configure(
@@ -132,6 +133,8 @@ async def run(options: RunOptions) -> int:
         metrics.leader.set(1)
         registry = kopf.get_default_registry()
         kopf.on.startup(registry=registry)(_kopf_settings)
+        if options.ingress_shim:
+            handlers.register_ingress_shim(registry)
         operator = asyncio.create_task(
             kopf.operator(
                 registry=registry,
