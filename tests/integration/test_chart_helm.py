@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from certdepot.repository.config import KeyEncryptionKey, parse_config
+from certdepot.repository.config import AcmeIssuer, KeyEncryptionKey, parse_config
 from certdepot.testenv.provision import binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,6 +226,36 @@ def test_watching_some_namespaces_binds_roles_only_there(helm: Helm) -> None:
     args = _pod(_one(objs, "Deployment", "-operator"))["containers"][0]["args"]
     assert [a for a in args if a.startswith("--namespace")] == [
         "--namespace=team-a", "--namespace=team-b"]
+
+
+def _operator_rules(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for role in _by_kind(objs, "ClusterRole") for rule in role["rules"]]
+
+
+def test_ingress_shim_off_drops_its_flag_and_rules(helm: Helm) -> None:
+    from certdepot.controller.cli import run
+
+    def shim_rules(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in _operator_rules(objs) if "ingresses" in r["resources"]
+                or ("certificatedownloads" in r["resources"] and "create" in r["verbs"])]
+
+    default = helm.template("--set", "repository.enabled=false")
+    assert len(shim_rules(default)) == 2
+    objs = helm.template("--set", "repository.enabled=false",
+                         "--set", "operator.ingressShim.enabled=false")
+    assert shim_rules(objs) == []
+    args = _pod(_one(objs, "Deployment", "-operator"))["containers"][0]["args"]
+    assert "--no-ingress-shim" in args
+    assert run.make_context("run", list(args[2:])).params["ingress_shim"] is False
+    # Everything else is granted as before.
+    others = [r for r in _operator_rules(default) if r not in shim_rules(default)]
+    assert _operator_rules(objs) == others
+
+
+def test_operator_role_patches_only_status(helm: Helm) -> None:
+    patched = {res for rule in _operator_rules(helm.template()) if "patch" in rule["verbs"]
+               for res in rule["resources"]}
+    assert patched and all(res.endswith("/status") for res in patched), sorted(patched)
 
 
 # (--set arguments, a fragment of the error helm must print)
@@ -452,6 +482,7 @@ def test_container_args_are_accepted_by_the_certdepot_cli(helm: Helm, value_set:
             env = {e["name"] for e in _pod(deploy)["containers"][0]["env"]}
             assert ctx.params["identity"] == "$(POD_NAME)" and "POD_NAME" in env
             assert ctx.params["namespaces"] == ("a", "b")
+            assert ctx.params["ingress_shim"] is True
             ports = {p["name"]: p["containerPort"] for p in _pod(deploy)["containers"][0]["ports"]}
             assert ctx.params["metrics_port"] == ports["metrics"]
             assert ctx.params["health_port"] == ports["health"]
@@ -495,7 +526,8 @@ def test_kind_values_offer_what_the_examples_ask_for(helm: Helm, tmp_path: Path)
     pebble_cm = next(d for d in yaml.safe_load_all((E2E / "manifests/pebble.yaml").read_text())
                      if d["kind"] == "ConfigMap")
     profiles = json.loads(pebble_cm["data"]["pebble-config.json"])["pebble"]["profiles"]
-    assert {i.profile for i in config.issuers if getattr(i, "profile", None)} <= set(profiles)
+    wanted = {i.profile for i in config.issuers if isinstance(i, AcmeIssuer) and i.profile}
+    assert wanted <= set(profiles)
 
 
 def test_kind_render_is_accepted_by_the_api_server(helm: Helm, kube: Any, tmp_path: Path,

@@ -191,8 +191,8 @@ def operator_process(release: Release, name: str) -> Iterator[procs.ManagedProce
 def delete_our_resources(release: Release) -> None:
     # While an operator still runs to remove its finalizers, so nothing of this module is
     # left for the operators of other tests to reconcile.
-    release.kube.kubectl("delete", "certificatedownloads,certificaterepositories", "--all",
-                         "-n", APP, "--timeout=30s", check=False, timeout=60)
+    release.kube.kubectl("delete", "ingresses,certificatedownloads,certificaterepositories",
+                         "--all", "-n", APP, "--timeout=30s", check=False, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +251,28 @@ def test_operator_as_the_charts_identity_delivers_a_certificate(
     # The Lease named after the release: leader election works under the Role.
     lease = get(kube, "lease", OPERATOR, NAMESPACE)
     assert lease is not None and lease["spec"]["holderIdentity"]
+    # The ingress-shim works with read-only access to Ingresses: an annotated Ingress gets
+    # its CertificateDownload, and nothing is written onto the Ingress.
+    apply(
+        kube,
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": "shop",
+                "namespace": APP,
+                "annotations": {"certdepot.io/repository": "depot"},
+            },
+            "spec": {
+                "tls": [{"hosts": NAMES, "secretName": "shop-ingress-tls"}],
+                "defaultBackend": {"service": {"name": "shop", "port": {"number": 80}}},
+            },
+        },
+    )
+    shimmed = wait_condition(
+        kube, "certificatedownload", "shop-ingress-tls", APP, status="True", proc=op, timeout=90
+    )
+    assert shimmed["metadata"]["ownerReferences"][0]["kind"] == "Ingress"
     # Events were posted (kopf and the reconcilers), under the same identity.
     events = json.loads(kube.kubectl("get", "events", "-n", APP, "-o", "json").stdout)
     assert events["items"], "the operator posted no Event"
@@ -268,7 +290,7 @@ ALLOWED = [
     ("watch", "secrets", "--all-namespaces"),
     ("get", "namespaces", ""),
     ("create", "events", f"-n={APP}"),
-    ("patch", "ingresses.networking.k8s.io", f"-n={APP}"),
+    ("watch", "ingresses.networking.k8s.io", f"-n={APP}"),
     ("create", "leases.coordination.k8s.io", f"-n={NAMESPACE}"),
     ("update", f"leases.coordination.k8s.io/{OPERATOR}", f"-n={NAMESPACE}"),
 ]
@@ -290,6 +312,12 @@ FORBIDDEN = [
     ("update", "leases.coordination.k8s.io/some-other-lease", f"-n={NAMESPACE}"),
     ("create", "leases.coordination.k8s.io", f"-n={APP}"),
     ("delete", "ingresses.networking.k8s.io", f"-n={APP}"),
+    # The operator writes only status on what it watches (and never patches a Secret).
+    ("patch", "ingresses.networking.k8s.io", f"-n={APP}"),
+    ("patch", "certificatedownloads.certdepot.io", f"-n={APP}"),
+    ("patch", "certificaterepositories.certdepot.io", f"-n={APP}"),
+    ("patch", "clustercertificaterepositories.certdepot.io", ""),
+    ("patch", "secrets", f"-n={APP}"),
     ("update", "certificatedownloads.certdepot.io", f"-n={APP} --subresource=status"),
     ("update", "certificaterepositories.certdepot.io", f"-n={APP}"),
     ("create", "delegatedcertificates.certdepot.io", f"-n={APP}"),
