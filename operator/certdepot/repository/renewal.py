@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from certdepot.acme import crypto
+from certdepot.acme import ari, crypto
 from certdepot.repository import certstore, star
 from certdepot.repository import store as tables
 from certdepot.repository.config import ManagedCertificate
@@ -47,7 +49,14 @@ async def is_due(repo: Repo, cfg: ManagedCertificate, cert: dict[str, object]) -
         log.info("%s: renewal info unavailable (%s)", cfg.name, type(exc).__name__)
         window = None
     if window is not None:
-        return "ARI window open" if now >= window[0] else None
+        # RFC 9773 §4.2: renew at a random moment inside the window, not at its start. The
+        # moment is drawn from the serial, so every pass and every replica picks the same
+        # one; a CA whose window opens at issuance (Pebble's ten-minute profile) then gets
+        # one renewal per window instead of one per pass.
+        start, end = (dt.datetime.fromtimestamp(t, dt.UTC) for t in window)
+        spread = random.Random(str(cert["serial"]))  # noqa: S311 - spreading, not secrecy
+        moment = ari.choose_renewal_time(start, end, spread)
+        return "inside the CA's renewal window" if now >= moment.timestamp() else None
     if now >= not_before + (not_after - not_before) * 2 / 3:
         return "two thirds of the lifetime passed"
     return None

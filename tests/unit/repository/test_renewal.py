@@ -102,7 +102,7 @@ class AriSaysNow(Failing):
     async def suggested_renewal(self, cert: x509.Certificate) -> tuple[float, float] | None:
         import time
 
-        return time.time() - 10, time.time() + 10
+        return time.time() - 20, time.time() - 1  # the whole window has passed
 
 
 async def test_ari_window_triggers_renewal_with_replaces(env: Env) -> None:
@@ -115,3 +115,32 @@ async def test_ari_window_triggers_renewal_with_replaces(env: Env) -> None:
     second = certstore.current_managed(env.repo.store, "web")
     assert second is not None and second["id"] != first["id"]
     assert first["ari_id"] in ari_issuer.replaces  # RFC 9773 replaces the old certificate
+
+
+class AriWindowFromIssuance(Failing):
+    """Like Pebble's ten-minute profile: the window opens at issuance."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+
+    async def issue(self, request: IssueRequest) -> str:
+        self.calls += 1
+        chain: str = await self.inner.issue(request)
+        return chain
+
+    async def suggested_renewal(self, cert: x509.Certificate) -> tuple[float, float] | None:
+        start = cert.not_valid_before_utc.timestamp()
+        return start, start + 600
+
+
+async def test_window_open_at_issuance_does_not_renew_every_pass(env_factory: Any) -> None:
+    env: Env = await env_factory(certificates=[
+        {"name": "web", "dnsNames": ["www.example.test"], "issuer": "local"}], tenants=[])
+    issuer = AriWindowFromIssuance(env.repo.issuers["local"])
+    env.repo.issuers["local"] = issuer
+    for _ in range(10):
+        await renewal.run_once(env.repo)
+    # one initial issuance; a renewal only if this serial's random moment (within 10 min)
+    # already passed, which for ten quick passes is a small chance, never ten renewals
+    assert issuer.calls <= 2
