@@ -9,10 +9,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certdepot.acme import csr_template
-from certdepot.controller import decisions, failures, repolookup, secrets, secretwriter, tlsdata
-from certdepot.controller import status as status_doc
-from certdepot.controller.deps import Deps, Step
-from certdepot.controller.durations import parse_duration
+from certdepot.controller import (
+    decisions,
+    failures,
+    ready,
+    repolookup,
+    secrets,
+    secretwriter,
+    tlsdata,
+)
+from certdepot.controller.deps import Deps, Memory, Step
+from certdepot.controller.durations import optional_duration, parse_duration
 from certdepot.controller.errors import ReconcileError, SecretConflict
 from certdepot.controller.gateway import Delegation, Endpoint
 
@@ -138,6 +145,10 @@ def _spec_changed(
     )
 
 
+def _half_life(info: tlsdata.CertInfo) -> datetime:
+    return info.not_before + (info.not_after - info.not_before) / 2
+
+
 async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
     now = deps.clock()
     meta = body.get("metadata") or {}
@@ -154,10 +165,9 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
             deps.kube, spec.get("repositoryRef") or {}, owner.namespace, deps.settings
         )
         wanted_hash = issuance_hash(spec)
-        renew_before = parse_duration(str(spec["renewBefore"])) if spec.get("renewBefore") else None
         decision = decisions.decide(
             dns_names=spec.get("dnsNames") or [],
-            renew_before=renew_before,
+            renew_before=optional_duration(spec.get("renewBefore")),
             state=state,
             status=status,
             generation=meta.get("generation"),
@@ -174,7 +184,7 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
             and decision.reason in ("UpToDate", "Expiring")
             and state.info is not None
             and status.get("certificateURL")
-            and now >= state.info.not_before + (state.info.not_after - state.info.not_before) / 2
+            and now >= _half_life(state.info)
         ):
             # STAR: the repository re-issues at half-life; pick the new one up from the stable
             # URL, and order afresh only if it has nothing newer.
@@ -182,39 +192,19 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
             if step is not None:
                 return step
         if decision.fetch:
-            return await _issue(body, deps, endpoint, state, decision.reason, now, wanted_hash)
-        assert state.info is not None and state.bundle is not None
-        if decision.rewrite:
-            await secretwriter.write_bundle(
-                deps.kube,
-                body,
-                owner,
-                state,
-                state.bundle.chain,
-                state.bundle.root,
-                state.bundle.key,
+            return await _issue(
+                body, deps, memory, endpoint, state, decision.reason, now, wanted_hash
             )
-        deps.metrics.observe(
-            KIND,
-            owner.namespace,
-            owner.name,
-            ready=True,
-            not_after=state.info.not_after,
-            renewal=decision.renewal_time,
-        )
-        memory.last_warning = ""
-        new_status = status_doc.ready(
-            status,
-            info=state.info,
-            renewal_time=decision.renewal_time,
-            reason="UpToDate",
-            message=f"Secret {spec['secretName']} holds certificate {state.info.serial}",
-            now=now,
-            generation=meta.get("generation"),
+        return await ready.up_to_date(
+            body,
+            deps,
+            memory,
+            owner,
+            state,
+            decision,
+            now,
             extra={"specHash": status.get("specHash") or wanted_hash},
         )
-        delay = (decision.next_check - now).total_seconds() if decision.next_check else 60.0
-        return Step(new_status, max(1.0, delay))
     except Exception as error:
         return failures.failure(body, deps, memory, error, state, now, KIND)
 
@@ -240,44 +230,32 @@ async def _follow_auto_renewal(
     )
     renew_at = decisions.renewal_time(None, leaf.not_before, leaf.not_after)
     message = f"auto-renewed certificate {leaf.serial} written to Secret {spec['secretName']}"
-    deps.events(body, "Normal", "AutoRenewed", message)
-    deps.metrics.fetches.labels(KIND, "AutoRenewed").inc()
-    deps.metrics.observe(
-        KIND, owner.namespace, owner.name, ready=True, not_after=leaf.not_after, renewal=renew_at
-    )
-    new_status = status_doc.ready(
-        status,
-        info=leaf,
-        renewal_time=renew_at,
+    new_status = ready.new_certificate(
+        body,
+        deps,
+        owner,
+        leaf=leaf,
+        renew_at=renew_at,
         reason="AutoRenewed",
+        fetch_reason="AutoRenewed",
         message=message,
         now=now,
-        generation=(body.get("metadata") or {}).get("generation"),
     )
-    return Step(
-        new_status,
-        max(
-            1.0,
-            min(
-                (leaf.not_before + (leaf.not_after - leaf.not_before) / 2 - now).total_seconds(),
-                deps.settings.recheck.total_seconds(),
-            ),
-        ),
-    )
+    # The repository re-issues at half-life: look again then.
+    return Step(new_status, ready.wait_until(_half_life(leaf), now, deps.settings.recheck))
 
 
 async def _issue(
     body: Mapping[str, Any],
     deps: Deps,
+    memory: Memory,
     endpoint: Endpoint,
     state: secrets.SecretState,
     reason: str,
     now: datetime,
     wanted_hash: str,
 ) -> Step:
-    meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
-    status = body.get("status") or {}
     owner = secrets.owner_of(body, KIND)
     delegation = find_delegation(await deps.gateway.delegations(endpoint), str(spec["delegation"]))
     key = choose_key(spec, state)
@@ -297,7 +275,7 @@ async def _issue(
         )
     leaf = tlsdata.cert_info(chain[0])
     await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, key)
-    renew_before = parse_duration(str(spec["renewBefore"])) if spec.get("renewBefore") else None
+    renew_before = optional_duration(spec.get("renewBefore"))
     if renew_before is None:
         renew_before = (leaf.not_after - leaf.not_before) / 3
     renew_at = decisions.renewal_time(renew_before, leaf.not_before, leaf.not_after)
@@ -305,20 +283,16 @@ async def _issue(
     message = (
         f"certificate {leaf.serial} issued via delegation into Secret {secret_name} ({reason})"
     )
-    deps.events(body, "Normal", "Issued", message)
-    deps.metrics.fetches.labels(KIND, reason).inc()
-    deps.metrics.observe(
-        KIND, owner.namespace, owner.name, ready=True, not_after=leaf.not_after, renewal=renew_at
-    )
-    deps.memory(owner.uid or owner.ref).last_warning = ""
-    new_status = status_doc.ready(
-        status,
-        info=leaf,
-        renewal_time=renew_at,
+    new_status = ready.new_certificate(
+        body,
+        deps,
+        owner,
+        leaf=leaf,
+        renew_at=renew_at,
         reason="Issued",
+        fetch_reason=reason,
         message=message,
         now=now,
-        generation=meta.get("generation"),
         extra={
             "certificateURL": issued.certificate_url or None,
             "orderURL": issued.order_url or None,
@@ -327,5 +301,5 @@ async def _issue(
             "specHash": wanted_hash,
         },
     )
-    delay = min((renew_at - now).total_seconds(), deps.settings.recheck.total_seconds())
-    return Step(new_status, max(1.0, delay))
+    memory.last_warning = ""
+    return Step(new_status, ready.wait_until(renew_at, now, deps.settings.recheck))

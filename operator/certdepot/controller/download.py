@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from certdepot.controller import decisions, failures, repolookup, secrets, secretwriter, tlsdata
-from certdepot.controller import status as status_doc
+from certdepot.controller import (
+    decisions,
+    failures,
+    ready,
+    repolookup,
+    secrets,
+    secretwriter,
+    tlsdata,
+)
 from certdepot.controller.deps import Deps, Memory, Step
-from certdepot.controller.durations import parse_duration
+from certdepot.controller.durations import optional_duration
 from certdepot.controller.errors import ReconcileError, SecretConflict
 from certdepot.controller.gateway import Endpoint
 
 KIND = "CertificateDownload"
 log = logging.getLogger("certdepot.operator")
-
-
-def renew_before_of(spec: Mapping[str, Any]) -> timedelta | None:
-    raw = spec.get("renewBefore")
-    return parse_duration(str(raw)) if raw else None
 
 
 async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
@@ -43,7 +45,7 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
         window = await _renewal_window(deps, memory, endpoint, state, now)
         decision = decisions.decide(
             dns_names=spec.get("dnsNames") or [],
-            renew_before=renew_before_of(spec),
+            renew_before=optional_duration(spec.get("renewBefore")),
             state=state,
             status=status,
             generation=generation,
@@ -55,38 +57,8 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
         if decision.conflict:
             raise SecretConflict(decision.message)
         if decision.fetch:
-            return await _fetch(body, deps, endpoint, state, decision, now)
-        assert state.bundle is not None and state.info is not None  # decide() guarantees it
-        if decision.rewrite:
-            await secretwriter.write_bundle(
-                deps.kube,
-                body,
-                owner,
-                state,
-                state.bundle.chain,
-                state.bundle.root,
-                state.bundle.key,
-            )
-        new_status = status_doc.ready(
-            status,
-            info=state.info,
-            renewal_time=decision.renewal_time,
-            reason="UpToDate",
-            message=f"Secret {spec['secretName']} holds certificate {state.info.serial}",
-            now=now,
-            generation=generation,
-        )
-        deps.metrics.observe(
-            KIND,
-            owner.namespace,
-            owner.name,
-            ready=True,
-            not_after=state.info.not_after,
-            renewal=decision.renewal_time,
-        )
-        memory.last_warning = ""
-        delay = (decision.next_check - now).total_seconds() if decision.next_check else 60.0
-        return Step(new_status, max(1.0, delay))
+            return await _fetch(body, deps, memory, endpoint, state, decision, now)
+        return await ready.up_to_date(body, deps, memory, owner, state, decision, now)
     except Exception as error:
         return failures.failure(body, deps, memory, error, state, now, KIND)
 
@@ -115,14 +87,13 @@ async def _renewal_window(
 async def _fetch(
     body: Mapping[str, Any],
     deps: Deps,
+    memory: Memory,
     endpoint: Endpoint,
     state: secrets.SecretState,
     decision: decisions.Decision,
     now: datetime,
 ) -> Step:
-    meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
-    status = body.get("status") or {}
     owner = secrets.owner_of(body, KIND)
     names = list(spec.get("dnsNames") or [])
     result = await deps.gateway.download(endpoint, names)
@@ -144,28 +115,25 @@ async def _fetch(
         )
     if state.info is not None and state.ours and leaf.serial == state.info.serial:
         # The repository has nothing newer: don't ask again for this serial until ARI changes.
-        deps.memory(owner.uid or owner.ref).window = None
+        memory.window = None
     await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, result.key)
-    renew_at = decisions.renewal_time(renew_before_of(spec), leaf.not_before, leaf.not_after)
+    renew_before = optional_duration(spec.get("renewBefore"))
+    renew_at = decisions.renewal_time(renew_before, leaf.not_before, leaf.not_after)
     message = (
         f"certificate {leaf.serial} written to Secret {spec['secretName']} ({decision.reason})"
     )
-    deps.events(body, "Normal", "Downloaded", message)
-    log.info("%s %s/%s: %s", KIND, owner.namespace, owner.name, message)
-    deps.metrics.fetches.labels(KIND, decision.reason).inc()
-    deps.metrics.observe(
-        KIND, owner.namespace, owner.name, ready=True, not_after=leaf.not_after, renewal=renew_at
-    )
-    deps.memory(owner.uid or owner.ref).last_warning = ""
-    new_status = status_doc.ready(
-        status,
-        info=leaf,
-        renewal_time=renew_at,
+    new_status = ready.new_certificate(
+        body,
+        deps,
+        owner,
+        leaf=leaf,
+        renew_at=renew_at,
         reason="Downloaded",
+        fetch_reason=decision.reason,
         message=message,
         now=now,
-        generation=meta.get("generation"),
         extra={"certificateURL": result.certificate_url or None},
     )
-    delay = min((renew_at - now).total_seconds(), deps.settings.recheck.total_seconds())
-    return Step(new_status, max(1.0, delay))
+    log.info("%s %s/%s: %s", KIND, owner.namespace, owner.name, message)
+    memory.last_warning = ""
+    return Step(new_status, ready.wait_until(renew_at, now, deps.settings.recheck))

@@ -34,6 +34,11 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def optional_duration(raw: object) -> timedelta | None:
+    """:func:`parse_duration` for an optional spec field: None when it is unset or empty."""
+    return parse_duration(str(raw)) if raw else None
+
+
 def format_duration(value: timedelta) -> str:
     """A compact Go-style rendering (whole seconds), for messages."""
     total = int(value.total_seconds())
