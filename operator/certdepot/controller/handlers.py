@@ -9,12 +9,13 @@ objects: the operator only ever patches ``status``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
 
 from certdepot.controller import delegated, download, ingress, repository
+from certdepot.controller.deps import Deps, Step
 from certdepot.controller.resources import (
     CLUSTER_REPOSITORIES,
     DELEGATED,
@@ -56,42 +57,36 @@ async def stop_loops(memo: Runtime, **_: Any) -> None:
 # --- the four kinds ------------------------------------------------------------------------------
 
 
-@kopf.on.event(GROUP, VERSION, REPOSITORIES)
-async def repository_event(
-    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
-) -> None:
-    kind = "CertificateRepository"
-    _supervisor(memo).observe(
-        kind, event.get("type"), body, lambda b: repository.reconcile(b, kind, memo.deps)
-    )
+Reconciler = Callable[[Mapping[str, Any], Deps], Awaitable[Step]]
+Handler = Callable[..., Awaitable[None]]
 
 
-@kopf.on.event(GROUP, VERSION, CLUSTER_REPOSITORIES)
-async def cluster_repository_event(
-    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
-) -> None:
-    kind = "ClusterCertificateRepository"
-    _supervisor(memo).observe(
-        kind, event.get("type"), body, lambda b: repository.reconcile(b, kind, memo.deps)
-    )
+def _watch(name: str, plural: str, kind: str, reconcile: Reconciler) -> Handler:
+    """Register the watch-event handler of one kind (kopf calls it ``name``): it hands the
+    object to its loop."""
+
+    async def on_event(event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any) -> None:
+        _supervisor(memo).observe(kind, event.get("type"), body, lambda b: reconcile(b, memo.deps))
+
+    on_event.__name__ = on_event.__qualname__ = name
+    kopf.on.event(GROUP, VERSION, plural)(on_event)
+    return on_event
 
 
-@kopf.on.event(GROUP, VERSION, DOWNLOADS)
-async def download_event(
-    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
-) -> None:
-    _supervisor(memo).observe(
-        "CertificateDownload", event.get("type"), body, lambda b: download.reconcile(b, memo.deps)
-    )
-
-
-@kopf.on.event(GROUP, VERSION, DELEGATED)
-async def delegated_event(
-    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
-) -> None:
-    _supervisor(memo).observe(
-        "DelegatedCertificate", event.get("type"), body, lambda b: delegated.reconcile(b, memo.deps)
-    )
+repository_event = _watch(
+    "repository_event",
+    REPOSITORIES,
+    "CertificateRepository",
+    lambda b, deps: repository.reconcile(b, "CertificateRepository", deps),
+)
+cluster_repository_event = _watch(
+    "cluster_repository_event",
+    CLUSTER_REPOSITORIES,
+    "ClusterCertificateRepository",
+    lambda b, deps: repository.reconcile(b, "ClusterCertificateRepository", deps),
+)
+download_event = _watch("download_event", DOWNLOADS, "CertificateDownload", download.reconcile)
+delegated_event = _watch("delegated_event", DELEGATED, "DelegatedCertificate", delegated.reconcile)
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})
