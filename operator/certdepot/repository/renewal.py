@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from certdepot.acme import ari, crypto
-from certdepot.repository import certstore, star
+from certdepot.repository import certstore, leases, star
 from certdepot.repository import store as tables
 from certdepot.repository.config import ManagedCertificate
 from certdepot.repository.issuers import IssueRequest
@@ -25,7 +25,7 @@ from certdepot.repository.state import Repo
 
 log = logging.getLogger("certdepot.repository.renewal")
 
-LEASE_SECONDS = 600.0
+LEASE_SECONDS = leases.LEASE_SECONDS  # short, kept alive by a heartbeat while working
 MAX_BACKOFF = 3600.0
 
 
@@ -128,13 +128,9 @@ async def check_one(repo: Repo, cfg: ManagedCertificate) -> None:
 async def run_once(repo: Repo) -> None:
     for cfg in repo.config.certificates:
         lease = f"renew:{cfg.name}"
-        if not await asyncio.to_thread(repo.store.acquire_lease, lease, repo.replica_id,
-                                       LEASE_SECONDS):
-            continue
-        try:
-            await check_one(repo, cfg)
-        finally:
-            await asyncio.to_thread(repo.store.release_lease, lease, repo.replica_id)
+        async with leases.held(repo, lease) as mine:
+            if mine:
+                await check_one(repo, cfg)
 
 
 def request_renewal(repo_store: tables.Store, name: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 from certdepot.acme.jws import b64decode
 from certdepot.acme.messages import parse_time
-from certdepot.repository import certstore, delegation
+from certdepot.repository import certstore, delegation, leases
 from certdepot.repository import store as tables
 from certdepot.repository.issuers import IssueRequest
 from certdepot.repository.state import Repo
@@ -86,25 +86,19 @@ def _due(repo: Repo) -> list[dict[str, Any]]:
     return due
 
 
-def _claim(repo: Repo, row: dict[str, Any], lease: str) -> bool:
-    if not repo.store.acquire_lease(lease, repo.replica_id, 300):
-        return False
+def _unchanged(repo: Repo, row: dict[str, Any]) -> bool:
     fresh = repo.store.get(tables.orders, row["id"])
-    if fresh is None or fresh["cert_id"] != row["cert_id"]:
-        repo.store.release_lease(lease, repo.replica_id)  # renewed meanwhile elsewhere
-        return False
-    return True
+    return fresh is not None and fresh["cert_id"] == row["cert_id"]
 
 
 async def run_once(repo: Repo) -> None:
     for row in await asyncio.to_thread(_due, repo):
-        lease = f"star:{row['id']}"
-        if not await asyncio.to_thread(_claim, repo, row, lease):
-            continue
-        try:
-            await renew_order(repo, row)
-            log.info("STAR order %s renewed", row["id"])
-        except Exception as exc:
-            log.warning("STAR order %s: renewal failed: %s", row["id"], exc)
-        finally:
-            await asyncio.to_thread(repo.store.release_lease, lease, repo.replica_id)
+        async with leases.held(repo, f"star:{row['id']}") as mine:
+            # Another replica may have renewed it between our reading and our lease.
+            if not mine or not await asyncio.to_thread(_unchanged, repo, row):
+                continue
+            try:
+                await renew_order(repo, row)
+                log.info("STAR order %s renewed", row["id"])
+            except Exception as exc:  # keep serving the current one; next pass retries
+                log.warning("STAR order %s: renewal failed: %s", row["id"], exc)

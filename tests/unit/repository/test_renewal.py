@@ -144,3 +144,15 @@ async def test_window_open_at_issuance_does_not_renew_every_pass(env_factory: An
     # one initial issuance; a renewal only if this serial's random moment (within 10 min)
     # already passed, which for ten quick passes is a small chance, never ten renewals
     assert issuer.calls <= 2
+
+
+async def test_lease_heartbeat_keeps_a_short_lease(env: Env) -> None:
+    from certdepot.repository import leases
+
+    async with leases.held(env.repo, "renew:x", ttl=0.3) as mine:
+        assert mine
+        await asyncio.sleep(0.8)  # beyond the TTL: the heartbeat must have extended it
+        assert not env.repo.store.acquire_lease("renew:x", "other", 10)
+    assert env.repo.store.acquire_lease("renew:x", "other", 10)  # released at the end
+    async with leases.held(env.repo, "renew:x") as mine:
+        assert not mine  # held by "other"
