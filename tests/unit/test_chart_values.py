@@ -90,7 +90,7 @@ def test_schema_is_strict_where_the_chart_owns_the_shape() -> None:
         node: Any = values
         for part in path.split(".")[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
-        return node == {}
+        return bool(node == {})
 
     extra = {p for p in schema_paths - value_paths if not parent_is_empty(p)}
     assert extra == set(), "schema entries missing from values.yaml"

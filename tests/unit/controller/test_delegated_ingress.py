@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -11,27 +12,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from certdepot.controller import delegated, ingress, secrets, tlsdata
 from certdepot.controller.deps import Deps
 
-from .conftest import Clock, Events
-from .fakes import FakeKube, FakeRepository
-
-TEMPLATE = {
-    "keyTypes": [
-        {
-            "PublicKeyType": "id-ecPublicKey",
-            "namedCurve": "secp256r1",
-            "SignatureType": "ecdsa-with-SHA256",
-        }
-    ],
-    "extensions": {
-        "subjectAltName": {"DNS": ["**"]},
-        "keyUsage": ["digitalSignature"],
-        "extendedKeyUsage": ["serverAuth"],
-    },
-}
+from .conftest import P256_SERVER_TEMPLATE, Clock, Events
+from .fakes import FakeKube, FakeRepository, MiniCA
 
 
-def body(**spec: object) -> dict[str, object]:
-    full = {
+def body(**spec: Any) -> dict[str, Any]:
+    full: dict[str, Any] = {
         "repositoryRef": {"name": "depot"},
         "delegation": "cdn1",
         "dnsNames": ["cdn-1.example.test"],
@@ -62,16 +48,19 @@ async def test_issue_generates_key_in_cluster_and_sends_only_a_csr(
     assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
     pem = base64.b64decode(kube.secrets[("team-a", "cdn-tls")]["data"]["tls.key"])
     assert pem.startswith(b"-----BEGIN EC PRIVATE KEY")  # PKCS1 = traditional
-    csr = x509.load_der_x509_csr(repo.csrs[0])
+    csr_key = x509.load_der_x509_csr(repo.csrs[0]).public_key()
     assert tlsdata.key_matches(repo.last_issued[0], key)
-    assert csr.public_key().public_numbers() == key.public_key().public_numbers()
+    assert isinstance(csr_key, ec.EllipticCurvePublicKey)
+    assert csr_key.public_numbers() == key.public_key().public_numbers()
     assert step.status["privateKeyFingerprint"] == tlsdata.public_fingerprint(key)
     assert step.status["delegationURL"].endswith("/cdn1")
     assert events[-1][1] == "Issued"
 
 
 async def test_template_is_used_and_key_type_checked(deps: Deps, repo: FakeRepository) -> None:
-    repo.delegation_list[0] = type(repo.delegation_list[0])(repo.delegation_list[0].url, TEMPLATE)
+    repo.delegation_list[0] = type(repo.delegation_list[0])(
+        repo.delegation_list[0].url, P256_SERVER_TEMPLATE
+    )
     ok = await delegated.reconcile(body(), deps)
     assert ok.status["conditions"][0]["status"] == "True"
     csr = x509.load_der_x509_csr(repo.csrs[-1])
@@ -161,7 +150,7 @@ def test_key_generation_per_algorithm() -> None:
 
 
 def test_ingress_mapping() -> None:
-    ing = {
+    ing: dict[str, Any] = {
         "metadata": {
             "name": "shop",
             "namespace": "web",
@@ -219,7 +208,7 @@ async def test_ingress_sync_never_takes_over_foreign_downloads(kube: FakeKube) -
     assert ("CertificateDownload", "web", "b-tls") in kube.customs
 
 
-def test_secret_build_keeps_foreign_metadata_but_ours_wins(ca) -> None:
+def test_secret_build_keeps_foreign_metadata_but_ours_wins(ca: MiniCA) -> None:
     chain, key = ca.issue(["a.example.test"])
     owner = secrets.Owner("CertificateDownload", "ns", "a", "uid")
     body_ = secrets.build(

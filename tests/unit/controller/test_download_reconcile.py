@@ -5,18 +5,20 @@ from __future__ import annotations
 import base64
 import datetime as dt
 
+from cryptography import x509
+
 from certdepot.acme.problems import AcmeProblem
 from certdepot.controller import download, secrets, tlsdata
 from certdepot.controller.decisions import RenewalWindow
 from certdepot.controller.deps import Deps
 
 from .conftest import Clock, Events, download_body
-from .fakes import FakeKube, FakeRepository
+from .fakes import FakeKube, FakeRepository, MiniCA
 
 NAMES = ["www.example.test", "example.test"]
 
 
-def secret_chain(kube: FakeKube, name: str = "web-tls") -> list[tlsdata.x509.Certificate]:
+def secret_chain(kube: FakeKube, name: str = "web-tls") -> list[x509.Certificate]:
     data = kube.secrets[("team-a", name)]["data"]
     return tlsdata.split_chain(base64.b64decode(data["tls.crt"]))
 
@@ -74,7 +76,7 @@ async def test_deleted_secret_comes_back(deps: Deps, kube: FakeKube, repo: FakeR
 
 
 async def test_altered_secret_is_restored(
-    deps: Deps, kube: FakeKube, repo: FakeRepository, ca
+    deps: Deps, kube: FakeKube, repo: FakeRepository, ca: MiniCA
 ) -> None:
     chain = repo.manage(NAMES)
     body = download_body()

@@ -21,24 +21,11 @@ from certdepot.repository.bootstrap import build_repo
 from certdepot.repository.config import parse_config
 from certdepot.repository.tenants import create_tenant
 
+from .conftest import P256_SERVER_TEMPLATE
 from .fakes import FakeKube
 
 BASE = "https://repo.test"
 NAMES = ["www.example.test", "example.test"]
-TEMPLATE: dict[str, Any] = {
-    "keyTypes": [
-        {
-            "PublicKeyType": "id-ecPublicKey",
-            "namedCurve": "secp256r1",
-            "SignatureType": "ecdsa-with-SHA256",
-        }
-    ],
-    "extensions": {
-        "subjectAltName": {"DNS": ["**"]},
-        "keyUsage": ["digitalSignature"],
-        "extendedKeyUsage": ["serverAuth"],
-    },
-}
 
 
 @pytest.fixture
@@ -60,7 +47,7 @@ async def world() -> AsyncIterator[tuple[Deps, FakeKube, Any]]:
                         "delegations": [
                             {
                                 "name": "edge",
-                                "csrTemplate": TEMPLATE,
+                                "csrTemplate": P256_SERVER_TEMPLATE,
                                 "namePatterns": ["cdn-*.example.test"],
                                 "maxLifetime": "1d",
                                 "issuer": "local",
@@ -133,7 +120,7 @@ async def test_register_then_download(world: tuple[Deps, FakeKube, Any]) -> None
 async def test_delegated_via_the_repository(world: tuple[Deps, FakeKube, Any]) -> None:
     deps, kube, _ = world
     await register(deps, kube)
-    body = {
+    body: dict[str, Any] = {
         "kind": "DelegatedCertificate",
         "metadata": {"name": "cdn", "namespace": "team-a", "uid": "u-cdn", "generation": 1},
         "spec": {
