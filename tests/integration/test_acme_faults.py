@@ -59,6 +59,19 @@ async def tiny_server(handler: Handler) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
+async def directory_failure(
+    handler: Handler, expected: type[AcmeProblem]
+) -> tuple[str, AcmeProblem]:
+    """Ask ``handler``'s server for the directory; returns its base URL and the error."""
+    async with (
+        tiny_server(handler) as base,
+        AcmeClient(f"{base}/dir", crypto.generate_private_key(), timeout=5) as acme,
+    ):
+        with pytest.raises(expected) as exc:
+            await acme.directory()
+    return base, exc.value
+
+
 def directory_for(base: str) -> bytes:
     return json.dumps(
         {"newNonce": f"{base}/nonce", "newAccount": f"{base}/acct", "newOrder": f"{base}/order"}
@@ -132,39 +145,24 @@ async def test_dropped_connection_is_a_connection_error_naming_the_url() -> None
     async def handler(method: str, path: str) -> tuple[int, dict[str, str], bytes] | None:
         return None
 
-    async with (
-        tiny_server(handler) as base,
-        AcmeClient(f"{base}/dir", crypto.generate_private_key(), timeout=5) as acme,
-    ):
-        with pytest.raises(AcmeClientError) as exc:
-            await acme.directory()
-    assert exc.value.short_type.endswith("connection") and f"{base}/dir" in exc.value.detail
+    base, error = await directory_failure(handler, AcmeClientError)
+    assert error.short_type.endswith("connection") and f"{base}/dir" in error.detail
 
 
 async def test_directory_that_is_not_acme_is_malformed() -> None:
     async def handler(method: str, path: str) -> tuple[int, dict[str, str], bytes] | None:
         return 200, {"Content-Type": "application/json"}, b'{"hello": "world"}'
 
-    async with (
-        tiny_server(handler) as base,
-        AcmeClient(f"{base}/dir", crypto.generate_private_key(), timeout=5) as acme,
-    ):
-        with pytest.raises(AcmeProblem) as exc:
-            await acme.directory()
-    assert exc.value.short_type == "malformed" and "newNonce" in exc.value.detail
+    _, error = await directory_failure(handler, AcmeProblem)
+    assert error.short_type == "malformed" and "newNonce" in error.detail
 
 
 async def test_non_json_success_is_a_bad_response() -> None:
     async def handler(method: str, path: str) -> tuple[int, dict[str, str], bytes] | None:
         return 200, {"Content-Type": "text/html"}, b"<html>captive portal</html>"
 
-    async with (
-        tiny_server(handler) as base,
-        AcmeClient(f"{base}/dir", crypto.generate_private_key(), timeout=5) as acme,
-    ):
-        with pytest.raises(AcmeClientError) as exc:
-            await acme.directory()
-    assert exc.value.short_type.endswith("badResponse") and f"{base}/dir" in exc.value.detail
+    base, error = await directory_failure(handler, AcmeClientError)
+    assert error.short_type.endswith("badResponse") and f"{base}/dir" in error.detail
 
 
 async def test_trickling_server_is_bounded_by_the_request_timeout() -> None:
