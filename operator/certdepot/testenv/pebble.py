@@ -65,6 +65,8 @@ class PebbleEnv:
     SHORTLIVED_SECONDS = 6 * 24 * 3600
     #: Validity of the ``tenminutes`` profile, for tests that watch renewals happen.
     TENMINUTES_SECONDS = 600
+    # NOTE: Pebble 2.10 gives an order that names no profile a *random* one of these
+    # (by design, "chaos"); a client that needs a lifetime must name its profile.
     PROFILES: Mapping[str, int] = {
         "default": DEFAULT_SECONDS,
         "shortlived": SHORTLIVED_SECONDS,
