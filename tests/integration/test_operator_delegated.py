@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from repository_harness import RepoProcess, base_config, create_tenant, running, write_config
+from repository_harness import base_config, create_tenant, running, write_config
 from test_operator_support import (
-    OperatorProcess,
+    P256_SERVER_TEMPLATE,
+    Setup,
     apply,
+    eab_repository,
     get,
+    local_ca_issuer,
+    namespace,
     operator,
     secret_files,
     tls_handshake,
@@ -25,32 +27,8 @@ from test_operator_support import (
 from certdepot.acme import crypto
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
-from certdepot.testenv.pki import TestCA, write_key
 
 NAMESPACE = "cdn"
-TEMPLATE: dict[str, Any] = {
-    "keyTypes": [
-        {
-            "PublicKeyType": "id-ecPublicKey",
-            "namedCurve": "secp256r1",
-            "SignatureType": "ecdsa-with-SHA256",
-        }
-    ],
-    "extensions": {
-        "subjectAltName": {"DNS": ["**"]},
-        "keyUsage": ["digitalSignature"],
-        "extendedKeyUsage": ["serverAuth"],
-    },
-}
-
-
-@dataclass
-class Setup:
-    kube: KubeEnv
-    repo: RepoProcess
-    root: TestCA
-    workdir: Path
-    op: OperatorProcess
 
 
 @pytest.fixture(scope="module")
@@ -60,35 +38,27 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Setup]:
     workdir = tmp_path_factory.mktemp("operator-delegated")
-    root = TestCA.create(workdir, "delegation-root")
-    root_key = write_key(workdir / "delegation-root.key", root.key)
+    root, issuer = local_ca_issuer(workdir, "delegation-root")
     port = procs.free_port()
     cfg = base_config(
         workdir,
         port,
         starMinLifetime="2s",
-        issuers=[
-            {
-                "name": "local",
-                "type": "local-ca",
-                "lifetime": "24h",
-                "root": {"cert": str(root.cert_path), "key": str(root_key)},
-            }
-        ],
+        issuers=[issuer],
         tenants=[
             {
                 "name": "cdn",
                 "delegations": [
                     {
                         "name": "edge",
-                        "csrTemplate": TEMPLATE,
+                        "csrTemplate": P256_SERVER_TEMPLATE,
                         "namePatterns": ["cdn-*.example.test"],
                         "maxLifetime": "12h",
                         "issuer": "local",
                     },
                     {
                         "name": "star",
-                        "csrTemplate": TEMPLATE,
+                        "csrTemplate": P256_SERVER_TEMPLATE,
                         "namePatterns": ["star-*.example.test"],
                         "maxLifetime": "1h",
                         "issuer": "local",
@@ -99,27 +69,13 @@ def setup(
     )
     cfg_path = write_config(workdir, cfg)
     kid, hmac_key = create_tenant(workdir, cfg_path, "cdn")
-    for ns in ("certdepot", NAMESPACE):
-        apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    apply(kube, namespace("certdepot"), namespace(NAMESPACE))
     with running(workdir, cfg_path, port) as repo:
         apply(
             kube,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "depot-eab", "namespace": NAMESPACE},
-                "stringData": {"secret": hmac_key},
-            },
-            {
-                "apiVersion": "certdepot.io/v1alpha1",
-                "kind": "CertificateRepository",
-                "metadata": {"name": "depot", "namespace": NAMESPACE},
-                "spec": {
-                    "url": repo.directory_url,
-                    "caBundle": base64.b64encode(repo.ca_path.read_bytes()).decode(),
-                    "externalAccountBinding": {"keyID": kid, "keySecretRef": {"name": "depot-eab"}},
-                },
-            },
+            *eab_repository(
+                repo, kid, hmac_key, name="depot", namespace=NAMESPACE, secret_name="depot-eab"
+            ),
         )
         with operator(kube, workdir, name="operator-delegated") as op:
             yield Setup(kube, repo, root, workdir, op)

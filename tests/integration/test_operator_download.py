@@ -8,16 +8,17 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from repository_harness import RepoProcess, base_config, cli, create_tenant, running, write_config
+from repository_harness import base_config, cli, create_tenant, running, write_config
 from test_operator_support import (
-    OperatorProcess,
+    Setup,
     apply,
+    eab_repository,
     get,
+    local_ca_issuer,
+    namespace,
     operator,
     secret_files,
     tls_handshake,
@@ -28,19 +29,9 @@ from test_operator_support import (
 from certdepot.acme import crypto
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
-from certdepot.testenv.pki import TestCA, write_key
 
 NAMES = ["www.example.test", "example.test"]
 REPO = "central"
-
-
-@dataclass
-class Setup:
-    kube: KubeEnv
-    repo: RepoProcess
-    root: TestCA
-    workdir: Path
-    op: OperatorProcess
 
 
 @pytest.fixture(scope="module")
@@ -50,20 +41,12 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Setup]:
     workdir = tmp_path_factory.mktemp("operator-download")
-    root = TestCA.create(workdir, "depot-root")
-    root_key = write_key(workdir / "depot-root.key", root.key)
+    root, issuer = local_ca_issuer(workdir, "depot-root")
     port = procs.free_port()
     cfg = base_config(
         workdir,
         port,
-        issuers=[
-            {
-                "name": "local",
-                "type": "local-ca",
-                "lifetime": "24h",
-                "root": {"cert": str(root.cert_path), "key": str(root_key)},
-            }
-        ],
+        issuers=[issuer],
         certificates=[
             {"name": "web", "dnsNames": NAMES, "issuer": "local"},
             {"name": "secret-project", "dnsNames": ["hidden.example.test"], "issuer": "local"},
@@ -72,34 +55,25 @@ def setup(
     )
     cfg_path = write_config(workdir, cfg)
     kid, hmac_key = create_tenant(workdir, cfg_path, "cluster-1")
-    for ns, labels in (("certdepot", {}), ("team-a", {"team": "a"}), ("team-b", {"team": "b"})):
-        apply(
-            kube,
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}},
-        )
+    apply(
+        kube,
+        namespace("certdepot", {}),
+        namespace("team-a", {"team": "a"}),
+        namespace("team-b", {"team": "b"}),
+    )
     with running(workdir, cfg_path, port) as repo:
         apply(
             kube,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "central-eab", "namespace": "certdepot"},
-                "stringData": {"secret": hmac_key},
-            },
-            {
-                "apiVersion": "certdepot.io/v1alpha1",
-                "kind": "ClusterCertificateRepository",
-                "metadata": {"name": REPO},
-                "spec": {
-                    "url": repo.directory_url,
-                    "caBundle": base64.b64encode(repo.ca_path.read_bytes()).decode(),
-                    "externalAccountBinding": {
-                        "keyID": kid,
-                        "keySecretRef": {"name": "central-eab"},
-                    },
-                    "namespaceSelector": {"matchLabels": {"team": "a"}},
-                },
-            },
+            *eab_repository(
+                repo,
+                kid,
+                hmac_key,
+                name=REPO,
+                namespace=None,
+                secret_name="central-eab",
+                secret_namespace="certdepot",
+                namespaceSelector={"matchLabels": {"team": "a"}},
+            ),
         )
         with operator(kube, workdir) as op:
             yield Setup(kube, repo, root, workdir, op)
@@ -313,7 +287,7 @@ def test_metrics_and_health(setup: Setup) -> None:
 
 def test_annotated_ingress_gets_a_certificate_download(setup: Setup) -> None:
     s = setup
-    ingress = {
+    ingress: dict[str, Any] = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {

@@ -4,18 +4,19 @@ and a real TLS server serving the Secret is verified against Pebble's root."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from repository_harness import RepoProcess, base_config, create_tenant, running, write_config
 from test_operator_support import (
+    P256_SERVER_TEMPLATE,
     OperatorProcess,
     apply,
+    eab_repository,
     get,
+    namespace,
     operator,
     secret_files,
     tls_handshake,
@@ -28,20 +29,6 @@ from certdepot.testenv.kube import KubeEnv
 from certdepot.testenv.pebble import PebbleEnv
 
 NS = "pebble-path"
-TEMPLATE: dict[str, Any] = {
-    "keyTypes": [
-        {
-            "PublicKeyType": "id-ecPublicKey",
-            "namedCurve": "secp256r1",
-            "SignatureType": "ecdsa-with-SHA256",
-        }
-    ],
-    "extensions": {
-        "subjectAltName": {"DNS": ["**"]},
-        "keyUsage": ["digitalSignature"],
-        "extendedKeyUsage": ["serverAuth"],
-    },
-}
 
 
 @dataclass
@@ -102,7 +89,7 @@ def setup(
                 "delegations": [
                     {
                         "name": "edge",
-                        "csrTemplate": TEMPLATE,
+                        "csrTemplate": P256_SERVER_TEMPLATE,
                         "namePatterns": ["cdn-*.example.test"],
                         "maxLifetime": "7d",
                         "issuer": "pebble",
@@ -114,30 +101,13 @@ def setup(
     )
     cfg_path = write_config(workdir, cfg)
     eab_kid, eab_key = create_tenant(workdir, cfg_path, "cluster")
-    for ns in ("certdepot", NS):
-        apply(kube, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    apply(kube, namespace("certdepot"), namespace(NS))
     with running(workdir, cfg_path, port) as repo:
         apply(
             kube,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "depot-eab", "namespace": NS},
-                "stringData": {"secret": eab_key},
-            },
-            {
-                "apiVersion": "certdepot.io/v1alpha1",
-                "kind": "CertificateRepository",
-                "metadata": {"name": "depot", "namespace": NS},
-                "spec": {
-                    "url": repo.directory_url,
-                    "caBundle": base64.b64encode(repo.ca_path.read_bytes()).decode(),
-                    "externalAccountBinding": {
-                        "keyID": eab_kid,
-                        "keySecretRef": {"name": "depot-eab"},
-                    },
-                },
-            },
+            *eab_repository(
+                repo, eab_kid, eab_key, name="depot", namespace=NS, secret_name="depot-eab"
+            ),
         )
         with operator(kube, workdir, name="operator-pebble") as op:
             yield Setup(kube, repo, root, workdir, op)

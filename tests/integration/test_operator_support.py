@@ -1,6 +1,7 @@
 """Helpers for the operator integration tests (no tests here): start ``certdepot operator
-run`` as a real process against the test API server, wait for conditions, and check a
-Secret by serving it from a real TLS server."""
+run`` as a real process against the test API server, the objects every module's setup
+applies, waiting for conditions, and checking a Secret by serving it from a real TLS
+server."""
 
 from __future__ import annotations
 
@@ -18,12 +19,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from repository_harness import RepoProcess
 
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
+from certdepot.testenv.pki import TestCA, write_key
 
 ROOT = Path(__file__).resolve().parents[2]
 CERTDEPOT = [sys.executable, "-m", "certdepot.cli"]
+
+# A delegation's CSR template: P-256 keys, any DNS name, a TLS server's key usages.
+P256_SERVER_TEMPLATE: dict[str, Any] = {
+    "keyTypes": [
+        {
+            "PublicKeyType": "id-ecPublicKey",
+            "namedCurve": "secp256r1",
+            "SignatureType": "ecdsa-with-SHA256",
+        }
+    ],
+    "extensions": {
+        "subjectAltName": {"DNS": ["**"]},
+        "keyUsage": ["digitalSignature"],
+        "extendedKeyUsage": ["serverAuth"],
+    },
+}
 
 
 @dataclass
@@ -77,6 +96,74 @@ def operator(
         yield OperatorProcess(proc, metrics_port, health_port)
     finally:
         proc.stop()
+
+
+@dataclass
+class Setup:
+    """A module's world: the API server, a repository process on a local CA, the operator."""
+
+    kube: KubeEnv
+    repo: RepoProcess
+    root: TestCA
+    workdir: Path
+    op: OperatorProcess
+
+
+def local_ca_issuer(workdir: Path, name: str) -> tuple[TestCA, dict[str, Any]]:
+    """A fresh root CA and the repository issuer ``local`` that signs with it."""
+    root = TestCA.create(workdir, name)
+    root_key = write_key(workdir / f"{name}.key", root.key)
+    issuer = {
+        "name": "local",
+        "type": "local-ca",
+        "lifetime": "24h",
+        "root": {"cert": str(root.cert_path), "key": str(root_key)},
+    }
+    return root, issuer
+
+
+def namespace(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if labels is not None:
+        metadata["labels"] = labels
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+
+def eab_repository(
+    repo: RepoProcess,
+    kid: str,
+    hmac_key: str,
+    *,
+    name: str,
+    namespace: str | None,
+    secret_name: str,
+    secret_namespace: str | None = None,
+    **spec: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The EAB key Secret and a repository resource for ``repo``: a CertificateRepository in
+    ``namespace``, or with ``namespace=None`` a ClusterCertificateRepository."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret_name, "namespace": secret_namespace or namespace},
+        "stringData": {"secret": hmac_key},
+    }
+    kind = "CertificateRepository" if namespace is not None else "ClusterCertificateRepository"
+    resource = {
+        "apiVersion": "certdepot.io/v1alpha1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": {
+            "url": repo.directory_url,
+            "caBundle": base64.b64encode(repo.ca_path.read_bytes()).decode(),
+            "externalAccountBinding": {"keyID": kid, "keySecretRef": {"name": secret_name}},
+            **spec,
+        },
+    }
+    return secret, resource
 
 
 def apply(kube: KubeEnv, *docs: dict[str, Any]) -> None:
