@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from certdepot.acme.problems import AcmeProblem
@@ -559,8 +559,3 @@ class Delegation(_Resource):
         if self.cname_map:
             doc["cname-map"] = dict(self.cname_map)
         return doc
-
-
-def field_names(cls: type[Any]) -> list[str]:
-    """Dataclass field names (handy for tests and debugging)."""
-    return [f.name for f in fields(cls)]

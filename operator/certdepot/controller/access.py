@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 NAMESPACED_KIND = "CertificateRepository"
-CLUSTER_KIND = "ClusterCertificateRepository"
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:

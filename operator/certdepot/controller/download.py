@@ -39,7 +39,7 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
         state = secrets.inspect(
             await deps.kube.get_secret(owner.namespace, spec["secretName"]), owner
         )
-        endpoint, _repo = await repolookup.resolve(
+        endpoint = await repolookup.resolve(
             deps.kube, spec.get("repositoryRef") or {}, owner.namespace, deps.settings
         )
         window = await _renewal_window(deps, memory, endpoint, state, now)

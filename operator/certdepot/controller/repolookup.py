@@ -34,7 +34,8 @@ def ca_bundle(spec: Mapping[str, Any]) -> bytes | None:
 
 async def resolve(
     kube: KubeApi, ref: Mapping[str, Any], namespace: str, settings: Settings
-) -> tuple[Endpoint, dict[str, Any]]:
+) -> Endpoint:
+    """The repository ``ref`` names, if ``namespace`` may use it and it is ready."""
     kind = ref.get("kind") or access.NAMESPACED_KIND
     name = str(ref.get("name") or "")
     if kind == access.NAMESPACED_KIND:
@@ -66,10 +67,9 @@ async def resolve(
     except (ValueError, TypeError):
         raise RepositoryNotReady(f"{kind} {name!r}: account key Secret is unreadable") from None
     spec = repo.get("spec") or {}
-    endpoint = Endpoint(
+    return Endpoint(
         directory_url=str(spec.get("url")),
         account_key=key,
         ca_pem=ca_bundle(spec),
         account_url=str(status.get("accountURL")),
     )
-    return endpoint, repo
