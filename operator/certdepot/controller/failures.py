@@ -1,4 +1,4 @@
-"""A failed step for a Secret-producing kind: status, metrics, one Event, one log line."""
+"""A failed step: status, metrics, one Event, one log line (:func:`announce` for every kind)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from certdepot.controller import secrets, tlsdata
 from certdepot.controller import status as status_doc
 from certdepot.controller.deps import Deps, Memory, Step
-from certdepot.controller.errors import classify
+from certdepot.controller.errors import Outcome, classify
 
 log = logging.getLogger("certdepot.operator")
 
@@ -38,19 +38,33 @@ def failure(
         now=now,
         generation=meta.get("generation"),
     )
-    deps.metrics.reconcile_errors.labels(kind, outcome.reason).inc()
     deps.metrics.observe(
         kind,
         str(meta.get("namespace")),
         str(meta.get("name")),
         ready=valid is not None and outcome.reason != "SecretConflict",
     )
+    who = f"{meta.get('namespace')}/{meta.get('name')}"
+    announce(body, deps, memory, kind, who, outcome, attempts)
+    return Step(new_status, outcome.retry_after)
+
+
+def announce(
+    body: Mapping[str, Any],
+    deps: Deps,
+    memory: Memory,
+    kind: str,
+    who: str,
+    outcome: Outcome,
+    attempts: int,
+) -> None:
+    """Count the failure, log it, and post it as an Event unless it repeats the last one."""
+    deps.metrics.reconcile_errors.labels(kind, outcome.reason).inc()
     # Messages come from errors.classify: problem details and our own text, never key bytes.
     log.warning(
-        "%s %s/%s: %s: %s (attempt %d, retry in %.0fs)",
+        "%s %s: %s: %s (attempt %d, retry in %.0fs)",
         kind,
-        meta.get("namespace"),
-        meta.get("name"),
+        who,
         outcome.reason,
         outcome.message,
         attempts,
@@ -60,7 +74,6 @@ def failure(
         # One Event per distinct failure; repeats are visible in failedAttempts.
         deps.events(body, "Warning", outcome.reason, outcome.message)
         memory.last_warning = outcome.message
-    return Step(new_status, outcome.retry_after)
 
 
 def still_valid(

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import base64
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from certdepot.controller import repolookup, tlsdata
+from certdepot.controller import failures, repolookup, tlsdata
 from certdepot.controller.conditions import Condition, set_condition
 from certdepot.controller.deps import Deps, Step
 from certdepot.controller.errors import ReconcileError, classify
 from certdepot.controller.gateway import Endpoint, ExternalAccount
 from certdepot.controller.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
-
-log = logging.getLogger("certdepot.operator")
 
 
 def account_key_secret_name(body: Mapping[str, Any]) -> str:
@@ -112,21 +109,9 @@ async def reconcile(body: Mapping[str, Any], kind: str, deps: Deps) -> Step:
         attempts = int(status.get("failedAttempts") or 0) + 1
         outcome = classify(error, attempts, deps.settings.backoff)
         cond = Condition("Ready", "False", outcome.reason, outcome.message)
-        log.warning(
-            "%s %s: %s: %s (attempt %d, retry in %.0fs)",
-            kind,
-            meta.get("name"),
-            outcome.reason,
-            outcome.message,
-            attempts,
-            outcome.retry_after,
-        )
-        deps.metrics.reconcile_errors.labels(kind, outcome.reason).inc()
         deps.metrics.observe(kind, namespace, str(meta.get("name")), ready=False)
         memory = deps.memory(str(meta.get("uid") or meta.get("name")))
-        if memory.last_warning != outcome.message:
-            deps.events(body, "Warning", outcome.reason, outcome.message)
-            memory.last_warning = outcome.message
+        failures.announce(body, deps, memory, kind, str(meta.get("name")), outcome, attempts)
         return Step(
             {
                 "observedGeneration": generation,
