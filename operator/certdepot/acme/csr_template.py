@@ -33,7 +33,7 @@ API (pure):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -240,7 +240,6 @@ def _match_dns(wanted: list[str], names: list[str]) -> list[AcmeProblem]:
 
 
 def _key_usage_names(ku: x509.KeyUsage) -> set[str]:
-    names = set()
     flags = {
         "digitalSignature": ku.digital_signature,
         "nonRepudiation": ku.content_commitment,
@@ -305,23 +304,28 @@ def _match_extensions(
                     f"must be {sorted(expected_names)}, not {sorted(have_names)}",
                 )
             )
-    for key, have in (("keyUsage", ku), ("extendedKeyUsage", eku)):
-        if key not in wanted:
-            continue
-        if key == "extendedKeyUsage":
-            expected = {_eku_dotted(str(e)) for e in wanted[key] or []}
-        else:
-            expected = set(wanted[key] or [])
-        if have is None:
-            problems.append(_bad(f"extensions.{key}", f"required: {', '.join(sorted(expected))}"))
-        elif have != expected:
-            show = (
-                (lambda v: sorted(_EKU_NAMES.get(x, x) for x in v)) if key != "keyUsage" else sorted
-            )
-            problems.append(
-                _bad(f"extensions.{key}", f"must be {show(expected)}, not {show(have)}")
-            )
+    if "keyUsage" in wanted:
+        expected = set(wanted["keyUsage"] or [])
+        problems += _match_usages("keyUsage", ku, expected, sorted)
+    if "extendedKeyUsage" in wanted:
+        expected = {_eku_dotted(str(e)) for e in wanted["extendedKeyUsage"] or []}
+        problems += _match_usages("extendedKeyUsage", eku, expected, _eku_display)
     return problems
+
+
+def _match_usages(
+    key: str, have: set[str] | None, expected: set[str], show: Callable[[set[str]], list[str]]
+) -> list[AcmeProblem]:
+    if have is None:
+        return [_bad(f"extensions.{key}", f"required: {', '.join(sorted(expected))}")]
+    if have != expected:
+        return [_bad(f"extensions.{key}", f"must be {show(expected)}, not {show(have)}")]
+    return []
+
+
+def _eku_display(oids: set[str]) -> list[str]:
+    """Extended key usages by name where they have one (serverAuth), else by dotted OID."""
+    return sorted(_EKU_NAMES.get(oid, oid) for oid in oids)
 
 
 def match_csr(
