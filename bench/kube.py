@@ -61,31 +61,42 @@ class ReadyWatch:
 
     def _run(self) -> None:
         from kubernetes import client, watch
+        from kubernetes.client.exceptions import ApiException
 
         custom: Any = client.CustomObjectsApi(self.api)
         deadline = time.monotonic() + self.timeout
         selector = f"{RUN_LABEL}={self.run}"
-        try:
+
+        def relist() -> str:
             listing = custom.list_cluster_custom_object(GROUP, VERSION, self.plural,
                                                         label_selector=selector)
             self.own[("LIST", self.plural, "")] += 1
             for obj in listing.get("items", []):
                 self._seen(obj)
-            version = listing["metadata"]["resourceVersion"]
+            return str(listing["metadata"]["resourceVersion"])
+
+        try:
+            version = relist()
             while not self._complete() and time.monotonic() < deadline:
                 w: Any = watch.Watch()  # type: ignore[no-untyped-call]
                 self.own[("WATCH", self.plural, "")] += 1
                 remaining = max(1, int(deadline - time.monotonic()))
-                for event in w.stream(custom.list_cluster_custom_object, GROUP, VERSION,
-                                      self.plural, label_selector=selector,
-                                      resource_version=version,
-                                      timeout_seconds=min(remaining, 60)):
-                    obj = event["object"]
-                    version = obj["metadata"].get("resourceVersion", version)
-                    self._seen(obj)
-                    if self._complete():
-                        w.stop()
-                        break
+                try:
+                    for event in w.stream(custom.list_cluster_custom_object, GROUP, VERSION,
+                                          self.plural, label_selector=selector,
+                                          resource_version=version,
+                                          timeout_seconds=min(remaining, 60)):
+                        obj = event["object"]
+                        version = obj["metadata"].get("resourceVersion", version)
+                        self._seen(obj)
+                        if self._complete():
+                            w.stop()
+                            break
+                except ApiException as exc:
+                    # 410 Gone: the watch fell behind etcd's compaction; list afresh.
+                    if exc.status != 410:
+                        raise
+                    version = relist()
         except BaseException as exc:  # reported by wait()
             self.error = exc
         finally:

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ["certdepot", "kopf", "kubernetes", "httpx", "uvicorn", "starlette", "sqlalchemy",
@@ -65,7 +66,13 @@ def facts() -> dict[str, Any]:
             if bindir else "missing"
     except Exception as exc:
         binaries["postgres"] = f"unknown ({exc})"
+    root = str(Path(__file__).resolve().parents[1])
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "operator"],
+                           capture_output=True, text=True).stdout.splitlines()
     return {
+        "git_commit": _first_line(["git", "-C", root, "rev-parse", "HEAD"]),
+        # Uncommitted changes to the code under test (other work in the same checkout).
+        "git_uncommitted_source_files": len(dirty),
         "cpu_model": _cpu_model(), "cpus": os.cpu_count(), "mem_total_mb": _mem_total_mb(),
         "kernel": platform.release(), "os": platform.platform(),
         "python": platform.python_version(), "packages": versions, "binaries": binaries,
