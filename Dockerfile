@@ -20,8 +20,11 @@ WORKDIR /src
 RUN python -m venv /opt/certdepot
 
 # Dependencies first, from the pinned constraints, as wheels only: nothing is compiled, so
-# neither stage needs a compiler, and this layer is reused until the pins change.
+# neither stage needs a compiler. This layer depends on pyproject.toml and the pins only,
+# so a source change rebuilds just the small layer below it.
 COPY constraints.txt pyproject.toml README.md ./
+RUN /opt/certdepot/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+ && /opt/certdepot/bin/pip install --only-binary=:all: -c constraints.txt -r /tmp/requirements.txt
 COPY operator/ operator/
 RUN /opt/certdepot/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/certdepot/bin/pip install --only-binary=:all: -c constraints.txt /wheels/certdepot-*.whl \
@@ -57,6 +60,7 @@ ENV PATH=/opt/certdepot/bin:$PATH \
 
 USER 10001:10001
 WORKDIR /var/lib/certdepot
-EXPOSE 8443 8080 9090 8081
+# Repository HTTPS and http-01; operator metrics and health (the chart's default ports).
+EXPOSE 8443 8080 9402 9403
 ENTRYPOINT ["/opt/certdepot/bin/certdepot"]
 CMD ["--help"]
