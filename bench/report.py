@@ -219,6 +219,11 @@ def markdown(r: dict[str, Any]) -> str:
     binaries = m.get("binaries") or {}
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
               "", "Binaries: " + "; ".join(f"{k}: {v}" for k, v in binaries.items()) + "."]
+    for phase, info in (r.get("phase_runs") or {}).items():
+        lines += ["", f"Phase {phase} comes from a separate run of only that phase, "
+                  f"{info.get('started')} to {info.get('finished')} (load average at start "
+                  f"{_load((info.get('load_average') or {}).get('start'))}), after it failed "
+                  "in the main run (`phase_runs` in RESULTS.json says why)."]
     if r.get("errors"):
         lines += ["", "Phases that failed in this run: " + ", ".join(r["errors"]) + "."]
     return "\n".join(lines) + "\n"
