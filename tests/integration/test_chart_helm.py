@@ -146,17 +146,17 @@ def test_workloads_have_secure_defaults(helm: Helm, value_set: str) -> None:
             assert sc["capabilities"]["drop"] == ["ALL"], name
             assert "add" not in sc["capabilities"], name
             assert {"cpu", "memory"} <= set(c["resources"]["requests"]), name
-            # Probes go to endpoints the component really serves. The repository's liveness
-            # is its listener (not the database: an outage must not restart every pod).
+            # Probes go to endpoints the component really serves: /healthz (no database:
+            # an outage must not restart every pod) and /readyz. The repository serves
+            # them on its HTTPS API listener, the operator on its plain health port.
             port_names = {p["name"] for p in c["ports"]}
-            if is_operator:
-                assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", name
-                assert c["livenessProbe"]["httpGet"]["port"] in port_names, name
-            else:
-                assert c["livenessProbe"]["tcpSocket"]["port"] == "https", name
-            want = "/readyz" if is_operator else "/directory"
-            assert c["readinessProbe"]["httpGet"]["path"] == want, name
-            assert c["readinessProbe"]["httpGet"]["port"] in port_names, name
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                get = c[probe]["httpGet"]
+                assert get["path"] == path, (name, probe)
+                assert get["port"] == ("health" if is_operator else "https"), (name, probe)
+                assert get["port"] in port_names, (name, probe)
+                assert get.get("scheme", "HTTP") == ("HTTP" if is_operator else "HTTPS"), (
+                    name, probe)
             assert c["args"][:2] == (["operator", "run"] if is_operator
                                      else ["repository", "serve"]), name
             # /tmp is the one writable path besides the repository's data volume.
@@ -447,14 +447,17 @@ def test_repository_probes_target_routes_the_repository_serves(helm: Helm) -> No
     import pkgutil
 
     import certdepot.repository.routes as routes_pkg
+    from certdepot.repository import metrics
 
-    paths = set()
+    # The ACME routes, and the health/metrics routes create_app mounts next to them.
+    paths = {r.path for r in metrics.routes}
     for info in pkgutil.iter_modules(routes_pkg.__path__):
         module = importlib.import_module(f"{routes_pkg.__name__}.{info.name}")
         paths |= {getattr(r, "path", None) for r in getattr(module, "routes", [])}
     container = _pod(_one(helm.template(), "Deployment", "-repository"))["containers"][0]
-    probe = container["readinessProbe"]["httpGet"]
-    assert probe["path"] in paths, sorted(p for p in paths if p)
+    for probe in ("livenessProbe", "readinessProbe"):
+        path = container[probe]["httpGet"]["path"]
+        assert path in paths, (probe, sorted(p for p in paths if p))
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))

@@ -7,7 +7,8 @@ reaches the container as PGPASSWORD. Here the repository runs as a real process 
 exactly what the chart rendered: the ConfigMap's configuration (listeners moved to
 loopback, files to a temporary directory), the generated key-encryption key, and the
 PGPASSWORD value the kubelet would take from the Secret the Deployment names. It must
-serve its readiness endpoint; without PGPASSWORD PostgreSQL must refuse it.
+pass the Deployment's liveness (/healthz) and readiness (/readyz) probes, asked for as the
+kubelet would; without PGPASSWORD PostgreSQL must refuse it.
 """
 
 from __future__ import annotations
@@ -82,18 +83,48 @@ def _render(helm: Helm, url: str, password: str) -> list[dict[str, Any]]:
                          "--set", f"repository.storage.postgresql.password={password}")
 
 
+def _probe_urls(objs: list[dict[str, Any]], port: int) -> dict[str, str]:
+    """The URL each rendered probe of the repository container asks for, with the HTTPS
+    listener (the only one the probes may use) moved to loopback ``port``."""
+    container = _find(objs, "Deployment", "-repository")["spec"]["template"]["spec"][
+        "containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    urls = {}
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert ports[get["port"]] == 8443, f"{probe} is not on the HTTPS listener: {get}"
+        urls[probe] = f"{get.get('scheme', 'HTTP').lower()}://127.0.0.1:{port}{get['path']}"
+    return urls
+
+
 def _serve(objs: list[dict[str, Any]], workdir: Path, env: dict[str, str],
            name: str) -> dict[str, Any]:
-    """Start the repository, pass both probes as the kubelet would, return the directory."""
+    """Start the repository, pass both rendered probes as the kubelet would, return the
+    directory."""
     config_path, port = _local_config(objs, workdir)
+    urls = _probe_urls(objs, port)
+    assert urls == {"livenessProbe": f"https://127.0.0.1:{port}/healthz",
+                    "readinessProbe": f"https://127.0.0.1:{port}/readyz"}
+    # The container sets no TMPDIR, so Python writes its temporary files to /tmp, the
+    # Deployment's emptyDir; here a directory stands in for it.
+    assert "TMPDIR" not in env
+    tmp = workdir / "tmp-emptydir"
+    tmp.mkdir()
     argv = [sys.executable, "-m", "certdepot.cli", "repository", "serve",
             "--config", str(config_path)]
     proc = procs.start(name, argv, log_path=workdir / f"{name}.log",
-                       extra_env={**env, "PYTHONPATH": str(ROOT / "operator")})
+                       extra_env={**env, "TMPDIR": str(tmp),
+                                  "PYTHONPATH": str(ROOT / "operator")})
     try:
-        # Liveness: the HTTPS listener accepts connections.
-        proc.wait_for_port(port, timeout=60)
-        # Readiness: GET /directory over HTTPS (it stores a nonce).
+        # Like the kubelet: any 2xx/3xx passes, and an HTTPS probe does not verify the
+        # certificate.
+        for probe in ("livenessProbe", "readinessProbe"):
+            proc.wait_for_url(urls[probe], verify=False, ok_status=range(200, 400),
+                              timeout=60)
+        # The self-signed listener keeps its throw-away certificate and key under TMPDIR:
+        # this is why the read-only pod needs its /tmp emptyDir.
+        written = sorted(p.name for p in tmp.iterdir())
+        assert [n for n in written if n.startswith("certdepot-tls-")], written
         resp = proc.wait_for_url(f"https://127.0.0.1:{port}/directory",
                                  verify=str(workdir / "tls.crt"), timeout=60)
         directory: dict[str, Any] = resp.json()
