@@ -450,7 +450,7 @@ def test_repository_probes_target_routes_the_repository_serves(helm: Helm) -> No
     from certdepot.repository import metrics
 
     # The ACME routes, and the health/metrics routes create_app mounts next to them.
-    paths = {r.path for r in metrics.routes}
+    paths: set[str | None] = {r.path for r in metrics.routes}
     for info in pkgutil.iter_modules(routes_pkg.__path__):
         module = importlib.import_module(f"{routes_pkg.__name__}.{info.name}")
         paths |= {getattr(r, "path", None) for r in getattr(module, "routes", [])}
