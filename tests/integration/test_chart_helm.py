@@ -214,6 +214,53 @@ def test_service_monitor_scrapes_the_operator_metrics_service(helm: Helm) -> Non
     assert [s["metadata"]["name"] for s in matching] == ["certdepot-operator-metrics"]
 
 
+def test_service_monitor_scrapes_the_repository_metrics(helm: Helm) -> None:
+    from certdepot.repository import metrics
+
+    objs = helm.template("--set", "repository.serviceMonitor.enabled=true")
+    assert [o["metadata"]["name"] for o in _by_kind(objs, "ServiceMonitor")] == [
+        "certdepot-repository"]
+    monitor = _one(objs, "ServiceMonitor", "-repository")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["path"] in {r.path for r in metrics.routes}
+    assert endpoint["path"] == "/metrics"
+    # /metrics is on the HTTPS API listener, so the scrape is HTTPS to the Service's https
+    # port, which leads to the container's https port.
+    assert endpoint["scheme"] == "https"
+    matching = [s for s in _by_kind(objs, "Service")
+                if selector.items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in matching] == ["certdepot-repository"]
+    [port] = [p for p in matching[0]["spec"]["ports"] if p["name"] == endpoint["port"]]
+    assert port["targetPort"] == "https"
+    # Each pod's throw-away self-signed certificate cannot be verified.
+    assert endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+    assert monitor["metadata"]["namespace"] == "certdepot"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["certdepot"]}
+
+
+def test_repository_service_monitor_verifies_a_real_certificate(helm: Helm) -> None:
+    objs = helm.template(*_values("ha"), "--set", "repository.serviceMonitor.enabled=true",
+                         "--set", "repository.serviceMonitor.labels.release=prom",
+                         "--set", "repository.serviceMonitor.tlsConfig.ca.secret.name=ca",
+                         "--set", "repository.serviceMonitor.tlsConfig.ca.secret.key=ca.crt")
+    monitor = _one(objs, "ServiceMonitor", "-repository")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    # Prometheus dials pod addresses; the certificate names the host of baseUrl.
+    assert monitor["spec"]["endpoints"][0]["tlsConfig"] == {
+        "serverName": "certdepot.example.com",
+        "ca": {"secret": {"name": "ca", "key": "ca.crt"}}}
+
+
+def test_repository_service_monitor_is_off_by_default(helm: Helm) -> None:
+    for name in sorted(VALUE_SETS):
+        assert not _by_kind(helm.template(*_values(name)), "ServiceMonitor"), name
+    # Switched on without the repository, it renders nothing to scrape.
+    objs = helm.template("--set", "repository.serviceMonitor.enabled=true",
+                         "--set", "repository.enabled=false")
+    assert not _by_kind(objs, "ServiceMonitor")
+
+
 def test_watching_some_namespaces_binds_roles_only_there(helm: Helm) -> None:
     objs = helm.template("--set", "operator.watchNamespaces={team-a,team-b}",
                          "--set", "repository.enabled=false")
@@ -271,6 +318,9 @@ BAD_VALUES = [
     (["--set", "repository.replicsa=2"], "replicsa"),
     (["--set", "repository.resources.requests=null"], "requests"),
     (["--set", "repository.credentials.x=1"], "/repository/credentials/x"),
+    (["--set-string", "repository.serviceMonitor.enabled=yes"],
+     "/repository/serviceMonitor/enabled"),
+    (["--set", "repository.serviceMonitor.interval=often"], "/repository/serviceMonitor/interval"),
 ]
 
 

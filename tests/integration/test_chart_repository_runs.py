@@ -98,9 +98,9 @@ def _probe_urls(objs: list[dict[str, Any]], port: int) -> dict[str, str]:
 
 
 def _serve(objs: list[dict[str, Any]], workdir: Path, env: dict[str, str],
-           name: str) -> dict[str, Any]:
+           name: str) -> tuple[dict[str, Any], str]:
     """Start the repository, pass both rendered probes as the kubelet would, return the
-    directory."""
+    directory and a scrape of what the repository ServiceMonitor (if rendered) points at."""
     config_path, port = _local_config(objs, workdir)
     urls = _probe_urls(objs, port)
     assert urls == {"livenessProbe": f"https://127.0.0.1:{port}/healthz",
@@ -128,16 +128,40 @@ def _serve(objs: list[dict[str, Any]], workdir: Path, env: dict[str, str],
         resp = proc.wait_for_url(f"https://127.0.0.1:{port}/directory",
                                  verify=str(workdir / "tls.crt"), timeout=60)
         directory: dict[str, Any] = resp.json()
-        return directory
+        scrape = ""
+        monitors = [o for o in objs if o["kind"] == "ServiceMonitor"]
+        if monitors:
+            [endpoint] = monitors[0]["spec"]["endpoints"]
+            assert endpoint["port"] == "https" and endpoint["scheme"] == "https", endpoint
+            skip = endpoint["tlsConfig"].get("insecureSkipVerify", False)
+            scrape = proc.wait_for_url(f"https://127.0.0.1:{port}{endpoint['path']}",
+                                       verify=str(workdir / "tls.crt") if not skip else False,
+                                       timeout=30).text
+        return directory, scrape
     finally:
         proc.stop()
 
 
 def test_default_values_run_a_repository(helm: Helm, tmp_path: Path) -> None:
     objs = helm.template()
-    directory = _serve(objs, tmp_path, _pod_env(objs), "chart-default-repository")
+    directory, _ = _serve(objs, tmp_path, _pod_env(objs), "chart-default-repository")
     assert directory["newOrder"] == "https://certdepot-repository.certdepot.svc/acme/new-order"
     assert directory["meta"]["download-enabled"] is True
+
+
+def test_repository_service_monitor_scrapes_real_metrics(helm: Helm, tmp_path: Path) -> None:
+    objs = helm.template("--set", "repository.serviceMonitor.enabled=true")
+    # Switching the ServiceMonitor on adds it, and no other object (each render generates
+    # its own key-encryption key, so compare names).
+    def names(rendered: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [(o["kind"], o["metadata"]["name"]) for o in rendered]
+
+    assert names(objs) == [*names(helm.template()), ("ServiceMonitor", "certdepot-repository")]
+    _, scrape = _serve(objs, tmp_path, _pod_env(objs), "chart-monitored-repository")
+    # The probes and the directory request above were counted.
+    assert 'certdepot_repository_requests_total{endpoint="readyz",status="200"}' in scrape, (
+        scrape)
+    assert "# TYPE certdepot_repository_key_deliveries_total counter" in scrape, scrape
 
 
 def test_repository_reaches_postgres_with_the_charts_pgpassword(
@@ -150,7 +174,7 @@ def test_repository_reaches_postgres_with_the_charts_pgpassword(
     assert full.password not in cm, "the password is in the ConfigMap"
     env = _pod_env(objs)
     assert env["PGPASSWORD"] == full.password
-    assert "newOrder" in _serve(objs, tmp_path, env, "chart-pg-repository")
+    assert "newOrder" in _serve(objs, tmp_path, env, "chart-pg-repository")[0]
 
 
 def test_without_pgpassword_postgres_refuses_the_repository(
