@@ -261,6 +261,20 @@ def test_repository_service_monitor_is_off_by_default(helm: Helm) -> None:
     assert not _by_kind(objs, "ServiceMonitor")
 
 
+def test_notes_list_the_service_monitors(helm: Helm) -> None:
+    monitors = ("--set", "repository.serviceMonitor.enabled=true",
+                "--set", "operator.serviceMonitor.enabled=true")
+    # A client-side dry run renders NOTES without a cluster.
+    out = helm("install", "certdepot", str(CHART), "--namespace", "certdepot",
+               "--dry-run=client", *monitors).stdout
+    namespaced, _ = _notes_objects(out[out.index("NOTES:"):])
+    rendered = {("ServiceMonitor", o["metadata"]["name"])
+                for o in _by_kind(helm.template(*monitors), "ServiceMonitor")}
+    assert rendered == {("ServiceMonitor", "certdepot-operator"),
+                        ("ServiceMonitor", "certdepot-repository")}
+    assert {o for o in namespaced if o[0] == "ServiceMonitor"} == rendered
+
+
 def test_watching_some_namespaces_binds_roles_only_there(helm: Helm) -> None:
     objs = helm.template("--set", "operator.watchNamespaces={team-a,team-b}",
                          "--set", "repository.enabled=false")
