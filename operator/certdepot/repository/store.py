@@ -138,21 +138,56 @@ def new_id() -> str:
     return secrets.token_urlsafe(18)
 
 
+# SQLite waits this long for another process's write lock (the CLI next to ``serve``).
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def _is_memory_sqlite(url: str) -> bool:
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
+def _sqlite_file_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Per connection: WAL, so readers don't block the writer and a commit appends to
+    the log instead of rewriting pages; synchronous=NORMAL, so a commit does not wait for
+    an fsync (in WAL mode a power loss can drop the last commits but never corrupts the
+    file). With the default journal every store call waited for several fsyncs: the
+    benchmark measured 4.8 download sessions/s at 16 clients. (The busy timeout is the
+    driver's ``timeout`` connect argument.)"""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"future": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-            if url in ("sqlite://", "sqlite:///:memory:"):
-                kwargs["poolclass"] = StaticPool
+        sqlite = url.startswith("sqlite")
+        memory = sqlite and _is_memory_sqlite(url)
+        if sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False,
+                                      "timeout": SQLITE_BUSY_TIMEOUT_S}
+            # One connection, kept open: in memory it is the database; for a file it is
+            # enough because transactions are serialised below, and it spares a connect
+            # plus pragmas per request when worker threads outnumber a pool.
+            kwargs["poolclass"] = StaticPool
         else:
             kwargs["pool_pre_ping"] = True
+            # Sized to the worker threads (anyio's default limiter: 40) so a burst of
+            # requests does not open and close connections per request.
+            kwargs["pool_size"] = 20
+            kwargs["max_overflow"] = 20
         self.engine: Engine = sa.create_engine(url, **kwargs)
-        # Requests run in worker threads; an in-memory SQLite database is one shared
-        # connection, which must not be used by two threads at once.
-        self._lock: threading.RLock | None = (
-            threading.RLock() if kwargs.get("poolclass") is StaticPool else None)
+        if sqlite and not memory:
+            sa.event.listen(self.engine, "connect", _sqlite_file_pragmas)
+        # SQLite has one writer. Threads taking turns on one lock is cheaper than threads
+        # spinning in SQLite's busy handler, and it rules out the immediate SQLITE_BUSY a
+        # read transaction gets when it tries to write after another thread committed.
+        # (An in-memory database is one shared connection, which needs it anyway.)
+        self._lock: threading.RLock | None = threading.RLock() if sqlite else None
 
     def migrate(self) -> int:
         """Bring the schema to the newest version; safe to run from several replicas."""
