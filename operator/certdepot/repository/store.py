@@ -188,6 +188,9 @@ class Store:
         # read transaction gets when it tries to write after another thread committed.
         # (An in-memory database is one shared connection, which needs it anyway.)
         self._lock: threading.RLock | None = threading.RLock() if sqlite else None
+        # (lifetime, minted at, unissued values): see new_nonce.
+        self._nonce_lock = threading.Lock()
+        self._nonce_pool: tuple[float, float, list[str]] = (0.0, 0.0, [])
 
     def migrate(self) -> int:
         """Bring the schema to the newest version; safe to run from several replicas."""
@@ -249,21 +252,63 @@ class Store:
             return [dict(r) for r in c.execute(stmt).mappings()]
 
     # ---- nonces --------------------------------------------------------------------
+    # Every ACME response carries a fresh nonce and every POST consumes one: one row per
+    # response was a second commit per request. Instead nonces are minted in batches (one
+    # insert; rows in the shared table, so any replica accepts each once) and handed out
+    # from memory, and a POST tops the batch up in the transaction that consumes its
+    # nonce: a request costs one transaction. A batch is handed out only while young, so a
+    # client's nonce stays valid for at least ``lifetime - NONCE_MAX_AGE`` seconds.
+    NONCE_BATCH = 16
+    NONCE_MAX_AGE = 5.0
+
+    def _mint_nonces(self, c: Connection, lifetime: float, now: float) -> list[str]:
+        batch = [secrets.token_urlsafe(24) for _ in range(self.NONCE_BATCH)]
+        c.execute(nonces.insert(), [{"value": v, "expires": now + lifetime} for v in batch])
+        if secrets.randbelow(50) == 0:  # cheap amortised cleanup
+            c.execute(nonces.delete().where(nonces.c.expires < now))
+        return batch
+
+    def _pool_is_fresh(self, lifetime: float, now: float, *, margin: float = 0.0) -> bool:
+        pooled_lifetime, minted, batch = self._nonce_pool
+        return (len(batch) > margin and pooled_lifetime == lifetime
+                and now - minted <= self.NONCE_MAX_AGE - margin)
+
     def new_nonce(self, lifetime: float) -> str:
-        value = secrets.token_urlsafe(24)
         now = time.time()
+        if lifetime < 4 * self.NONCE_MAX_AGE:  # too short to pre-issue: one row now
+            value = secrets.token_urlsafe(24)
+            with self.tx() as c:
+                c.execute(nonces.insert().values(value=value, expires=now + lifetime))
+            return value
+        with self._nonce_lock:
+            if self._pool_is_fresh(lifetime, now):
+                return self._nonce_pool[2].pop()
         with self.tx() as c:
-            c.execute(nonces.insert().values(value=value, expires=now + lifetime))
-            if secrets.randbelow(50) == 0:  # cheap amortised cleanup
-                c.execute(nonces.delete().where(nonces.c.expires < now))
+            batch = self._mint_nonces(c, lifetime, now)
+        value = batch.pop()
+        with self._nonce_lock:
+            self._nonce_pool = (lifetime, now, batch)
         return value
 
     def use_nonce(self, value: str) -> bool:
-        """Consume a nonce: True exactly once, and only before it expires."""
+        """Consume a nonce: True exactly once, and only before it expires. The same
+        transaction tops up the batch ``new_nonce`` hands out (with the lifetime it was
+        last asked for), so the response's fresh nonce costs no transaction of its own."""
+        now = time.time()
+        lifetime = self._nonce_pool[0]
+        batch: list[str] | None = None
         with self.tx() as c:
             n = c.execute(nonces.delete().where(nonces.c.value == value,
-                                                nonces.c.expires >= time.time())).rowcount
-        return (n or 0) == 1
+                                                nonces.c.expires >= now)).rowcount or 0
+            with self._nonce_lock:
+                refill = n == 1 and lifetime > 0 and not self._pool_is_fresh(
+                    lifetime, now, margin=2.0)
+            if refill:
+                batch = self._mint_nonces(c, lifetime, now)
+        if batch is not None:  # only once committed: a rolled-back batch is no nonce
+            with self._nonce_lock:
+                self._nonce_pool = (lifetime, now, batch)
+        return n == 1
 
     # ---- leases --------------------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:

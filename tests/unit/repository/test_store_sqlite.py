@@ -7,6 +7,7 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from certdepot.acme import crypto
@@ -79,3 +80,55 @@ def test_no_key_material_in_database_or_wal(tmp_path: Path) -> None:
     assert b"PRIVATE KEY" not in raw
     assert pem not in raw and der not in raw
     s.close()
+
+
+def _nonce_rows(store: Store) -> int:
+    with store.tx() as c:
+        return int(c.execute(sa.text("SELECT count(*) FROM nonces")).scalar() or 0)
+
+
+def test_pooled_nonces_single_use_shared_and_one_transaction_per_post(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'repo.db'}"
+    a, b = Store(url), Store(url)  # two replicas on one database
+    a.migrate()
+    first = a.new_nonce(600)
+    assert _nonce_rows(a) == Store.NONCE_BATCH  # one insert minted a batch
+    handed = [first] + [a.new_nonce(600) for _ in range(Store.NONCE_BATCH - 1)]
+    assert len(set(handed)) == len(handed)
+    # Any replica accepts each once; never-issued and replayed values are refused.
+    assert b.use_nonce(handed[0]) and not a.use_nonce(handed[0])
+    assert a.use_nonce(handed[1]) and not b.use_nonce(handed[1])
+    assert not a.use_nonce("never-issued")
+    # A POST's consumption refills the pool in its own transaction: the response's nonce
+    # then costs none.
+    commits: list[int] = []
+    sa.event.listen(a.engine, "commit", lambda _conn: commits.append(1))
+    for value in handed[2:]:
+        commits.clear()
+        assert a.use_nonce(value)
+        reply = a.new_nonce(600)
+        assert len(commits) == 1, "consume + next nonce must be one transaction"
+        assert b.use_nonce(reply)
+
+
+def test_pooled_nonces_expire_and_short_lifetimes_are_not_pooled(tmp_path: Path) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'repo.db'}")
+    s.migrate()
+    assert not s.use_nonce(s.new_nonce(-1))
+    assert _nonce_rows(s) == 1  # expired, unpooled row; cleaned up later
+    n = s.new_nonce(600)
+    with s.tx() as c:  # the batch has expired in the meantime
+        c.execute(sa.text("UPDATE nonces SET expires = 0"))
+    assert not s.use_nonce(n)
+
+
+def test_old_pooled_nonces_are_not_handed_out(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Store(f"sqlite:///{tmp_path / 'repo.db'}")
+    s.migrate()
+    now = [1000.0]
+    monkeypatch.setattr("certdepot.repository.store.time.time", lambda: now[0])
+    s.new_nonce(600)
+    now[0] += Store.NONCE_MAX_AGE + 1  # the rest of the batch is too old to hand out
+    s.new_nonce(600)
+    assert _nonce_rows(s) == 2 * Store.NONCE_BATCH  # a second batch was minted
