@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # Where provisioned binaries (kube-apiserver, etcd, kubectl, pebble, helm) are cached.
 export CERTDEPOT_CACHE ?= $(CURDIR)/.cache/testenv
 
-.PHONY: demo test lint bench provision venv clean kind-e2e
+.PHONY: demo test lint bench soak provision venv clean kind-e2e
 
 $(BIN)/certdepot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,7 @@ lint: venv
 	$(BIN)/mypy
 
 bench: provision
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 kind-e2e: venv
@@ -39,3 +40,7 @@ kind-e2e: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Opt-in: the 20-minute soak and the 200-certificate kill -9 rollout (docs/reliability.md).
+soak: provision
+	CERTDEPOT_SOAK=1 CERTDEPOT_ROLLOUT=200 $(BIN)/pytest -s -o timeout=3600 tests/soak tests/robustness/test_robust_faults.py $(PYTEST_ARGS)
