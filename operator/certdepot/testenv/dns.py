@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import base64
 import secrets
-import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import dns.message
 import dns.name
@@ -34,7 +32,9 @@ from certdepot.testenv.system import find_knotd, give_to, service_user
 __all__ = ["DnsServer"]
 
 
-class DnsServer:
+class DnsServer(procs.Service):
+    PROCESSES = ("process",)
+
     def __init__(
         self,
         workdir: Path | None = None,
@@ -50,8 +50,7 @@ class DnsServer:
                 "root on Debian), or set KNOTD to the knotd executable."
             )
         self.knotd = knotd
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="certdepot-dns-"))
+        super().__init__(workdir, "certdepot-dns-")
         self.zone = zone if zone.endswith(".") else zone + "."
         self.tsig_name = tsig_name
         self.tsig_algorithm = "hmac-sha256"
@@ -68,17 +67,6 @@ class DnsServer:
             {self.tsig_name: (self.tsig_algorithm, self.tsig_secret)}
         )
         return keyring
-
-    def __enter__(self) -> DnsServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _write_config(self) -> Path:
         zones = self.workdir / "zones"
@@ -168,13 +156,6 @@ zone:
             if time.monotonic() > deadline:
                 raise self.process.fail(f"zone {self.zone} not served: {last}")
             time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-        if self._own_workdir:
-            procs.remove_workdir(self.workdir)
 
     def query(self, name: str, rdtype: str = "TXT") -> dns.message.Message:
         """Ask the server directly (TCP) — what a validator asking the authority sees."""

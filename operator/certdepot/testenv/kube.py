@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -47,10 +45,12 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-class KubeEnv:
+class KubeEnv(procs.Service):
     """etcd + kube-apiserver in ``workdir`` (a fresh temporary directory by default)."""
 
     SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+    PROCESSES = ("apiserver", "etcd")
 
     def __init__(
         self,
@@ -59,8 +59,7 @@ class KubeEnv:
         extra_apiserver_args: Sequence[str] = (),
         start_timeout: float = 120.0,
     ) -> None:
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="certdepot-kube-"))
+        super().__init__(workdir, "certdepot-kube-")
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.start_timeout = start_timeout
         self.etcd: procs.ManagedProcess | None = None
@@ -77,17 +76,6 @@ class KubeEnv:
         self.admin_key = pki / "admin.key"
 
     # --- lifecycle -------------------------------------------------------------------
-
-    def __enter__(self) -> KubeEnv:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> KubeEnv:
         """Generate credentials, start etcd and kube-apiserver, wait until /readyz is ok."""
@@ -107,15 +95,6 @@ class KubeEnv:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Stop both processes (idempotent); remove the workdir if we created it."""
-        for proc in (self.apiserver, self.etcd):
-            if proc is not None:
-                proc.stop()
-        self.apiserver = self.etcd = None
-        if self._own_workdir:
-            procs.remove_workdir(self.workdir)
 
     def restart(self, *, etcd: bool = False) -> None:
         """Stop and start kube-apiserver (and etcd too when ``etcd``), keeping all data,

@@ -22,10 +22,8 @@ import json
 import secrets
 import ssl
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 import httpx
@@ -56,7 +54,7 @@ def _challtestsrv_dns_flag(path: Path) -> str:
     return "-dnsserver" if "-dnsserver" in help_text else "-dns01"
 
 
-class PebbleEnv:
+class PebbleEnv(procs.Service):
     """One Pebble instance plus its challtestsrv; see the module docstring."""
 
     DEFAULT_SECONDS = 90 * 24 * 3600
@@ -72,6 +70,8 @@ class PebbleEnv:
         "shortlived": SHORTLIVED_SECONDS,
         "tenminutes": TENMINUTES_SECONDS,
     }
+
+    PROCESSES = ("pebble", "challtestsrv")
 
     def __init__(
         self,
@@ -102,8 +102,7 @@ class PebbleEnv:
         PEBBLE_ALTERNATE_ROOTS / PEBBLE_CHAIN_LENGTH. ``retry_after``: Retry-After seconds
         for (authz, order) polling.
         """
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="certdepot-pebble-"))
+        super().__init__(workdir, "certdepot-pebble-")
         if eab is True:
             self.eab: dict[str, str] = {
                 f"kid-{i}": secrets.token_urlsafe(32) for i in (1, 2)
@@ -149,17 +148,6 @@ class PebbleEnv:
         self.env = env
         self.pebble: procs.ManagedProcess | None = None
         self.challtestsrv: procs.ManagedProcess | None = None
-
-    def __enter__(self) -> PebbleEnv:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def config(self) -> dict[str, object]:
         """The Pebble config file contents (written by :meth:`start`)."""
@@ -222,14 +210,6 @@ class PebbleEnv:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        for proc in (self.pebble, self.challtestsrv):
-            if proc is not None:
-                proc.stop()
-        self.pebble = self.challtestsrv = None
-        if self._own_workdir:
-            procs.remove_workdir(self.workdir)
 
     # --- helpers ---------------------------------------------------------------------
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 import secrets
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from certdepot.testenv import procs
 from certdepot.testenv.provision import ProvisionError
@@ -27,7 +25,9 @@ from certdepot.testenv.system import find_pg_bindir, give_to, service_user
 __all__ = ["PostgresEnv"]
 
 
-class PostgresEnv:
+class PostgresEnv(procs.Service):
+    PROCESSES = ("process",)
+
     def __init__(
         self,
         workdir: Path | None = None,
@@ -36,8 +36,7 @@ class PostgresEnv:
         database: str = "certdepot",
         start_timeout: float = 60.0,
     ) -> None:
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="certdepot-pg-"))
+        super().__init__(workdir, "certdepot-pg-")
         self.user = user
         self.database = database
         self.password = secrets.token_urlsafe(16)
@@ -73,17 +72,6 @@ class PostgresEnv:
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}"
 
     # --- lifecycle -------------------------------------------------------------------
-
-    def __enter__(self) -> PostgresEnv:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def datadir(self) -> Path:
@@ -163,13 +151,6 @@ class PostgresEnv:
         """Create database ``name``; return its SQLAlchemy URL."""
         self._create_database(name)
         return self.url_for(name)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-        if self._own_workdir:
-            procs.remove_workdir(self.workdir)
 
     def restart(self) -> None:
         """Fast-shutdown and start again on the same port with the same data: open

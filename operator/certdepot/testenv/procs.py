@@ -28,16 +28,20 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
 
 import httpx
 
 __all__ = [
     "ManagedProcess",
     "ProcessError",
+    "Service",
     "free_port",
     "remove_workdir",
     "ssl_context",
@@ -253,6 +257,45 @@ def remove_workdir(path: Path) -> None:
         sys.stderr.write(f"certdepot testenv: kept {path} ({KEEP_ENV} is set)\n")
         return
     shutil.rmtree(path, ignore_errors=True)
+
+
+class Service:
+    """Base of the environments (Kubernetes, Pebble, PostgreSQL, DNS): processes that live
+    in one work directory, which is removed on stop when the environment created it.
+
+    A subclass names the attributes holding its processes in ``PROCESSES`` (stopped in that
+    order) and implements :meth:`start`; ``with Env() as env:`` starts and stops it.
+    """
+
+    PROCESSES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, workdir: Path | None, prefix: str) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=prefix))
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every process (idempotent); remove the workdir if we created it."""
+        for name in self.PROCESSES:
+            proc: ManagedProcess | None = getattr(self, name)
+            if proc is not None:
+                proc.stop()
+            setattr(self, name, None)
+        if self._own_workdir:
+            remove_workdir(self.workdir)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def free_port(host: str = "127.0.0.1", *, udp_too: bool = False) -> int:
