@@ -6,10 +6,15 @@ local CA additionally never copies CA usages into a leaf (defence in depth).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from certdepot.acme import crypto
+from certdepot.acme.jws import b64decode
 from certdepot.acme.problems import AcmeProblem
 
 MIN_RSA_BITS = 2048
@@ -53,3 +58,30 @@ def check(csr: x509.CertificateSigningRequest) -> None:
     if reasons:
         raise AcmeProblem("badCSR", "; ".join(reasons),
                           subproblems=[AcmeProblem("badCSR", r) for r in reasons])
+
+
+def finalize_csr(payload: Mapping[str, Any]) -> tuple[x509.CertificateSigningRequest, bytes]:
+    """The CSR of a finalize payload (base64url DER) with a verified signature, and the
+    bytes the client sent (what the issuer signs from)."""
+    csr_b64 = payload.get("csr")
+    if not isinstance(csr_b64, str):
+        raise AcmeProblem("malformed", "finalize needs a csr")
+    try:
+        csr_der = b64decode(csr_b64)
+        csr = crypto.load_csr(csr_der)
+    except ValueError:
+        raise AcmeProblem("badCSR", "csr is not a base64url DER CSR") from None
+    if not csr.is_signature_valid:
+        raise AcmeProblem("badCSR", "CSR signature does not verify")
+    return csr, csr_der
+
+
+def check_order_names(csr: x509.CertificateSigningRequest,
+                      identifiers: Iterable[Mapping[str, str]]) -> list[str]:
+    """The order's names, sorted; badCSR unless the CSR names exactly those (order and
+    repeats aside)."""
+    names = sorted(set(crypto.csr_dns_names(csr)))
+    wanted = sorted(i["value"] for i in identifiers)
+    if names != wanted:
+        raise AcmeProblem("badCSR", f"CSR names {names} differ from the order's {wanted}")
+    return wanted

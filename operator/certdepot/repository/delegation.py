@@ -12,7 +12,6 @@ import datetime as dt
 from typing import Any
 
 from certdepot.acme import crypto, csr_template
-from certdepot.acme.jws import b64decode
 from certdepot.acme.messages import parse_time
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import csrpolicy, policy
@@ -161,25 +160,14 @@ def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
     d = next((x for x in delegations_for(repo, account) if x.name == data["delegation"]), None)
     if d is None:
         raise AcmeProblem("unknownDelegation", "the delegation was withdrawn")
-    csr_b64 = payload.get("csr")
-    if not isinstance(csr_b64, str):
-        raise AcmeProblem("malformed", "finalize needs a csr")
-    try:
-        csr_der = b64decode(csr_b64)
-        csr = crypto.load_csr(csr_der)
-    except ValueError:
-        raise AcmeProblem("badCSR", "csr is not a base64url DER CSR") from None
+    csr, csr_der = csrpolicy.finalize_csr(payload)
     csr_template.check_csr(d.csr_template, csr)
     csrpolicy.check(csr)  # a permissive template still cannot buy a CA certificate
-    names = crypto.csr_dns_names(csr)
-    _refuse_names(d, names)
-    wanted = sorted(i["value"] for i in data["identifiers"])
-    if sorted(set(names)) != wanted:
-        raise AcmeProblem("badCSR", f"CSR names {sorted(set(names))} differ from the "
-                          f"order's {wanted}")
+    _refuse_names(d, crypto.csr_dns_names(csr))
+    wanted = csrpolicy.check_order_names(csr, data["identifiers"])
     new_data = {**data, "processing_started": repo.clock()}
     if data.get("auto_renewal"):
-        new_data["csr"] = csr_b64  # STAR re-issues from it
+        new_data["csr"] = payload["csr"]  # STAR re-issues from it
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
                              status="processing", data=new_data):
         raise AcmeProblem("orderNotReady", "order is already being finalized")

@@ -15,8 +15,7 @@ import logging
 import secrets
 from typing import Any
 
-from certdepot.acme import crypto, keywrap
-from certdepot.acme.jws import b64decode
+from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import certstore, csrpolicy, policy
 from certdepot.repository import store as tables
@@ -191,21 +190,9 @@ def finalize(repo: Repo, account: dict[str, Any], order_id: str,
         from certdepot.repository import delegation
 
         return delegation.finalize(repo, account, row, payload)
-    csr_b64 = payload.get("csr")
-    if not isinstance(csr_b64, str):
-        raise AcmeProblem("malformed", "finalize needs a csr")
-    try:
-        csr_der = b64decode(csr_b64)
-        csr = crypto.load_csr(csr_der)
-    except ValueError:
-        raise AcmeProblem("badCSR", "csr is not a base64url DER CSR") from None
-    if not csr.is_signature_valid:
-        raise AcmeProblem("badCSR", "CSR signature does not verify")
+    csr, csr_der = csrpolicy.finalize_csr(payload)
     csrpolicy.check(csr)
-    names = sorted(set(crypto.csr_dns_names(csr)))
-    wanted = sorted(i["value"] for i in data["identifiers"])
-    if names != wanted:
-        raise AcmeProblem("badCSR", f"CSR names {names} differ from the order's {wanted}")
+    wanted = csrpolicy.check_order_names(csr, data["identifiers"])
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
                              status="processing",
                              data={**data, "processing_started": repo.clock()}):
