@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from cryptography import x509
 
 from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
+from certdepot.controller.acme_clients import ClientPool, endpoint_key
 from certdepot.controller.decisions import RenewalWindow
 from certdepot.controller.gateway import (
     AccountInfo,
@@ -65,10 +67,23 @@ class AcmeGateway:
         self._timeout = timeout
         self._poll_timeout = poll_timeout
         self._transport = transport  # tests: httpx.ASGITransport to an in-process repository
+        self._clients = ClientPool()
 
-    def _client(self, endpoint: Endpoint) -> AcmeClient:
+    @asynccontextmanager
+    async def _client(self, endpoint: Endpoint) -> AsyncIterator[AcmeClient]:
+        """The pooled client for this endpoint and account (see acme_clients)."""
+        async with self._clients.lease(
+            endpoint_key(endpoint), lambda: self._new_client(endpoint)
+        ) as client:
+            yield client
+
+    def _new_client(self, endpoint: Endpoint) -> AcmeClient:
         verify = _verify(endpoint)
-        inner = self._transport or httpx.AsyncHTTPTransport(verify=verify)
+        # Idle connections are dropped well before the repository's keep-alive timeout
+        # (uvicorn: 5 s), so a reused connection is never one the server is closing.
+        inner = self._transport or httpx.AsyncHTTPTransport(
+            verify=verify, limits=httpx.Limits(keepalive_expiry=2.0)
+        )
         return AcmeClient(
             endpoint.directory_url,
             endpoint.account_key,
@@ -82,7 +97,8 @@ class AcmeGateway:
     async def register(
         self, endpoint: Endpoint, *, email: str | None, eab: ExternalAccount | None
     ) -> AccountInfo:
-        async with self._client(endpoint) as client:
+        # Its own client: registration sets the account URL, part of the pooled key.
+        async with self._new_client(endpoint) as client:
             directory = await client.directory()
             try:
                 # Reuse the account bound to this key (restart, second replica) without
@@ -171,3 +187,7 @@ class AcmeGateway:
     async def fetch_certificate(self, endpoint: Endpoint, url: str) -> str:
         async with self._client(endpoint) as client:
             return (await client.fetch_certificate(url, alternates=False)).pem
+
+    async def aclose(self) -> None:
+        """Close the pooled clients (operator shutdown, tests)."""
+        await self._clients.aclose()

@@ -83,6 +83,7 @@ async def run(options: RunOptions) -> int:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it too
     kube = RealKubeApi.from_environment(options.kubeconfig)
     metrics = Metrics()
+    gateway = AcmeGateway(metrics)
     settings = Settings(
         cluster_resource_namespace=options.cluster_resource_namespace,
         recheck=timedelta(seconds=options.recheck_seconds),
@@ -91,7 +92,7 @@ async def run(options: RunOptions) -> int:
     )
     deps = Deps(
         kube=kube,
-        gateway=AcmeGateway(metrics),
+        gateway=gateway,
         settings=settings,
         events=post_event,
         metrics=metrics,
@@ -165,4 +166,5 @@ async def run(options: RunOptions) -> int:
             await asyncio.to_thread(elector.release)
         await health.cleanup()
         await metrics_server.cleanup()
+        await gateway.aclose()
     return exit_code

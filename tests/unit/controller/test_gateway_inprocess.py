@@ -28,6 +28,18 @@ BASE = "https://repo.test"
 NAMES = ["www.example.test", "example.test"]
 
 
+class _PathLog(httpx.AsyncBaseTransport):
+    """Records each request's method and path on the way to the in-process app."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
+        return await self.inner.handle_async_request(request)
+
+
 @pytest.fixture
 async def world() -> AsyncIterator[tuple[Deps, FakeKube, Any]]:
     os.environ["CERTDEPOT_TEST_KEK"] = base64.b64encode(os.urandom(32)).decode()
@@ -61,7 +73,7 @@ async def world() -> AsyncIterator[tuple[Deps, FakeKube, Any]]:
     creds = create_tenant(repo.store, repo.vault, "cluster")
     await renewal.run_once(repo)
     metrics = Metrics()
-    gateway = AcmeGateway(metrics, transport=httpx.ASGITransport(app=create_app(repo)))
+    gateway = AcmeGateway(metrics, transport=_PathLog(httpx.ASGITransport(app=create_app(repo))))
     kube = FakeKube()
     kube.secrets[("team-a", "eab")] = {
         "metadata": {"name": "eab", "namespace": "team-a"},
@@ -78,6 +90,7 @@ async def world() -> AsyncIterator[tuple[Deps, FakeKube, Any]]:
         "status": {},
     }
     yield Deps(kube=kube, gateway=gateway, metrics=metrics), kube, repo
+    await gateway.aclose()
     for task in list(repo.tasks):
         task.cancel()
     repo.store.close()
@@ -143,3 +156,43 @@ async def test_delegated_via_the_repository(world: tuple[Deps, FakeKube, Any]) -
     body["spec"]["secretName"] = "other-tls"
     cond = (await delegated.reconcile(body, deps)).status["conditions"][0]
     assert (cond["status"], cond["reason"]) == ("False", "RejectedIdentifier")
+
+
+async def test_downloads_reuse_one_client_per_repository_account(
+    world: tuple[Deps, FakeKube, Any],
+) -> None:
+    """Directory and newNonce once for all downloads and ARI checks of one account, not
+    once per call; a changed repository resource (here its URL) gets its own client."""
+    deps, kube, _ = world
+    await register(deps, kube)
+    assert isinstance(deps.gateway, AcmeGateway)
+    log = deps.gateway._transport
+    assert isinstance(log, _PathLog)
+    log.requests.clear()
+    for i in range(3):
+        body: dict[str, Any] = {
+            "kind": "CertificateDownload",
+            "metadata": {"name": f"web{i}", "namespace": "team-a", "uid": f"u{i}",
+                         "generation": 1},
+            "spec": {"repositoryRef": {"name": "depot"}, "dnsNames": NAMES,
+                     "secretName": f"web{i}-tls"},
+            "status": {},
+        }
+        step = await download.reconcile(body, deps)
+        assert step.status["conditions"][0]["reason"] == "Downloaded", step.status
+        body["status"] = step.status
+        assert (await download.reconcile(body, deps)).status["conditions"][0][
+            "reason"] == "UpToDate"
+    assert log.requests.count(("GET", "/directory")) == 1, log.requests
+    assert sum(1 for _, p in log.requests if p.endswith("new-nonce")) <= 1, log.requests
+    # The same repository under another URL (a changed spec.url) is another client.
+    repo_body = kube.customs[("CertificateRepository", "team-a", "depot")]
+    repo_body["spec"]["url"] = f"{BASE}/directory?changed=1"
+    again: dict[str, Any] = {
+        "kind": "CertificateDownload",
+        "metadata": {"name": "web9", "namespace": "team-a", "uid": "u9", "generation": 1},
+        "spec": {"repositoryRef": {"name": "depot"}, "dnsNames": NAMES, "secretName": "w9"},
+        "status": {},
+    }
+    await download.reconcile(again, deps)
+    assert log.requests.count(("GET", "/directory")) == 2, log.requests
