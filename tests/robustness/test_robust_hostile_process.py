@@ -98,7 +98,8 @@ async def test_hostile_inputs_against_real_process(tmp_path: Path) -> None:
             if certstore.current_managed(store, "web") is not None:
                 break
             await asyncio.sleep(0.2)
-        async with httpx.AsyncClient(verify=str(proc.ca_path), timeout=30) as http:
+        trust = ssl.create_default_context(cafile=str(proc.ca_path))
+        async with httpx.AsyncClient(verify=trust, timeout=30) as http:
             w = await build_world(http, proc.base_url, store, creds, lease_expiry_moves=True)
             started = time.monotonic()
             tried, failed = await _failures(w)
