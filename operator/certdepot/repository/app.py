@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -15,7 +16,12 @@ from starlette.routing import BaseRoute
 
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import metrics
-from certdepot.repository.http import problem_response, repo_of
+from certdepot.repository.http import (
+    problem_response,
+    repo_of,
+    store_unavailable,
+    store_unavailable_problem,
+)
 from certdepot.repository.routes import (
     accounts,
     ari,
@@ -47,6 +53,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
+    if store_unavailable(exc):
+        # A database restart, not a bug: 503 + Retry-After tells clients to come back.
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path,
+                    type(exc).__name__)
+        return await run_in_threadpool(problem_response, repo_of(request),
+                                       store_unavailable_problem())
     # Log the type only: exception text may carry request data.
     log.error("internal error on %s %s: %s", request.method, request.url.path,
               type(exc).__name__, exc_info=exc)
@@ -80,6 +92,10 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={AcmeProblem: _acme_problem, HTTPException: _http_error,
+                                        # Database errors are also handled inside the
+                                        # middleware, so /metrics counts their real
+                                        # status; Exception is only seen outside it.
+                                        sa.exc.SQLAlchemyError: _crash,
                                         Exception: _crash})
     app.state.repo = repo
     app.state.metrics = metrics.Metrics()

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,15 +70,69 @@ def acme_json(repo: Repo, obj: Any, status: int = 200, *, location: str | None =
     return resp
 
 
+#: How long a client should wait when the store is away (a database restart or failover
+#: takes seconds; asking sooner only adds load to a database that is coming back).
+STORE_RETRY_AFTER_S = 3
+
+# SQLite reports syntax errors and missing tables as OperationalError too: only these
+# result codes mean "busy or unreachable", the rest are bugs and stay 500.
+_SQLITE_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN")
+
+
+def _transient_db_error(exc: BaseException) -> bool:
+    if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
+        return True
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    name = getattr(exc.orig, "sqlite_errorname", None)
+    return name is None or str(name).startswith(_SQLITE_TRANSIENT)
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the store is unreachable or restarting,
+    as opposed to a bug: the client should retry later rather than give up."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if _transient_db_error(cur):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def store_unavailable_problem() -> AcmeProblem:
+    # No exception text: it names hosts, users and SQL.
+    return AcmeProblem("serverInternal", "the certificate store is temporarily unavailable",
+                       status=503)
+
+
 def problem_response(repo: Repo, problem: AcmeProblem,
                      headers: dict[str, str] | None = None) -> Response:
+    try:
+        hdrs = acme_headers(repo, headers)
+    except sa.exc.SQLAlchemyError as exc:
+        # No fresh nonce can be minted: answer without Replay-Nonce (RFC 8555 §6.5 makes
+        # it a SHOULD on errors) rather than fail to answer at all. If the store is away,
+        # no request can succeed now whatever the original problem was: say that.
+        if store_unavailable(exc):
+            problem = store_unavailable_problem()
+        else:
+            log.error("no nonce for an error response: %s", type(exc).__name__)
+        hdrs = {"Link": f'<{repo.urls.directory()}>;rel="index"', "Cache-Control": "no-store",
+                **(headers or {})}
     status = problem.status or 400
-    hdrs = acme_headers(repo, headers)
     retry = problem.extra.get("retry-after")
     if isinstance(retry, int):
         hdrs["Retry-After"] = str(retry)  # e.g. a download whose certificate is on its way
     elif problem.short_type == "rateLimited":
         hdrs["Retry-After"] = "60"
+    elif status == 503 and "Retry-After" not in hdrs:
+        hdrs["Retry-After"] = str(STORE_RETRY_AFTER_S)
     return Response(json.dumps(problem.to_json()), status_code=status,
                     media_type="application/problem+json", headers=hdrs)
 

@@ -50,6 +50,9 @@ class Metrics:
         self.failures = Gauge("certdepot_repository_renewal_failures",
                               "Consecutive failed renewal attempts of a managed entry",
                               ["name"], registry=self.registry)
+        self.store_errors = Counter("certdepot_repository_metrics_store_errors",
+                                    "Scrapes that could not read the store (gauges stale)",
+                                    registry=self.registry)
 
 
 class RequestCounter:
@@ -81,12 +84,17 @@ class RequestCounter:
 def _scrape(request: Request) -> bytes:
     repo = request.app.state.repo
     metrics: Metrics = request.app.state.metrics
-    for cfg in repo.config.certificates:
-        cur = certstore.current_managed(repo.store, cfg.name)
-        if cur is not None:
-            metrics.not_after.labels(cfg.name).set(cur["not_after"])
-        state = repo.store.get(tables.managed, cfg.name)
-        metrics.failures.labels(cfg.name).set(state["failures"] if state else 0)
+    try:
+        for cfg in repo.config.certificates:
+            cur = certstore.current_managed(repo.store, cfg.name)
+            if cur is not None:
+                metrics.not_after.labels(cfg.name).set(cur["not_after"])
+            state = repo.store.get(tables.managed, cfg.name)
+            metrics.failures.labels(cfg.name).set(state["failures"] if state else 0)
+    except sa.exc.SQLAlchemyError:
+        # During a database outage the request counts (its 503s) matter most: serve them
+        # with the per-certificate gauges as last read.
+        metrics.store_errors.inc()
     data: bytes = generate_latest(metrics.registry)
     return data
 
