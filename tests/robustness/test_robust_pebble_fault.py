@@ -1,8 +1,8 @@
 """Pebble (the upstream CA) stopped across a renewal window, through real processes: the
 current certificate keeps being downloaded, the failure and its backoff are visible in the
-store and the inventory, and renewal succeeds once Pebble is back (Pebble keeps no state
-across a restart, so this also proves the repository registers again when its upstream
-account is gone: finding R4, fixed in 93b6954)."""
+store, the inventory and the repository's /metrics, and renewal succeeds once Pebble is
+back (Pebble keeps no state across a restart, so this also proves the repository registers
+again when its upstream account is gone: finding R4, fixed in 93b6954)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repository_harness import base_config, cli, create_tenant, running, write_config
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from repository_harness import (
+    RepoProcess,
+    base_config,
+    cli,
+    create_tenant,
+    running,
+    write_config,
+)
 
 from certdepot.acme import crypto
 from certdepot.acme.client import AcmeClient
@@ -29,6 +38,21 @@ def _managed(db: Path) -> dict[str, Any]:
                            "from managed m left join certificates c "
                            "on c.id = m.current_cert_id where m.name = 'web'").fetchone()
     return dict(row) if row else {}
+
+
+FAILURES = "certdepot_repository_renewal_failures"
+
+
+async def _failures_metric(repo: RepoProcess) -> float:
+    """The repository's own /metrics value of consecutive renewal failures of ``web``."""
+    async with httpx.AsyncClient(verify=repo.ssl_context(), timeout=10) as http:
+        r = await http.get(f"{repo.base_url}/metrics")
+    assert r.status_code == 200, r.text
+    for family in text_string_to_metric_families(r.text):
+        for sample in family.samples:
+            if sample.name == FAILURES and sample.labels.get("name") == "web":
+                return float(sample.value)
+    raise AssertionError(f"{FAILURES}{{name=\"web\"}} missing from /metrics:\n{r.text}")
 
 
 async def _until(what: str, check: Any, seconds: float, proc: procs.ManagedProcess) -> Any:
@@ -63,12 +87,15 @@ async def test_pebble_down_across_renewal(tmp_path: Path, pebble_factory: Any) -
     with running(tmp_path, path, port) as repo:
         first = await _until("first certificate", lambda: _managed(db).get("serial"), 120,
                              repo.proc)
+        assert await _failures_metric(repo) == 0, "no failure before Pebble stops"
         pebble.stop()
         stopped = time.monotonic()
         state = await _until("a failed attempt", lambda: (
             s if (s := _managed(db)).get("failures", 0) >= 1 else None), 120, repo.proc)
         assert state["serial"] == first and state["last_error"], state
         assert state["next_attempt"] > time.time(), "a backoff is scheduled"
+        metric = await _failures_metric(repo)
+        assert metric >= state["failures"] >= 1, (metric, state)
         inv = cli(tmp_path, path, "inventory").stdout
         assert "last error" in inv and f"serial {first}" in inv, inv
         async with AcmeClient(repo.directory_url, crypto.generate_private_key(),
@@ -83,4 +110,5 @@ async def test_pebble_down_across_renewal(tmp_path: Path, pebble_factory: Any) -
         renewed = await _until("renewal after Pebble returns", lambda: (
             s if (s := _managed(db).get("serial")) and s != first else None), 45, repo.proc)
         assert renewed != first
+        assert await _failures_metric(repo) == 0, "a renewal resets the failure count"
         print(f"\npebble down {down:.0f}s, failures {state['failures']}, renewed {renewed}")
