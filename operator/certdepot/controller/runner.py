@@ -134,6 +134,15 @@ async def run(options: RunOptions) -> int:
         metrics.leader.set(1)
         registry = kopf.get_default_registry()
         kopf.on.startup(registry=registry)(_kopf_settings)
+
+        # kopf replaces our SIGTERM/SIGINT handlers with its own, so on a signal stop_flag
+        # would stay unset until kopf.operator() returns. Its "stop-flag waiter" task then
+        # counts as hung and kopf waits 5 s for it. Cleanup handlers run before kopf looks
+        # for hung tasks: setting the flag there lets that waiter finish at once.
+        def _raise_stop_flag(**_: Any) -> None:
+            stop_flag.set()
+
+        kopf.on.cleanup(registry=registry, id="certdepot-stop-flag")(_raise_stop_flag)
         if options.ingress_shim:
             handlers.register_ingress_shim(registry)
         operator = asyncio.create_task(
