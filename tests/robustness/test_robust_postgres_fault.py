@@ -1,6 +1,7 @@
 """PostgreSQL restarted under two repository replicas while clients download through both
-and a renewal is pending: exactly one new certificate for the renewal, and every key
-delivery a client received is recorded."""
+and a renewal is pending: exactly one new certificate for the renewal, every key
+delivery a client received is recorded, and a request the outage fails is answered 503 +
+Retry-After (retry later), never 500."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import sqlalchemy as sa
 from repository_harness import RepoProcess, base_config, cli, create_tenant, running, write_config
 
 from certdepot.acme import crypto
-from certdepot.acme.client import AcmeClient
+from certdepot.acme.client import AcmeClient, AcmeClientError
+from certdepot.acme.problems import AcmeProblem
 from certdepot.testenv import procs
 
 NAMES = ["ha.example.test"]
@@ -25,7 +27,8 @@ def _count(engine: sa.Engine, sql: str) -> int:
 
 
 async def _downloads(repos: list[RepoProcess], eab: tuple[str, str], stop: asyncio.Event,
-                     tally: dict[str, int]) -> None:
+                     tally: dict[str, int],
+                     server_errors: list[tuple[int | None, str, float | None]]) -> None:
     clients = []
     for r in repos:
         c = AcmeClient(r.directory_url, crypto.generate_private_key(), verify=str(r.ca_path),
@@ -45,6 +48,9 @@ async def _downloads(repos: list[RepoProcess], eab: tuple[str, str], stop: async
                 tally["errors"] += 1
                 tally.setdefault(type(exc).__name__, 0)
                 tally[type(exc).__name__] += 1
+                if isinstance(exc, AcmeProblem) and not isinstance(exc, AcmeClientError):
+                    # The server answered (not a transport failure): keep what it said.
+                    server_errors.append((exc.status, exc.short_type, exc.retry_after))
                 await asyncio.sleep(0.3)
                 continue
             assert crypto.public_key_matches(key, crypto.parse_pem_chain(chain)[0])
@@ -77,7 +83,8 @@ async def test_postgres_restart_under_two_replicas(tmp_path: Path, postgres: Any
             assert _count(engine, certs) == 1
             tally = {"attempts": 0, "ok": 0, "errors": 0}
             stop = asyncio.Event()
-            task = asyncio.create_task(_downloads([a, b], eab, stop, tally))
+            server_errors: list[tuple[int | None, str, float | None]] = []
+            task = asyncio.create_task(_downloads([a, b], eab, stop, tally, server_errors))
             await asyncio.sleep(3)
             before_restart = tally["ok"]
             cli(tmp_path, paths[0], "renew", "web")  # pending while the database goes away
@@ -98,7 +105,10 @@ async def test_postgres_restart_under_two_replicas(tmp_path: Path, postgres: Any
     finally:
         engine.dispose()
     print(f"\npostgres restart {restart_s:.1f}s; downloads {tally}; "
-          f"certificates {renewed}; deliveries {delivered}")
+          f"certificates {renewed}; deliveries {delivered}; server errors {server_errors}")
+    outage = [e for e in server_errors if (e[0] or 0) >= 500]
+    assert all(status == 503 and retry for status, _, retry in outage), (
+        f"the outage must answer 503 + Retry-After, not 500: {outage}")
     assert renewed == 2, f"{renewed - 1} certificates for one renewal"
     assert tally["ok"] > before_restart, "downloads resumed after the restart"
     # Every key a client received is recorded; at most the attempts that failed after the
