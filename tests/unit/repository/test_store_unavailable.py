@@ -21,10 +21,13 @@ def _pg_down() -> sa.exc.OperationalError:
 
 
 def _break_store(env: Env, exc: Exception) -> None:
+    def fail() -> None:
+        raise exc
+
     @contextlib.contextmanager
     def tx() -> Iterator[Any]:
-        raise exc
-        yield  # pragma: no cover
+        fail()
+        yield  # never reached: the outage raises on entering the transaction
 
     env.repo.store.tx = tx  # type: ignore[method-assign]
     env.repo.store._nonce_pool = (0.0, 0.0, [])  # no pre-minted nonce to hide the outage
@@ -72,9 +75,24 @@ async def test_other_unavailable_errors(env: Env, exc: Exception) -> None:
 async def test_store_bug_stays_500(env: Env) -> None:
     d = await env.client().dir()
     bug = sqlite3.OperationalError("no such table: nonces")
-    bug.sqlite_errorname = "SQLITE_ERROR"  # type: ignore[attr-defined]
+    bug.sqlite_errorname = "SQLITE_ERROR"
     _break_store(env, sa.exc.OperationalError("SELECT 1", {}, bug))
     r = await env.http.get(d["newNonce"])
     assert r.status_code == 500
     assert "Retry-After" not in r.headers
     assert "nonces" not in r.text
+
+
+async def test_store_error_in_a_handler_keeps_the_nonce(env: Env) -> None:
+    # Nonces still come (pooled), but the handler's read fails mid-request.
+    c = await env.tenant_client("team-a")
+    d = await c.dir()
+
+    def get(*args: Any, **kwargs: Any) -> Any:
+        raise _pg_down()
+
+    env.repo.store.get = get  # type: ignore[method-assign]
+    r = await c.post(d["newOrder"], {
+        "identifiers": [{"type": "dns", "value": "a.example.test"}]})
+    _assert_unavailable(r)
+    assert r.headers["Replay-Nonce"]
