@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +16,17 @@ from certdepot.controller.kubeapi import KubeApi
 from certdepot.controller.settings import Settings
 
 ACCOUNT_KEY_FIELD = "account.key"
+
+# Every CertificateDownload reconcile needs its repository's account key. Reading that
+# Secret once per reconcile was one of four API GETs per certificate. A parsed key is
+# reused while the repository object is unchanged (same uid and resourceVersion, so a new
+# accountKeySecretName or status is a miss) and for at most KEY_CACHE_SECONDS, which bounds
+# how long a key replaced in place (same Secret name) goes unnoticed. One map per API
+# client, so separate clients (tests, several clusters) never share keys.
+KEY_CACHE_SECONDS = 30.0
+_CacheKey = tuple[str, str, str, str]
+_Cache = dict[_CacheKey, tuple[float, tlsdata.PrivateKey]]
+_key_cache: weakref.WeakKeyDictionary[KubeApi, _Cache] = weakref.WeakKeyDictionary()
 
 
 def repository_namespace(repo: Mapping[str, Any], settings: Settings) -> str:
@@ -56,16 +69,7 @@ async def resolve(
     if not cond or cond.get("status") != "True" or not status.get("accountURL"):
         detail = f": {cond.get('message')}" if cond and cond.get("message") else ""
         raise RepositoryNotReady(f"{kind} {name!r} is not ready{detail}")
-    key_secret = await kube.get_secret(
-        repository_namespace(repo, settings), str(status.get("accountKeySecretName") or "")
-    )
-    if key_secret is None:
-        raise RepositoryNotReady(f"{kind} {name!r}: account key Secret not found")
-    key_b64 = (key_secret.get("data") or {}).get(ACCOUNT_KEY_FIELD, "")
-    try:
-        key = tlsdata.load_key(base64.b64decode(key_b64))
-    except (ValueError, TypeError):
-        raise RepositoryNotReady(f"{kind} {name!r}: account key Secret is unreadable") from None
+    key = await _account_key(kube, repo, settings, f"{kind} {name!r}")
     spec = repo.get("spec") or {}
     return Endpoint(
         directory_url=str(spec.get("url")),
@@ -73,3 +77,40 @@ async def resolve(
         ca_pem=ca_bundle(spec),
         account_url=str(status.get("accountURL")),
     )
+
+
+async def _account_key(
+    kube: KubeApi, repo: Mapping[str, Any], settings: Settings, what: str
+) -> tlsdata.PrivateKey:
+    meta = repo.get("metadata") or {}
+    secret_ns = repository_namespace(repo, settings)
+    secret_name = str((repo.get("status") or {}).get("accountKeySecretName") or "")
+    uid, version = meta.get("uid"), meta.get("resourceVersion")
+    cache = _cache_for(kube)
+    cache_key = (str(uid), str(version), secret_ns, secret_name)
+    now = time.monotonic()
+    if cache is not None and uid and version:
+        hit = cache.get(cache_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    key_secret = await kube.get_secret(secret_ns, secret_name)
+    if key_secret is None:
+        raise RepositoryNotReady(f"{what}: account key Secret not found")
+    key_b64 = (key_secret.get("data") or {}).get(ACCOUNT_KEY_FIELD, "")
+    try:
+        key = tlsdata.load_key(base64.b64decode(key_b64))
+    except (ValueError, TypeError):
+        raise RepositoryNotReady(f"{what}: account key Secret is unreadable") from None
+    if cache is not None and uid and version:
+        for stale in [k for k, (expires, _) in cache.items() if expires <= now]:
+            del cache[stale]
+        cache[cache_key] = (now + KEY_CACHE_SECONDS, key)
+    return key
+
+
+def _cache_for(kube: KubeApi) -> _Cache | None:
+    try:
+        return _key_cache.setdefault(kube, {})
+    except TypeError:  # an API object that can't be weakly referenced: no caching
+        return None
+
