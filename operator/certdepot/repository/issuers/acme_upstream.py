@@ -23,6 +23,8 @@ from certdepot.repository.store import Store
 
 log = logging.getLogger("certdepot.repository.issuers.acme")
 
+UPSTREAM_BAD_NONCE_RETRIES = 3
+
 
 class AcmeUpstream:
     can_issue = True
@@ -56,9 +58,12 @@ class AcmeUpstream:
     def _client(self) -> AcmeClient:
         url = self.store.get_blob(self._blob("account-url"))
         verify: bool | str = str(self.cfg.ca_bundle) if self.cfg.ca_bundle else True
+        # A renewal runs unattended: two nonce rejections in a row (Pebble rejects 5 % on
+        # purpose; public CAs do so under load) must not fail a whole order, so the upstream
+        # client re-sends a little more than the one retry interactive clients get.
         return AcmeClient(self.cfg.directory, self.account_key(),
                           account_url=url.decode() if url else None, verify=verify,
-                          poll_timeout=300.0)
+                          poll_timeout=300.0, bad_nonce_retries=UPSTREAM_BAD_NONCE_RETRIES)
 
     async def _ensure_account(self, client: AcmeClient) -> None:
         if client.account_url:
