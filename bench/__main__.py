@@ -28,6 +28,9 @@ from bench.stack import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The ordinary distribution runs spread their CertificateDownloads over this many managed
+# certificates, as clusters share a few wildcard or multi-name certificates.
+SHARED_CERTS = 10
 PHASES = ("throughput", "distribution", "delegated", "economy")
 
 
@@ -50,15 +53,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="py-spy the operator (largest N, first run) and the repository "
                         "(downloads, 16 clients) and report their hottest functions")
-    p.add_argument("--tuned-store", action="store_true",
-                   help="run the operator phases' repository with SQLite in WAL mode "
-                        "(bench.tuned_repository), to measure that proposed fix end to end")
+    p.add_argument("--distinct", type=int,
+                   help="also N CertificateDownloads that each name a certificate of their "
+                        "own (no two share a download; 0: skip)")
     p.add_argument("--publish", action="store_true",
                    help="also copy the results to bench/RESULTS.json, bench/results.png and "
                         "bench/RESULTS.md (the committed copy the README shows)")
     p.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     args = p.parse_args(argv)
     quick = args.quick
+    if args.distinct is None:
+        # Part of a default run; a run that names its sizes asks for just those.
+        args.distinct = 0 if args.sizes else 10 if quick else 300
     args.sizes = args.sizes or ([20] if quick else [100, 1000])
     if args.large:
         args.sizes.append(10000)
@@ -95,9 +101,8 @@ class Bench:
             "pebble-plain", nonce_reject=0, always_valid=True, authz_reuse=100)
         self.say("starting the repository (SQLite)")
         self.repo = self.stack.repository(
-            "main", certificates=10, upstream=self.pebble_up,
-            economy_tenants=self.args.economy[0], renew_check="3s",
-            module="bench.tuned_repository" if self.args.tuned_store else "certdepot.cli")
+            "main", certificates=max(SHARED_CERTS, self.args.distinct), upstream=self.pebble_up,
+            economy_tenants=self.args.economy[0], renew_check="3s")
         self.wait_managed(self.repo)
         if "throughput" in phases and not self.args.no_postgres:
             self.say("starting PostgreSQL")
@@ -135,28 +140,22 @@ class Bench:
         out: dict[str, Any] = {"download": {}, "plain": {}}
         names = list(managed_names(10).values())
         # Dedicated repositories, so no renewal loop of the operator phases runs meanwhile.
-        # "sqlite-wal" is the same command with SQLite in WAL mode: the fix this benchmark
-        # proposes for the store, measured next to the stock one (bench/tuned_repository.py).
-        variants = [("sqlite", None, "certdepot.cli"),
-                    ("sqlite-wal", None, "bench.tuned_repository")]
+        variants: list[tuple[str, str | None]] = [("sqlite", None)]
         if not a.no_postgres:
-            variants.append(("postgresql", self.stack.postgres.new_database("bench"),
-                             "certdepot.cli"))
-        for label, url, module in variants:
+            variants.append(("postgresql", self.stack.postgres.new_database("bench")))
+        for label, url in variants:
             self.say(f"starting the repository ({label})")
-            repo = self.stack.repository(f"tp-{label}", url, certificates=10, module=module)
+            repo = self.stack.repository(f"tp-{label}", url, certificates=10)
             self.wait_managed(repo)
-            # The WAL variant is the "after" figure: measured where the target is (16).
-            levels = [self.focus] if label == "sqlite-wal" else a.concurrency
             out["download"][label] = self._levels("download", label, repo.directory_url,
                                                   repo.ca_path, repo.eab[CLUSTER_TENANT],
                                                   tp.download_session(names), repo.pid,
-                                                  levels)
-            if label.startswith("sqlite"):
+                                                  a.concurrency)
+            if label == "sqlite":
                 out["plain"][f"repository-{label}"] = self._levels(
                     "plain", label, repo.directory_url, repo.ca_path,
                     repo.eab[CLUSTER_TENANT], tp.plain_session(f"plain.{DOMAIN}"), repo.pid,
-                    [self.focus] if label == "sqlite-wal" else self.plain_levels)
+                    self.plain_levels)
             repo.stop()
         pebble = self.pebble_plain
         out["plain"]["pebble"] = self._levels(
@@ -184,7 +183,7 @@ class Bench:
             # At 64 clients a window lasts as long as its slowest sessions: two suffice.
             repeats = min(a.repeats, 2) if c >= 64 else a.repeats
             with self._profiling(f"repository-{kind}-{label}-c{c}", pid,
-                                 enabled=c == self.focus and label.startswith("sqlite")):
+                                 enabled=c == self.focus and label == "sqlite"):
                 r = asyncio.run(tp.measure(url, ca, eab, session, c, a.duration, repeats,
                                            pid))
             self.say(f"{kind:8} {label:10} c={c:3}: {r['sessions_per_s']['median']:7.1f} "
@@ -235,7 +234,7 @@ class Bench:
 
     def distribution(self) -> None:
         a = self.args
-        certs = managed_names(10)
+        certs = managed_names(SHARED_CERTS)
         out: dict[str, Any] = {}
         with self.stack.kube.api_client() as api:  # type: ignore[union-attr]
             # Warm-up (not recorded): the operator's first account use, imports, caches.
@@ -268,7 +267,28 @@ class Bench:
                              f"{b['certs_per_s']:6.1f}/s")
                 out[str(n)] = {"operator": runs, "baseline": baselines,
                                "summary": _summarise_distribution(runs, baselines)}
+            if a.distinct:
+                out[f"{a.distinct}-distinct"] = self._distinct(api, a.distinct)
         self.results["distribution"] = out
+
+    def _distinct(self, api: Any, n: int) -> dict[str, Any]:
+        """N CertificateDownloads, each its own certificate: one download session per
+        certificate, however the operator coalesces downloads of the same certificate."""
+        runs, baselines = [], []
+        for rep in range(min(self.args.repeats, 2)):
+            r = distribution.run_downloads(self.stack, api, n, rep, managed_names(n),
+                                           timeout=max(120, n * 0.5), tag="uniq")
+            runs.append(r)
+            b = distribution.run_baseline(self.stack, api, n, rep,
+                                          distribution.sample_secret(api, n, "uniq"),
+                                          tag="uniqbase")
+            baselines.append(b)
+            self.say(f"downloads N={n:5} distinct rep {rep}: {r['wall_s']:6.1f} s "
+                     f"{r['certs_per_s']:6.1f}/s, writes/cert "
+                     f"{r['api_requests_per_cert']['writes']}, operator cpu "
+                     f"{r['cpu_s'].get('operator')} s | baseline {b['certs_per_s']:6.1f}/s")
+        return {"operator": runs, "baseline": baselines, "distinct": True,
+                "summary": _summarise_distribution(runs, baselines)}
 
     def delegated(self) -> None:
         a = self.args

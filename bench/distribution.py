@@ -36,10 +36,10 @@ def bodies(run: str, n: int, certs: dict[str, list[str]]) -> list[dict[str, Any]
 
 
 def run_downloads(stack: Stack, api: Any, n: int, rep: int, certs: dict[str, list[str]],
-                  timeout: float) -> dict[str, Any]:
+                  timeout: float, tag: str = "dl") -> dict[str, Any]:
     kube = stack.kube
     assert kube is not None
-    run = f"dl{n}-{rep}"
+    run = f"{tag}{n}-{rep}"
     create_namespaces(api, [f"{run}-ns{i}" for i in range(NAMESPACES)])
     docs = bodies(run, n, certs)
     expected = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs}
@@ -72,14 +72,15 @@ def run_downloads(stack: Stack, api: Any, n: int, rep: int, certs: dict[str, lis
     }
 
 
-def run_baseline(stack: Stack, api: Any, n: int, rep: int, sample: Any) -> dict[str, Any]:
+def run_baseline(stack: Stack, api: Any, n: int, rep: int, sample: Any,
+                 tag: str = "base") -> dict[str, Any]:
     """One client, one Secret at a time, the same data the operator wrote."""
     from kubernetes import client
 
     kube = stack.kube
     assert kube is not None
     core: Any = client.CoreV1Api(api)
-    run = f"base{n}-{rep}"
+    run = f"{tag}{n}-{rep}"
     create_namespaces(api, [f"{run}-ns{i}" for i in range(NAMESPACES)])
     data = dict(sample.data)
     before = apimetrics.scrape(kube)
@@ -95,7 +96,7 @@ def run_baseline(stack: Stack, api: Any, n: int, rep: int, sample: Any) -> dict[
             "api_requests_per_cert": requests}
 
 
-def sample_secret(api: Any, n: int) -> Any:
+def sample_secret(api: Any, n: int, tag: str = "dl") -> Any:
     from kubernetes import client
 
-    return client.CoreV1Api(api).read_namespaced_secret("cd-0-tls", f"dl{n}-0-ns0")
+    return client.CoreV1Api(api).read_namespaced_secret("cd-0-tls", f"{tag}{n}-0-ns0")

@@ -92,14 +92,12 @@ def main() -> int:
     p.add_argument("--kind", choices=["download", "plain"], default="download")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--tuned", action="store_true", help="SQLite WAL (bench.tuned_repository)")
     p.add_argument("--out", type=Path, default=RESULTS / "profile-repository.txt")
     args = p.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     stack = Stack(print)
     try:
-        repo = stack.repository("profile", certificates=10, module=(
-            "bench.tuned_repository" if args.tuned else "certdepot.cli"))
+        repo = stack.repository("profile", certificates=10)
         names = list(managed_names(10).values())
         session = (tp.download_session(names) if args.kind == "download"
                    else tp.plain_session(f"plain.{DOMAIN}"))

@@ -28,14 +28,14 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
                               "server's own Lease renewals)", "measured": worst,
                     "unit": "writes/cert", "met": worst <= 3})
     tp = r.get("throughput") or {}
-    for variant in ("sqlite", "sqlite-wal"):
+    for variant in ("sqlite",):
         lv = _level((tp.get("download") or {}).get(variant) or [], 16)
         if lv:
             rate = _median(lv["sessions_per_s"])
             out.append({"target": f">= 300 download sessions/s at 16 clients ({variant})",
                         "measured": rate, "unit": "sessions/s", "met": (rate or 0) >= 300})
     plain = tp.get("plain") or {}
-    for variant in ("repository-sqlite", "repository-sqlite-wal"):
+    for variant in ("repository-sqlite",):
         if not (plain.get(variant) and plain.get("pebble")):
             continue
         for mine in plain[variant]:
@@ -67,6 +67,7 @@ def table(r: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str]] = []
     for n, d in (r.get("distribution") or {}).items():
         s = d["summary"]
+        n = n.replace("-distinct", " distinct-certificate")
         rows.append((f"(a) N={n} CertificateDownloads: wall s", _fmt(s["wall_s"]),
                      "baseline " + _fmt(s["baseline_wall_s"], 2)))
         rows.append((f"(a) N={n} certificates/s", _fmt(s["certs_per_s"]),

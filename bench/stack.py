@@ -61,8 +61,8 @@ def managed_names(count: int) -> dict[str, list[str]]:
 
 
 def child_env() -> dict[str, str]:
-    # The source root (for certdepot) and the checkout (for bench.tuned_repository).
-    source_root = str(Path(certdepot.__file__).resolve().parents[1]) + os.pathsep + str(ROOT)
+    # The source root, so the children import this checkout's certdepot.
+    source_root = str(Path(certdepot.__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH")
     return {"PYTHONPATH": source_root + (os.pathsep + path if path else "")}
 
@@ -76,8 +76,6 @@ class Repository:
     config: dict[str, Any]
     port: int
     proc: procs.ManagedProcess | None = None
-    # "bench.tuned_repository": the same command with SQLite in WAL mode (a proposed fix).
-    module: str = "certdepot.cli"
     eab: dict[str, tuple[str, str]] = field(default_factory=dict)  # tenant -> (kid, hmac)
 
     @property
@@ -123,7 +121,7 @@ class Repository:
     def start(self) -> None:
         self.proc = procs.start(
             f"repository-{self.name}",
-            [sys.executable, "-m", self.module, "repository", "serve",
+            [sys.executable, "-m", "certdepot.cli", "repository", "serve",
              "--config", str(self.config_path), "--log-level", "warning"],
             log_path=self.workdir / "repository.log", extra_env=child_env())
         self.proc.wait_for_port(self.port, timeout=60)
@@ -249,7 +247,7 @@ class Stack:
 
     def repository(self, name: str, storage_url: str | None = None, *, certificates: int = 10,
                    upstream: PebbleEnv | None = None, economy_tenants: int = 0,
-                   module: str = "certdepot.cli", renew_check: str = "60s") -> Repository:
+                   renew_check: str = "60s") -> Repository:
         workdir = self.workdir / f"repo-{name}"
         workdir.mkdir(parents=True, exist_ok=True)
         kek = workdir / "kek"
@@ -260,7 +258,7 @@ class Stack:
         url = storage_url or f"sqlite:///{workdir / 'repository.db'}"
         repo = Repository(name, workdir, repository_config(
             workdir, port, url, certificates=certificates, upstream=upstream,
-            economy_tenants=economy_tenants, renew_check=renew_check), port, module=module)
+            economy_tenants=economy_tenants, renew_check=renew_check), port)
         repo.write()
         repo.create_tenants()
         repo.start()
