@@ -35,7 +35,6 @@ CLUSTER_REPOSITORY = "bench-depot"
 DELEGATION_LOCAL = "cdn-local"
 DELEGATION_PEBBLE = "cdn-pebble"
 SHARED_CERT = "shared"
-ONE_DAY = 24 * 3600
 
 # What the operator's CSR for an ECDSA P-256 DelegatedCertificate looks like (RFC 9115).
 CSR_TEMPLATE: dict[str, Any] = {
@@ -47,12 +46,6 @@ CSR_TEMPLATE: dict[str, Any] = {
 }
 
 Echo = Callable[[str], None]
-
-
-class BenchPebble(PebbleEnv):
-    """Pebble with a one-day profile, so a one-day delegation can be met upstream."""
-
-    PROFILES = {**PebbleEnv.PROFILES, "oneday": ONE_DAY}
 
 
 def managed_names(count: int) -> dict[str, list[str]]:
@@ -231,7 +224,7 @@ class Stack:
         return self.kube
 
     def start_pebble(self, name: str, **options: Any) -> PebbleEnv:
-        pebble = BenchPebble(self.workdir / name, **options)
+        pebble = PebbleEnv(self.workdir / name, **options)
         pebble.start()
         self.pebbles.append(pebble)
         return pebble

@@ -44,13 +44,6 @@ START_TIMEOUT = 120.0
 _DNS_FIRST = re.compile(r"^\*\.")
 
 
-class DemoPebble(PebbleEnv):
-    """Pebble with a one-day profile, so the delegation's one-day maximum can be met."""
-
-    ONE_DAY_SECONDS = 24 * 3600
-    PROFILES = {**PebbleEnv.PROFILES, "oneday": ONE_DAY_SECONDS}
-
-
 @dataclass
 class Options:
     upstream: str = "local-ca"  # or "pebble"
@@ -148,7 +141,7 @@ class Demo:
         self._started(self.kube.apiserver)
 
     def _start_pebble(self) -> None:
-        self.pebble = DemoPebble(self.workdir / "pebble", start_timeout=START_TIMEOUT)
+        self.pebble = PebbleEnv(self.workdir / "pebble", start_timeout=START_TIMEOUT)
         self.pebble.start()
         assert self.pebble.pebble and self.pebble.challtestsrv
         self._started(self.pebble.challtestsrv)
@@ -164,7 +157,7 @@ class Demo:
                 http01_port=self.pebble.http01_port,
                 profile="default",
                 short_profile="oneday",
-                short_lifetime_seconds=DemoPebble.ONE_DAY_SECONDS,
+                short_lifetime_seconds=PebbleEnv.ONEDAY_SECONDS,
             )
         self._write_kek()
         config = repoconfig.build(self.workdir, port, upstream)
