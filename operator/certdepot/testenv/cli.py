@@ -47,6 +47,10 @@ def provision_command(only: tuple[str, ...], force: bool, no_system: bool, check
             if not no_system:
                 ensure_system_tools(log=click.echo)
             results = prov.provision(names, force=force, log=click.echo)
+            if not only:
+                files = prov.provision_files(force=force, log=click.echo)
+                for name, path in files.items():
+                    click.echo(f"{name:26} {'cache':20} {path}")
     except prov.ProvisionError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

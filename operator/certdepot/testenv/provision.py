@@ -130,6 +130,35 @@ BUILDS: tuple[GoBuild, ...] = (
 )
 
 BINARIES: dict[str, GoBuild] = {name: b for b in BUILDS for name in b.packages}
+
+
+@dataclass(frozen=True)
+class ModuleFile:
+    """A file that ships inside a Go module, fetched with ``go mod download`` (the module
+    proxy is the one source this machine's tests may use), e.g. a third-party CRD."""
+
+    name: str
+    module: str
+    version: str
+    path: str
+
+    def stamp(self) -> str:
+        return f"{self.module}@{self.version}/{self.path}\n"
+
+
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+FILES: dict[str, ModuleFile] = {
+    f.name: f
+    for f in (
+        # The chart's ServiceMonitors are checked against the real schema on a real API server.
+        ModuleFile(
+            name="servicemonitors-crd.yaml",
+            module="github.com/prometheus-operator/prometheus-operator",
+            version=PROMETHEUS_OPERATOR_VERSION,
+            path="example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
+        ),
+    )
+}
 ENVTEST_BINARIES = ("kube-apiserver", "etcd", "kubectl")
 
 
@@ -209,6 +238,20 @@ def binary(name: str) -> Path:
             f"{_how_to_get(name)}"
         )
     return res.path
+
+
+def data_file(name: str) -> Path:
+    """The path of a provisioned :data:`FILES` entry; never fetches."""
+    wanted = FILES[name]
+    path = cache_dir() / "files" / name
+    stamp = path.with_name(name + ".stamp")
+    if not path.is_file() or not stamp.is_file() or stamp.read_text() != wanted.stamp():
+        raise MissingBinaryError(
+            f"{name} ({wanted.module}@{wanted.version}) is not provisioned in {cache_dir()}. "
+            "Run `make provision` (or `certdepot dev provision`), which fetches it with "
+            "`go mod download`. See docs/testing.md."
+        )
+    return path
 
 
 # --- building ---------------------------------------------------------------------------
@@ -340,6 +383,39 @@ def _build(build: GoBuild, names: list[str], run: _Runner, root: Path) -> None:
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _fetch(wanted: ModuleFile, run: _Runner, root: Path) -> None:
+    info = json.loads(run(["mod", "download", "-json", f"{wanted.module}@{wanted.version}"], root))
+    source = Path(info["Dir"]) / wanted.path
+    if not source.is_file():
+        raise ProvisionError(f"{wanted.module}@{wanted.version} has no {wanted.path}")
+    outdir = root / "files"
+    outdir.mkdir(exist_ok=True)
+    tmp = outdir / f".{wanted.name}.tmp"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, outdir / wanted.name)
+    (outdir / f"{wanted.name}.stamp").write_text(wanted.stamp())
+
+
+def provision_files(*, force: bool = False, log: Log = print) -> dict[str, Path]:
+    """Fetch every :data:`FILES` entry that is missing or stale. Idempotent, locked."""
+    root = cache_dir()
+    with _locked(root):
+        todo = []
+        for name in FILES:
+            try:
+                data_file(name)
+                if force:
+                    todo.append(name)
+            except MissingBinaryError:
+                todo.append(name)
+        if todo:
+            run = _Runner(go=_require_go(todo), log=log, log_file=root / "provision.log")
+            for name in todo:
+                log(f"fetching {name} from {FILES[name].module}@{FILES[name].version}")
+                _fetch(FILES[name], run, root)
+        return {name: data_file(name) for name in FILES}
 
 
 @contextlib.contextmanager

@@ -161,3 +161,18 @@ def test_cli_check_reports_sources_and_fails_when_missing(
     assert "missing" in result.output
     ok = CliRunner().invoke(main, ["dev", "provision", "--check", "--only", "helm"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_data_file_needs_its_pinned_stamp(clean_env: Path) -> None:
+    name = "servicemonitors-crd.yaml"
+    with pytest.raises(prov.MissingBinaryError, match="make provision"):
+        prov.data_file(name)
+    path = clean_env / "files" / name
+    path.parent.mkdir(parents=True)
+    path.write_text("kind: CustomResourceDefinition\n")
+    stamp = path.with_name(name + ".stamp")
+    stamp.write_text("github.com/prometheus-operator/prometheus-operator@v0.1.0/x.yaml\n")
+    with pytest.raises(prov.MissingBinaryError, match=prov.PROMETHEUS_OPERATOR_VERSION):
+        prov.data_file(name)
+    stamp.write_text(prov.FILES[name].stamp())
+    assert prov.data_file(name) == path
