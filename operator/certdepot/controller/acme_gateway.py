@@ -14,6 +14,7 @@ from cryptography import x509
 from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
 from certdepot.controller.acme_clients import ClientPool, endpoint_key
+from certdepot.controller.coalesce import DownloadCoalescer, names_key
 from certdepot.controller.decisions import RenewalWindow
 from certdepot.controller.gateway import (
     AccountInfo,
@@ -62,12 +63,15 @@ class AcmeGateway:
         timeout: float = 30.0,
         poll_timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        download_reuse: float = 0.0,
     ) -> None:
         self._metrics = metrics
         self._timeout = timeout
         self._poll_timeout = poll_timeout
         self._transport = transport  # tests: httpx.ASGITransport to an in-process repository
         self._clients = ClientPool()
+        # Downloads of one certificate by many CertificateDownloads share one session.
+        self.downloads = DownloadCoalescer(download_reuse)
 
     @asynccontextmanager
     async def _client(self, endpoint: Endpoint) -> AsyncIterator[AcmeClient]:
@@ -134,10 +138,18 @@ class AcmeGateway:
                 delegations=delegations,
             )
 
-    async def download(self, endpoint: Endpoint, dns_names: Sequence[str]) -> Downloaded:
-        async with self._client(endpoint) as client:
-            chain, key = await client.download_certificate(list(dns_names))
-            return Downloaded(chain_pem=chain, key=key)
+    async def download(
+        self, endpoint: Endpoint, dns_names: Sequence[str], current_serial: str | None = None
+    ) -> Downloaded:
+        names = list(dns_names)
+
+        async def fetch() -> Downloaded:
+            async with self._client(endpoint) as client:
+                chain, key = await client.download_certificate(names)
+                return Downloaded(chain_pem=chain, key=key)
+
+        key = (endpoint_key(endpoint), names_key(names))
+        return await self.downloads.download(key, current_serial, fetch)
 
     async def renewal_window(
         self, endpoint: Endpoint, cert: x509.Certificate
@@ -190,4 +202,5 @@ class AcmeGateway:
 
     async def aclose(self) -> None:
         """Close the pooled clients (operator shutdown, tests)."""
+        await self.downloads.aclose()
         await self._clients.aclose()

@@ -90,6 +90,15 @@ def operator_group() -> None:
     help="Turn annotated Ingresses into CertificateDownloads. Off: Ingresses are not watched "
     "at all, so the operator needs no RBAC for them.",
 )
+@click.option(
+    "--download-reuse-seconds",
+    type=click.FloatRange(min=0.0),
+    default=30.0,
+    envvar="CERTDEPOT_DOWNLOAD_REUSE_SECONDS",
+    show_default=True,
+    help="CertificateDownloads asking the same repository for the same names share one "
+    "download, and its result for this long. 0: each downloads on its own.",
+)
 @click.option("--verbose", "-v", is_flag=True)
 def run(
     namespaces: tuple[str, ...],
@@ -108,6 +117,7 @@ def run(
     backoff_cap_seconds: float,
     log_json: bool,
     ingress_shim: bool,
+    download_reuse_seconds: float,
     verbose: bool,
 ) -> None:
     """Reconcile repositories, certificate resources and annotated Ingresses into Secrets."""
@@ -131,6 +141,7 @@ def run(
         backoff_cap_seconds=backoff_cap_seconds,
         log_json=log_json,
         ingress_shim=ingress_shim,
+        download_reuse_seconds=download_reuse_seconds,
         verbose=verbose,
     )
     raise SystemExit(asyncio.run(run_operator(options)))

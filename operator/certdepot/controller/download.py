@@ -96,7 +96,9 @@ async def _fetch(
     spec = body.get("spec") or {}
     owner = secrets.owner_of(body, KIND)
     names = list(spec.get("dnsNames") or [])
-    result = await deps.gateway.download(endpoint, names)
+    # Our own serial asks for a download begun after this call, never a shared older one.
+    current = state.info.serial if state.info is not None else None
+    result = await deps.gateway.download(endpoint, names, current)
     chain, root = tlsdata.separate_root(tlsdata.split_chain(result.chain_pem))
     leaf = tlsdata.cert_info(chain[0])
     if not tlsdata.key_matches(chain[0], result.key):

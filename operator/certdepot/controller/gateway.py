@@ -74,7 +74,13 @@ class RepositoryGateway(Protocol):
         self, endpoint: Endpoint, *, email: str | None, eab: ExternalAccount | None
     ) -> AccountInfo: ...
 
-    async def download(self, endpoint: Endpoint, dns_names: Sequence[str]) -> Downloaded: ...
+    async def download(
+        self, endpoint: Endpoint, dns_names: Sequence[str], current_serial: str | None = None
+    ) -> Downloaded:
+        """The repository's certificate for ``dns_names``. ``current_serial`` is the one the
+        caller already has: an implementation that shares results never answers with it
+        from a download begun before the call (see coalesce)."""
+        ...
 
     async def renewal_window(
         self, endpoint: Endpoint, cert: x509.Certificate

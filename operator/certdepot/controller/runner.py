@@ -46,6 +46,9 @@ class RunOptions:
     log_json: bool = False
     verbose: bool = False
     ingress_shim: bool = True
+    # Seconds one completed download serves other CertificateDownloads asking the same
+    # repository, as the same account, for the same names (0: no sharing at all).
+    download_reuse_seconds: float = 30.0
 
 
 def post_event(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -83,7 +86,7 @@ async def run(options: RunOptions) -> int:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it too
     kube = RealKubeApi.from_environment(options.kubeconfig)
     metrics = Metrics()
-    gateway = AcmeGateway(metrics)
+    gateway = AcmeGateway(metrics, download_reuse=options.download_reuse_seconds)
     settings = Settings(
         cluster_resource_namespace=options.cluster_resource_namespace,
         recheck=timedelta(seconds=options.recheck_seconds),

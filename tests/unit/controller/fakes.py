@@ -209,7 +209,9 @@ class FakeRepository:
             [d.url for d in self.delegation_list],
         )
 
-    async def download(self, endpoint: Endpoint, dns_names: Sequence[str]) -> Downloaded:
+    async def download(
+        self, endpoint: Endpoint, dns_names: Sequence[str], current_serial: str | None = None
+    ) -> Downloaded:
         if self.fail_with:
             raise self.fail_with
         entry = self.managed.get(frozenset(dns_names))
