@@ -162,7 +162,11 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
             await deps.kube.get_secret(owner.namespace, spec["secretName"]), owner
         )
         endpoint = await repolookup.resolve(
-            deps.kube, spec.get("repositoryRef") or {}, owner.namespace, deps.settings
+            deps.kube,
+            spec.get("repositoryRef") or {},
+            owner.namespace,
+            deps.settings,
+            deps.objects,
         )
         wanted_hash = issuance_hash(spec)
         decision = decisions.decide(

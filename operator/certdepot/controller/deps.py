@@ -13,6 +13,7 @@ from certdepot.controller.gateway import RepositoryGateway
 from certdepot.controller.kubeapi import KubeApi
 from certdepot.controller.metrics import Metrics
 from certdepot.controller.settings import Settings
+from certdepot.controller.watchcache import WatchCache
 
 
 class EventSink(Protocol):
@@ -42,6 +43,8 @@ class Deps:
     events: EventSink = no_events
     metrics: Metrics = field(default_factory=Metrics)
     memories: dict[str, Memory] = field(default_factory=dict)
+    # Repository objects and namespace labels from the watches (GET on a miss).
+    objects: WatchCache = field(default_factory=WatchCache)
 
     def memory(self, uid: str) -> Memory:
         return self.memories.setdefault(uid, Memory())

@@ -29,6 +29,8 @@ from certdepot.controller.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANN
 from certdepot.controller.supervisor import Supervisor
 
 SECRET_KINDS = ("CertificateDownload", "DelegatedCertificate")
+# Read by every certificate reconcile: served from the watch (deps.objects).
+CACHED_KINDS = ("CertificateRepository", "ClusterCertificateRepository")
 
 
 def _supervisor(memo: Runtime) -> Supervisor:
@@ -66,6 +68,8 @@ def _watch(name: str, plural: str, kind: str, reconcile: Reconciler) -> Handler:
     object to its loop."""
 
     async def on_event(event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any) -> None:
+        if kind in CACHED_KINDS:
+            memo.deps.objects.observe(kind, event.get("type"), body)
         _supervisor(memo).observe(kind, event.get("type"), body, lambda b: reconcile(b, memo.deps))
 
     on_event.__name__ = on_event.__qualname__ = name
@@ -87,6 +91,15 @@ cluster_repository_event = _watch(
 )
 download_event = _watch("download_event", DOWNLOADS, "CertificateDownload", download.reconcile)
 delegated_event = _watch("delegated_event", DELEGATED, "DelegatedCertificate", delegated.reconcile)
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(
+    event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any
+) -> None:
+    # Labels for the namespaceSelector check. Namespaces are cluster-scoped, so kopf
+    # watches them cluster-wide even with --namespace.
+    memo.deps.objects.observe("Namespace", event.get("type"), body)
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY_LABEL: MANAGED_BY})

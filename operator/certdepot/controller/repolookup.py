@@ -14,6 +14,7 @@ from certdepot.controller.errors import ReconcileError, RepositoryNotAllowed, Re
 from certdepot.controller.gateway import Endpoint
 from certdepot.controller.kubeapi import KubeApi
 from certdepot.controller.settings import Settings
+from certdepot.controller.watchcache import WatchCache
 
 ACCOUNT_KEY_FIELD = "account.key"
 
@@ -46,17 +47,30 @@ def ca_bundle(spec: Mapping[str, Any]) -> bytes | None:
 
 
 async def resolve(
-    kube: KubeApi, ref: Mapping[str, Any], namespace: str, settings: Settings
+    kube: KubeApi,
+    ref: Mapping[str, Any],
+    namespace: str,
+    settings: Settings,
+    cache: WatchCache | None = None,
 ) -> Endpoint:
-    """The repository ``ref`` names, if ``namespace`` may use it and it is ready."""
+    """The repository ``ref`` names, if ``namespace`` may use it and it is ready.
+
+    With ``cache`` the repository object and namespace labels come from the watches when
+    they have delivered them (see watchcache), else from a GET."""
     kind = ref.get("kind") or access.NAMESPACED_KIND
     name = str(ref.get("name") or "")
-    if kind == access.NAMESPACED_KIND:
-        repo = await kube.get_custom(kind, namespace, name)
-        labels: dict[str, str] = {}
-    else:
-        repo = await kube.get_custom(kind, None, name)
-        labels = await kube.namespace_labels(namespace) if repo is not None else {}
+    repo_ns = namespace if kind == access.NAMESPACED_KIND else None
+    repo = await _repository(kube, cache, kind, repo_ns, name, fresh=False)
+    if cache is not None and repo is not None and not _ready(repo):
+        # Its Ready status may be patched and not yet delivered by the watch: ask.
+        repo = await _repository(kube, cache, kind, repo_ns, name, fresh=True)
+    labels: dict[str, str] = {}
+    if kind != access.NAMESPACED_KIND and repo is not None:
+        labels = (
+            await cache.namespace_labels(kube, namespace)
+            if cache is not None
+            else await kube.namespace_labels(namespace)
+        )
     why = access.check_access(
         ref=ref, namespace=namespace, repository=repo, namespace_labels=labels
     )
@@ -66,7 +80,7 @@ async def resolve(
         raise RepositoryNotAllowed(why)
     status = repo.get("status") or {}
     cond = get_condition(status.get("conditions"), "Ready")
-    if not cond or cond.get("status") != "True" or not status.get("accountURL"):
+    if not _ready(repo):
         detail = f": {cond.get('message')}" if cond and cond.get("message") else ""
         raise RepositoryNotReady(f"{kind} {name!r} is not ready{detail}")
     key = await _account_key(kube, repo, settings, f"{kind} {name!r}")
@@ -77,6 +91,26 @@ async def resolve(
         ca_pem=ca_bundle(spec),
         account_url=str(status.get("accountURL")),
     )
+
+
+def _ready(repo: Mapping[str, Any]) -> bool:
+    status = repo.get("status") or {}
+    cond = get_condition(status.get("conditions"), "Ready")
+    return bool(cond and cond.get("status") == "True" and status.get("accountURL"))
+
+
+async def _repository(
+    kube: KubeApi,
+    cache: WatchCache | None,
+    kind: str,
+    namespace: str | None,
+    name: str,
+    *,
+    fresh: bool,
+) -> dict[str, Any] | None:
+    if cache is None:
+        return await kube.get_custom(kind, namespace, name)
+    return await cache.repository(kube, kind, namespace, name, fresh=fresh)
 
 
 async def _account_key(
@@ -113,4 +147,3 @@ def _cache_for(kube: KubeApi) -> _Cache | None:
         return _key_cache.setdefault(kube, {})
     except TypeError:  # an API object that can't be weakly referenced: no caching
         return None
-

@@ -188,6 +188,7 @@ async def test_downloads_reuse_one_client_per_repository_account(
     # The same repository under another URL (a changed spec.url) is another client.
     repo_body = kube.customs[("CertificateRepository", "team-a", "depot")]
     repo_body["spec"]["url"] = f"{BASE}/directory?changed=1"
+    deps.objects.observe("CertificateRepository", "MODIFIED", repo_body)  # as the watch would
     again: dict[str, Any] = {
         "kind": "CertificateDownload",
         "metadata": {"name": "web9", "namespace": "team-a", "uid": "u9", "generation": 1},
