@@ -181,12 +181,19 @@ def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False
     handler runs in a worker thread with the verified request."""
 
     def wrap(fn: Callable[[Request, Signed], Response]) -> Handler:
+        def verified(request: Request, body: bytes, url: str) -> Response:
+            repo = repo_of(request)
+            # One worker-thread hop and one store transaction for the whole request.
+            with repo.store.unit():
+                signed = _verify(repo, body, url, use_jwk, allow_deactivated)
+                return fn(request, signed)
+
         @functools.wraps(fn)
         async def endpoint(request: Request) -> Response:
-            repo_of(request).loop = asyncio.get_running_loop()
-            signed = await verify_post(request, use_jwk=use_jwk,
-                                       allow_deactivated=allow_deactivated)
-            return await run_in_threadpool(fn, request, signed)
+            repo = repo_of(request)
+            repo.loop = asyncio.get_running_loop()
+            body, url = await _read_post(request)
+            return await run_in_threadpool(verified, request, body, url)
 
         return endpoint
 
@@ -200,12 +207,19 @@ async def verify_post(request: Request, *, use_jwk: bool | None = False,
     (``use_jwk=None``: either), account status, signature, then the single-use nonce (after
     the signature so that forged requests cannot burn a legitimate client's nonces)."""
     repo = repo_of(request)
+    body, url = await _read_post(request)
+    return await run_in_threadpool(_verify, repo, body, url, use_jwk, allow_deactivated)
+
+
+async def _read_post(request: Request) -> tuple[bytes, str]:
+    """The checks that need no store: content type and body size; the body and the
+    external request URL the JWS must name."""
+    repo = repo_of(request)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != JOSE_JSON:
         raise AcmeProblem("malformed", f"Content-Type must be {JOSE_JSON}", status=415)
     body = await read_body(request, repo.config.max_body_bytes)
-    url = repo.urls.request_url(request.url.path, request.url.query)
-    return await run_in_threadpool(_verify, repo, body, url, use_jwk, allow_deactivated)
+    return body, repo.urls.request_url(request.url.path, request.url.query)
 
 
 def _verify(repo: Repo, body: bytes, url: str, use_jwk: bool | None,

@@ -62,6 +62,9 @@ class Repo:
     def start_and_wait(self, coro: Coroutine[Any, Any, Any], name: str, wait: float) -> None:
         """From a worker thread: start background work and give it ``wait`` seconds to
         finish (fast issuers complete before the response; slow ones keep running)."""
+        # The work needs the store from another thread: the request's transaction must be
+        # committed and the store free before we wait for it.
+        self.store.end_unit()
         future = self.spawn_from_thread(coro, name)
         with contextlib.suppress(concurrent.futures.TimeoutError, Exception):
             future.result(timeout=wait)

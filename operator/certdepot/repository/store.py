@@ -161,6 +161,16 @@ def _sqlite_file_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+class _Unit:
+    """The connection and transaction one request's store calls share (``Store.unit``)."""
+
+    __slots__ = ("after_commit", "conn")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.after_commit: list[Callable[[], None]] = []
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -191,6 +201,7 @@ class Store:
         # (lifetime, minted at, unissued values): see new_nonce.
         self._nonce_lock = threading.Lock()
         self._nonce_pool: tuple[float, float, list[str]] = (0.0, 0.0, [])
+        self._local = threading.local()  # .unit: the thread's open unit, if any
 
     def migrate(self) -> int:
         """Bring the schema to the newest version; safe to run from several replicas."""
@@ -211,12 +222,94 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        if unit is not None:
+            yield unit.conn  # part of the request's transaction (see ``unit``)
+            return
         if self._lock is None:
             with self.engine.begin() as conn:
                 yield conn
             return
         with self._lock, self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _attempt(self) -> Iterator[Connection]:
+        """``tx`` for a statement whose failure the caller handles (IntegrityError: someone
+        else was first): inside a unit it is a savepoint, so the failure does not abort
+        the unit's transaction (PostgreSQL would refuse every later statement)."""
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        if unit is None:
+            with self.tx() as conn:
+                yield conn
+            return
+        with unit.conn.begin_nested():
+            yield unit.conn
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once what this thread wrote so far is committed (now, outside a unit)."""
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        if unit is None:
+            fn()
+        else:
+            unit.after_commit.append(fn)
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        """Everything this thread does through the store inside the block is one
+        transaction (one ACME request: its nonce, its reads and writes). A request made of
+        four or five separate transactions spent much of its time in BEGIN/COMMIT and in
+        taking turns on the SQLite lock. Committed when the block ends, also when it raises
+        (an ``AcmeProblem`` after the nonce was consumed must still consume it, as when
+        every statement committed on its own); rolled back only on a database error, after
+        which the transaction cannot be trusted. ``end_unit`` commits early."""
+        if getattr(self._local, "unit", None) is not None:
+            yield  # nested: the outer block owns the transaction
+            return
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            conn = self.engine.connect()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        self._local.unit = _Unit(conn)
+        conn.begin()
+        try:
+            yield
+        except sa.exc.SQLAlchemyError:
+            self._finish(commit=False)
+            raise
+        except BaseException:
+            self._finish(commit=True)
+            raise
+        self._finish(commit=True)
+
+    def end_unit(self) -> None:
+        """Commit the current unit now and give up the store: what follows in this thread
+        runs in transactions of its own. Before waiting for work on another thread that
+        needs the store (issuance handed to the event loop)."""
+        if getattr(self._local, "unit", None) is not None:
+            self._finish(commit=True)
+
+    def _finish(self, *, commit: bool) -> None:
+        unit: _Unit | None = getattr(self._local, "unit", None)
+        if unit is None:  # ended early by end_unit
+            return
+        self._local.unit = None
+        try:
+            if commit:
+                unit.conn.commit()
+            else:
+                unit.conn.rollback()
+        finally:
+            unit.conn.close()
+            if self._lock is not None:
+                self._lock.release()
+        if commit:
+            for fn in unit.after_commit:
+                fn()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -286,9 +379,13 @@ class Store:
         with self.tx() as c:
             batch = self._mint_nonces(c, lifetime, now)
         value = batch.pop()
-        with self._nonce_lock:
-            self._nonce_pool = (lifetime, now, batch)
+        # Handed out only once committed: a rolled-back batch is no nonce.
+        self.after_commit(lambda: self._publish_nonces(lifetime, now, batch))
         return value
+
+    def _publish_nonces(self, lifetime: float, minted: float, batch: list[str]) -> None:
+        with self._nonce_lock:
+            self._nonce_pool = (lifetime, minted, batch)
 
     def use_nonce(self, value: str) -> bool:
         """Consume a nonce: True exactly once, and only before it expires. The same
@@ -306,8 +403,8 @@ class Store:
             if refill:
                 batch = self._mint_nonces(c, lifetime, now)
         if batch is not None:  # only once committed: a rolled-back batch is no nonce
-            with self._nonce_lock:
-                self._nonce_pool = (lifetime, now, batch)
+            fresh = batch
+            self.after_commit(lambda: self._publish_nonces(lifetime, now, fresh))
         return n == 1
 
     # ---- leases --------------------------------------------------------------------
@@ -322,7 +419,7 @@ class Store:
             if n:
                 return True
         try:
-            with self.tx() as c:
+            with self._attempt() as c:
                 c.execute(leases.insert().values(name=name, holder=holder, expires=now + ttl))
             return True
         except sa.exc.IntegrityError:
@@ -336,7 +433,7 @@ class Store:
     def put_blob(self, name: str, value: bytes, *, replace: bool = True) -> bool:
         """Store a named value; with replace=False only if absent (first writer wins)."""
         try:
-            with self.tx() as c:
+            with self._attempt() as c:
                 c.execute(blobs.insert().values(name=name, value=value))
             return True
         except sa.exc.IntegrityError:
