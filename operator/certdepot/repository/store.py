@@ -161,6 +161,14 @@ def _sqlite_file_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+_USE_NONCE = nonces.delete().where(nonces.c.value == sa.bindparam("p_value"),
+                                   nonces.c.expires >= sa.bindparam("p_now"))
+
+
+def _pk(table: sa.Table) -> sa.Column[Any]:
+    return next(iter(table.primary_key.columns))
+
+
 class _Unit:
     """The connection and transaction one request's store calls share (``Store.unit``)."""
 
@@ -202,6 +210,7 @@ class Store:
         self._nonce_lock = threading.Lock()
         self._nonce_pool: tuple[float, float, list[str]] = (0.0, 0.0, [])
         self._local = threading.local()  # .unit: the thread's open unit, if any
+        self._stmts: dict[tuple[Any, ...], Any] = {}  # see _stmt
 
     def migrate(self) -> int:
         """Bring the schema to the newest version; safe to run from several replicas."""
@@ -315,26 +324,43 @@ class Store:
         self.engine.dispose()
 
     # ---- generic row helpers -------------------------------------------------------
+    # The statements are built once, with bound parameters, and executed with the values:
+    # building a fresh statement per call (and SQLAlchemy computing its cache key) was a
+    # large share of a request's store time. Parameter names start with "p_" so they never
+    # collide with column names (which name the SET values of an UPDATE).
+    def _stmt(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        stmt = self._stmts.get(key)
+        if stmt is None:
+            stmt = self._stmts[key] = build()
+        return stmt
+
     def insert(self, table: sa.Table, **values: Any) -> None:
+        stmt = self._stmt(("insert", table.name), table.insert)
         with self.tx() as c:
-            c.execute(table.insert().values(**values))
+            c.execute(stmt, values)
 
     def get(self, table: sa.Table, key: Any) -> dict[str, Any] | None:
-        pk = next(iter(table.primary_key.columns))
+        stmt = self._stmt(("get", table.name), lambda: sa.select(table).where(
+            _pk(table) == sa.bindparam("p_key")))
         with self.tx() as c:
-            row = c.execute(sa.select(table).where(pk == key)).mappings().first()
+            row = c.execute(stmt, {"p_key": key}).mappings().first()
         return dict(row) if row else None
 
     def update(self, table: sa.Table, key: Any, *, where: Mapping[str, Any] | None = None,
                **values: Any) -> bool:
         """Update one row; with ``where`` only if those columns still hold those values
         (compare-and-set, how replicas claim work). True if a row changed."""
-        pk = next(iter(table.primary_key.columns))
-        stmt = table.update().where(pk == key)
-        for col, val in (where or {}).items():
-            stmt = stmt.where(table.c[col] == val)
+        conds = tuple(where or ())
+
+        def build() -> Any:
+            return table.update().where(_pk(table) == sa.bindparam("p_key"), *(
+                table.c[col] == sa.bindparam(f"p_w_{col}") for col in conds))
+
+        stmt = self._stmt(("update", table.name, conds), build)
+        params = {"p_key": key, **{f"p_w_{col}": val for col, val in (where or {}).items()},
+                  **values}
         with self.tx() as c:
-            return (c.execute(stmt.values(**values)).rowcount or 0) > 0
+            return (c.execute(stmt, params).rowcount or 0) > 0
 
     def select(self, table: sa.Table, *conds: Any,
                order_by: Any = None) -> list[dict[str, Any]]:
@@ -395,8 +421,7 @@ class Store:
         lifetime = self._nonce_pool[0]
         batch: list[str] | None = None
         with self.tx() as c:
-            n = c.execute(nonces.delete().where(nonces.c.value == value,
-                                                nonces.c.expires >= now)).rowcount or 0
+            n = c.execute(_USE_NONCE, {"p_value": value, "p_now": now}).rowcount or 0
             with self._nonce_lock:
                 refill = n == 1 and lifetime > 0 and not self._pool_is_fresh(
                     lifetime, now, margin=2.0)
