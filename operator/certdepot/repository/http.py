@@ -175,10 +175,14 @@ def threaded(fn: Callable[[Request], Response]) -> Handler:
     return endpoint
 
 
-def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False
-              ) -> Callable[[Callable[[Request, Signed], Response]], Handler]:
+def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False,
+              waits: bool = False) -> Callable[[Callable[[Request, Signed], Response]], Handler]:
     """An ACME POST endpoint: the request is verified (``verify_post``), then the
-    handler runs in a worker thread with the verified request."""
+    handler runs with the verified request, both in one store unit.
+
+    Where: a worker thread, unless the store runs requests inline (SQLite: see
+    ``Store.runs_inline``) and the handler never ``waits`` for work on the event loop
+    (``Repo.start_and_wait``, i.e. finalize), in which case on the event loop itself."""
 
     def wrap(fn: Callable[[Request, Signed], Response]) -> Handler:
         def verified(request: Request, body: bytes, url: str) -> Response:
@@ -193,6 +197,8 @@ def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False
             repo = repo_of(request)
             repo.loop = asyncio.get_running_loop()
             body, url = await _read_post(request)
+            if repo.store.runs_inline and not waits:
+                return verified(request, body, url)
             return await run_in_threadpool(verified, request, body, url)
 
         return endpoint

@@ -51,17 +51,37 @@ class Repo:
 
     def spawn_from_thread(self, coro: Coroutine[Any, Any, Any], name: str
                           ) -> concurrent.futures.Future[Any]:
-        """``spawn`` for code running in a worker thread; the future ends with the task."""
-        assert self.loop is not None, "no event loop recorded"
+        """``spawn`` for request code (a worker thread, or the loop itself when the store
+        runs requests inline); the future ends with the task. Inside a store unit the task
+        starts once the unit committed: it must see what the request wrote (the challenge
+        now processing), and a rolled-back request starts nothing."""
+        loop = self.loop
+        assert loop is not None, "no event loop recorded"
+        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         async def tracked() -> Any:
             return await self.spawn(coro, name)
 
-        return asyncio.run_coroutine_threadsafe(tracked(), self.loop)
+        def copy(done: concurrent.futures.Future[Any]) -> None:
+            if done.cancelled():
+                result.cancel()
+            elif (exc := done.exception()) is not None:
+                result.set_exception(exc)
+            else:
+                result.set_result(done.result())
+
+        def start() -> None:
+            asyncio.run_coroutine_threadsafe(tracked(), loop).add_done_callback(copy)
+
+        self.store.after_commit(start)
+        return result
 
     def start_and_wait(self, coro: Coroutine[Any, Any, Any], name: str, wait: float) -> None:
         """From a worker thread: start background work and give it ``wait`` seconds to
         finish (fast issuers complete before the response; slow ones keep running)."""
+        # Waiting here on the loop's own thread would wait forever.
+        if self.loop is not None and _on_loop(self.loop):
+            raise RuntimeError("start_and_wait called on the event loop's thread")
         # The work needs the store from another thread: the request's transaction must be
         # committed and the store free before we wait for it.
         self.store.end_unit()
@@ -74,3 +94,10 @@ class Repo:
 
     def new_nonce(self) -> str:
         return self.store.new_nonce(self.config.nonce_lifetime.total_seconds())
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

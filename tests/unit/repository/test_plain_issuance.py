@@ -178,13 +178,15 @@ async def test_deactivated_key_cannot_return_account(env: Env) -> None:
 
 
 async def test_slow_store_does_not_stall_other_requests(env: Env) -> None:
-    """Store work runs in worker threads: one request stuck on a slow database round trip
-    does not hold up the event loop for the others."""
+    """Store work on a network database (PostgreSQL: ``runs_inline`` false) runs in
+    worker threads: one request stuck on a slow round trip does not hold up the event
+    loop for the others. (SQLite runs it inline: see test_store_unit.py.)"""
     import asyncio
     import time
 
     c = await env.tenant_client("team-a")
     original = env.repo.store.use_nonce
+    env.repo.store.runs_inline = False
 
     def slow_use_nonce(value: str) -> bool:
         time.sleep(1.0)  # a blocking call, as a slow PostgreSQL would be
@@ -204,6 +206,7 @@ async def test_slow_store_does_not_stall_other_requests(env: Env) -> None:
         assert (await slow).status_code == 201
     finally:
         env.repo.store.use_nonce = original  # type: ignore[method-assign]
+        env.repo.store.runs_inline = True
 
 
 async def test_csr_policy_refuses_weak_keys_and_ca_usages(env: Env) -> None:

@@ -44,7 +44,7 @@ def order(request: Request, signed: Signed) -> Response:
                      headers=_retry(row["status"]))
 
 
-@acme_post()
+@acme_post(waits=True)  # plain and delegated issuance: start_and_wait
 def finalize(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
     assert signed.account is not None

@@ -1,0 +1,92 @@
+"""Where request code runs: on the event loop for SQLite, in worker threads otherwise; and
+background work a request starts begins only after the request's transaction committed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from repository_testkit import Env
+
+from certdepot.repository.store import Store
+
+
+def test_only_sqlite_runs_requests_inline() -> None:
+    assert Store("sqlite://").runs_inline
+    # Never connected here: the engine is lazy.
+    assert not Store("postgresql+psycopg://certdepot@127.0.0.1:1/certdepot").runs_inline
+
+
+async def test_sqlite_requests_run_on_the_event_loop(env: Env) -> None:
+    c = await env.tenant_client("team-a")
+    threads: list[int] = []
+    original = env.repo.store.use_nonce
+
+    def recording(value: str) -> bool:
+        threads.append(threading.get_ident())
+        return original(value)
+
+    env.repo.store.use_nonce = recording  # type: ignore[method-assign]
+    try:
+        r = await c.new_order(["x.a.example.test"])
+    finally:
+        env.repo.store.use_nonce = original  # type: ignore[method-assign]
+    assert r.status_code == 201, r.text
+    assert threads == [threading.get_ident()]  # this test's loop thread
+
+
+async def test_threaded_requests_when_not_inline(env: Env) -> None:
+    env.repo.store.runs_inline = False
+    c = await env.tenant_client("team-a")
+    threads: list[int] = []
+    original = env.repo.store.use_nonce
+
+    def recording(value: str) -> bool:
+        threads.append(threading.get_ident())
+        return original(value)
+
+    env.repo.store.use_nonce = recording  # type: ignore[method-assign]
+    try:
+        r = await c.new_order(["x.a.example.test"])
+    finally:
+        env.repo.store.use_nonce = original  # type: ignore[method-assign]
+    assert r.status_code == 201, r.text
+    assert threads and threads[0] != threading.get_ident()
+
+
+async def test_background_work_starts_after_the_request_committed(env: Env) -> None:
+    repo = env.repo
+    repo.loop = asyncio.get_running_loop()
+    committed = threading.Event()
+    seen: list[bool] = []
+
+    async def job() -> None:
+        seen.append(committed.is_set())
+
+    def request() -> None:
+        with repo.store.unit():
+            repo.store.after_commit(committed.set)  # runs before the spawn's start
+            repo.spawn_from_thread(job(), "job")
+            time.sleep(0.2)  # the loop is idle: an immediate start would run now
+
+    await asyncio.to_thread(request)
+    for _ in range(50):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == [True]
+
+
+async def test_start_and_wait_refuses_the_loop_thread(env: Env) -> None:
+    repo = env.repo
+    repo.loop = asyncio.get_running_loop()
+
+    async def job() -> None:
+        return None
+
+    coro = job()
+    with pytest.raises(RuntimeError, match="event loop"):
+        repo.start_and_wait(coro, "job", 1.0)
+    coro.close()
