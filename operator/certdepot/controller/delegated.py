@@ -10,10 +10,9 @@ from typing import Any
 
 from certdepot.acme import csr_template
 from certdepot.controller import (
+    certstep,
     decisions,
-    failures,
     ready,
-    repolookup,
     secrets,
     secretwriter,
     tlsdata,
@@ -150,67 +149,51 @@ def _half_life(info: tlsdata.CertInfo) -> datetime:
 
 
 async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
-    now = deps.clock()
-    meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    owner = secrets.owner_of(body, KIND)
-    memory = deps.memory(owner.uid or owner.ref)
-    state: secrets.SecretState | None = None
-    try:
-        state = secrets.inspect(
-            await deps.kube.get_secret(owner.namespace, spec["secretName"]), owner
-        )
-        endpoint = await repolookup.resolve(
-            deps.kube,
-            spec.get("repositoryRef") or {},
-            owner.namespace,
-            deps.settings,
-            deps.objects,
-        )
-        wanted_hash = issuance_hash(spec)
-        decision = decisions.decide(
-            dns_names=spec.get("dnsNames") or [],
-            renew_before=optional_duration(spec.get("renewBefore")),
-            state=state,
-            status=status,
-            generation=meta.get("generation"),
-            adopt=bool(spec.get("adoptExistingSecret")),
-            now=now,
-            recheck=deps.settings.recheck,
-            spec_needs_new_certificate=_spec_changed(spec, status, state, wanted_hash),
-        )
-        if decision.conflict:
-            raise SecretConflict(decision.message)
-        auto = bool((spec.get("autoRenewal") or {}).get("enabled"))
-        if (
-            auto
-            and decision.reason in ("UpToDate", "Expiring")
-            and state.info is not None
-            and status.get("certificateURL")
-            and now >= _half_life(state.info)
-        ):
-            # STAR: the repository re-issues at half-life; pick the new one up from the stable
-            # URL, and order afresh only if it has nothing newer.
-            step = await _follow_auto_renewal(body, deps, endpoint, state, now)
-            if step is not None:
-                return step
-        if decision.fetch:
-            return await _issue(
-                body, deps, memory, endpoint, state, decision.reason, now, wanted_hash
-            )
-        return await ready.up_to_date(
-            body,
-            deps,
-            memory,
-            owner,
-            state,
-            decision,
-            now,
-            extra={"specHash": status.get("specHash") or wanted_hash},
-        )
-    except Exception as error:
-        return failures.failure(body, deps, memory, error, state, now, KIND)
+    return await certstep.run(body, deps, KIND, lambda start: _step(start, deps))
+
+
+async def _step(start: certstep.Start, deps: Deps) -> Step:
+    body, spec, status, state, now = start.body, start.spec, start.status, start.state, start.now
+    meta, owner, memory, endpoint = start.meta, start.owner, start.memory, start.endpoint
+    wanted_hash = issuance_hash(spec)
+    decision = decisions.decide(
+        dns_names=spec.get("dnsNames") or [],
+        renew_before=optional_duration(spec.get("renewBefore")),
+        state=state,
+        status=status,
+        generation=meta.get("generation"),
+        adopt=bool(spec.get("adoptExistingSecret")),
+        now=now,
+        recheck=deps.settings.recheck,
+        spec_needs_new_certificate=_spec_changed(spec, status, state, wanted_hash),
+    )
+    if decision.conflict:
+        raise SecretConflict(decision.message)
+    auto = bool((spec.get("autoRenewal") or {}).get("enabled"))
+    if (
+        auto
+        and decision.reason in ("UpToDate", "Expiring")
+        and state.info is not None
+        and status.get("certificateURL")
+        and now >= _half_life(state.info)
+    ):
+        # STAR: the repository re-issues at half-life; pick the new one up from the stable
+        # URL, and order afresh only if it has nothing newer.
+        step = await _follow_auto_renewal(body, deps, endpoint, state, now)
+        if step is not None:
+            return step
+    if decision.fetch:
+        return await _issue(body, deps, memory, endpoint, state, decision.reason, now, wanted_hash)
+    return await ready.up_to_date(
+        body,
+        deps,
+        memory,
+        owner,
+        state,
+        decision,
+        now,
+        extra={"specHash": status.get("specHash") or wanted_hash},
+    )
 
 
 async def _follow_auto_renewal(

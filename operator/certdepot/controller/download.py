@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from certdepot.controller import (
+    certstep,
     decisions,
-    failures,
     ready,
-    repolookup,
     secrets,
     secretwriter,
     tlsdata,
@@ -27,44 +26,28 @@ log = logging.getLogger("certdepot.operator")
 
 async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
     """Bring the Secret in line with the spec; never raises (errors become status)."""
-    now = deps.clock()
-    meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    generation = meta.get("generation")
-    owner = secrets.owner_of(body, KIND)
-    memory = deps.memory(owner.uid or owner.ref)
-    state: secrets.SecretState | None = None
-    try:
-        state = secrets.inspect(
-            await deps.kube.get_secret(owner.namespace, spec["secretName"]), owner
-        )
-        endpoint = await repolookup.resolve(
-            deps.kube,
-            spec.get("repositoryRef") or {},
-            owner.namespace,
-            deps.settings,
-            deps.objects,
-        )
-        window = await _renewal_window(deps, memory, endpoint, state, now)
-        decision = decisions.decide(
-            dns_names=spec.get("dnsNames") or [],
-            renew_before=optional_duration(spec.get("renewBefore")),
-            state=state,
-            status=status,
-            generation=generation,
-            adopt=bool(spec.get("adoptExistingSecret")),
-            now=now,
-            window=window,
-            recheck=deps.settings.recheck,
-        )
-        if decision.conflict:
-            raise SecretConflict(decision.message)
-        if decision.fetch:
-            return await _fetch(body, deps, memory, endpoint, state, decision, now)
-        return await ready.up_to_date(body, deps, memory, owner, state, decision, now)
-    except Exception as error:
-        return failures.failure(body, deps, memory, error, state, now, KIND)
+    return await certstep.run(body, deps, KIND, lambda start: _step(start, deps))
+
+
+async def _step(start: certstep.Start, deps: Deps) -> Step:
+    body, spec, state, now = start.body, start.spec, start.state, start.now
+    window = await _renewal_window(deps, start.memory, start.endpoint, state, now)
+    decision = decisions.decide(
+        dns_names=spec.get("dnsNames") or [],
+        renew_before=optional_duration(spec.get("renewBefore")),
+        state=state,
+        status=start.status,
+        generation=start.meta.get("generation"),
+        adopt=bool(spec.get("adoptExistingSecret")),
+        now=now,
+        window=window,
+        recheck=deps.settings.recheck,
+    )
+    if decision.conflict:
+        raise SecretConflict(decision.message)
+    if decision.fetch:
+        return await _fetch(body, deps, start.memory, start.endpoint, state, decision, now)
+    return await ready.up_to_date(body, deps, start.memory, start.owner, state, decision, now)
 
 
 async def _renewal_window(
