@@ -176,13 +176,16 @@ def threaded(fn: Callable[[Request], Response]) -> Handler:
 
 
 def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False,
-              waits: bool = False) -> Callable[[Callable[[Request, Signed], Response]], Handler]:
+              waits: Callable[[Signed], bool] | None = None
+              ) -> Callable[[Callable[[Request, Signed], Response]], Handler]:
     """An ACME POST endpoint: the request is verified (``verify_post``), then the
     handler runs with the verified request, both in one store unit.
 
     Where: a worker thread, unless the store runs requests inline (SQLite: see
-    ``Store.runs_inline``) and the handler never ``waits`` for work on the event loop
-    (``Repo.start_and_wait``, i.e. finalize), in which case on the event loop itself."""
+    ``Store.runs_inline``), in which case on the event loop itself. A handler that may
+    wait for work on the event loop (``Repo.start_and_wait``: issuance at finalize) says
+    so with ``waits(signed)``; such a request is verified inline and handled in a
+    worker thread, in a second unit."""
 
     def wrap(fn: Callable[[Request, Signed], Response]) -> Handler:
         def verified(request: Request, body: bytes, url: str) -> Response:
@@ -192,14 +195,24 @@ def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False,
                 signed = _verify(repo, body, url, use_jwk, allow_deactivated)
                 return fn(request, signed)
 
+        def handled(request: Request, signed: Signed) -> Response:
+            with repo_of(request).store.unit():
+                return fn(request, signed)
+
         @functools.wraps(fn)
         async def endpoint(request: Request) -> Response:
             repo = repo_of(request)
             repo.loop = asyncio.get_running_loop()
             body, url = await _read_post(request)
-            if repo.store.runs_inline and not waits:
+            if not repo.store.runs_inline:
+                return await run_in_threadpool(verified, request, body, url)
+            if waits is None:
                 return verified(request, body, url)
-            return await run_in_threadpool(verified, request, body, url)
+            with repo.store.unit():
+                signed = _verify(repo, body, url, use_jwk, allow_deactivated)
+                if not waits(signed):
+                    return fn(request, signed)
+            return await run_in_threadpool(handled, request, signed)
 
         return endpoint
 

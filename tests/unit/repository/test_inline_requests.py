@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 from repository_testkit import Env
@@ -90,3 +91,40 @@ async def test_start_and_wait_refuses_the_loop_thread(env: Env) -> None:
     with pytest.raises(RuntimeError, match="event loop"):
         repo.start_and_wait(coro, "job", 1.0)
     coro.close()
+
+
+async def test_finalize_with_a_csr_is_handled_in_a_thread(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issuance waits for work on the loop, so it cannot run on the loop; the order is
+    still valid in the finalize answer (local CA)."""
+    from certdepot.acme import crypto, jws
+    from certdepot.repository import orders as order_logic
+
+    c = await env.tenant_client("team-a")
+    order = (await c.new_order(["x.a.example.test"])).json()
+    threads: list[int] = []
+    original = order_logic.finalize
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(order_logic, "finalize", recording)
+    csr = crypto.build_csr(crypto.generate_private_key(), ["x.a.example.test"])
+    r = await c.post(order["finalize"], {"csr": jws.b64encode(csr)})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "valid"
+    assert threads and threads[0] != threading.get_ident()
+
+
+def test_only_a_csr_finalize_waits() -> None:
+    from certdepot.repository.http import Signed
+    from certdepot.repository.routes.orders import _issues
+
+    def signed(payload: dict[str, Any] | None) -> Signed:
+        return Signed({}, payload, b"", {}, None)
+
+    assert _issues(signed({"csr": "x"}))
+    assert _issues(signed({"csr": "x", "ephemeral-jwk": {}}))
+    assert not _issues(signed({"ephemeral-jwk": {}}))
+    assert not _issues(signed(None))

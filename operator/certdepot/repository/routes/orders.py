@@ -44,7 +44,13 @@ def order(request: Request, signed: Signed) -> Response:
                      headers=_retry(row["status"]))
 
 
-@acme_post(waits=True)  # plain and delegated issuance: start_and_wait
+def _issues(signed: Signed) -> bool:
+    # Plain and delegated orders issue from a CSR and wait for it (start_and_wait); a
+    # download order (ephemeral-jwk) never waits. Without a csr no order gets that far.
+    return "csr" in (signed.payload or {})
+
+
+@acme_post(waits=_issues)
 def finalize(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
     assert signed.account is not None
