@@ -81,6 +81,10 @@ class Supervisor:
         if entry is not None:
             entry.stop.set = True
             entry.task.cancel()
+            # What the operator remembered about that object (deps.memory is keyed by uid,
+            # else name) goes with it; kept, it grew with every object ever seen.
+            old = entry.body.get("metadata") or {}
+            self.runtime.deps.memories.pop(str(old.get("uid") or old.get("name")), None)
         self.runtime.deps.metrics.forget(
             kind, str(meta.get("namespace") or ""), str(meta.get("name"))
         )
