@@ -7,11 +7,22 @@ one wraps the official (synchronous) client in worker threads; objects are plain
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
 from certdepot.controller.resources import CLUSTER_REPOSITORIES, GROUP, PLURALS, VERSION
+
+
+def lean_copy(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of an API object to keep, without ``metadata.managedFields``: the API
+    server's field-ownership bookkeeping, often the largest part of an object and never
+    read here. The supervisor keeps a copy of every object at every watch event."""
+    out = {k: copy.deepcopy(v) for k, v in obj.items() if k != "metadata"}
+    meta = obj.get("metadata") or {}
+    out["metadata"] = {k: copy.deepcopy(v) for k, v in meta.items() if k != "managedFields"}
+    return out
 
 
 class Conflict(Exception):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from certdepot.controller import loop
 from certdepot.controller.deps import Step
+from certdepot.controller.kubeapi import lean_copy
 from certdepot.controller.runtime import Runtime
 from certdepot.controller.steps import run_step
 
@@ -61,7 +61,7 @@ class Supervisor:
             entry = None
         if entry is None:
             stop = _Stop()
-            holder: dict[str, Any] = copy.deepcopy(dict(body))
+            holder: dict[str, Any] = lean_copy(body)
 
             async def step() -> float:
                 return await run_step(kind, self.entries[key].body, self.runtime, reconcile)
@@ -71,7 +71,7 @@ class Supervisor:
             )
             self.entries[key] = _Entry(holder, task, stop, meta.get("generation"))
             return
-        entry.body = copy.deepcopy(dict(body))
+        entry.body = lean_copy(body)
         if meta.get("generation") != entry.generation:
             entry.generation = meta.get("generation")
             self.runtime.wakeups.wake(key)

@@ -19,12 +19,11 @@ latest copy and lookups read it.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from certdepot.controller.kubeapi import KubeApi
+from certdepot.controller.kubeapi import KubeApi, lean_copy
 
 _Key = tuple[str, str, str]  # (kind, namespace or "", name); kind "Namespace" for labels
 
@@ -58,7 +57,7 @@ class WatchCache:
     def _value(kind: str, body: Mapping[str, Any]) -> Any:
         if kind == "Namespace":
             return dict((body.get("metadata") or {}).get("labels") or {})
-        return copy.deepcopy(dict(body))
+        return lean_copy(body)
 
     # --- read by the reconcilers -----------------------------------------------------------
 
@@ -76,7 +75,7 @@ class WatchCache:
         seen = self._events.get(key, 0)
         obj = await kube.get_custom(kind, namespace, name)
         if obj is not None:
-            self._fill(key, seen, copy.deepcopy(obj))
+            self._fill(key, seen, lean_copy(obj))
         return obj
 
     async def namespace_labels(self, kube: KubeApi, name: str) -> dict[str, str]:
