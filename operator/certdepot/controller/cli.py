@@ -99,7 +99,13 @@ def operator_group() -> None:
     help="CertificateDownloads asking the same repository for the same names share one "
     "download, and its result for this long. 0: each downloads on its own.",
 )
-@click.option("--verbose", "-v", is_flag=True)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Debug logging, including kopf's line per handled watch event (otherwise only its "
+    "warnings and errors).",
+)
 def run(
     namespaces: tuple[str, ...],
     kubeconfig: str | None,
