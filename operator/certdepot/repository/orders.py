@@ -156,8 +156,7 @@ def refresh_order(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:
         return repo.store.get(tables.orders, row["id"]) or row
     if row["status"] != "pending":
         return row
-    statuses = [a["status"] for a in repo.store.select(
-        tables.authzs, tables.authzs.c.order_id == row["id"])]
+    statuses = [a["status"] for a in repo.store.find(tables.authzs, order_id=row["id"])]
     new = row["status"]
     if any(s in ("invalid", "deactivated", "expired", "revoked") for s in statuses):
         new = "invalid"

@@ -369,6 +369,16 @@ class Store:
         with self.tx() as c:
             return (c.execute(stmt, params).rowcount or 0) > 0
 
+    def find(self, table: sa.Table, **equals: Any) -> list[dict[str, Any]]:
+        """The rows whose columns hold these values (``select`` with equality only, on a
+        statement built once per table and set of columns)."""
+        cols = tuple(equals)
+        stmt = self._stmt(("find", table.name, cols), lambda: sa.select(table).where(
+            *(table.c[col] == sa.bindparam(f"p_w_{col}") for col in cols)))
+        with self.tx() as c:
+            return [dict(r) for r in c.execute(
+                stmt, {f"p_w_{col}": val for col, val in equals.items()}).mappings()]
+
     def select(self, table: sa.Table, *conds: Any,
                order_by: Any = None) -> list[dict[str, Any]]:
         stmt = sa.select(table).where(*conds)

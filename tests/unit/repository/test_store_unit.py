@@ -117,3 +117,15 @@ def test_units_in_threads_do_not_interleave(store: Store) -> None:
         t.join()
     assert not errors, errors[:3]
     assert store.get_blob("counter") == b"160"
+
+
+def test_find_matches_every_given_column(store: Store) -> None:
+    from certdepot.repository.store import orders
+
+    for i, (account, status) in enumerate([("a", "valid"), ("a", "pending"), ("b", "valid")]):
+        store.insert(orders, id=f"o{i}", account_id=account, status=status, expires=0.0,
+                     data={}, cert_id="c", created=0.0)
+    assert [r["id"] for r in store.find(orders, account_id="a", status="valid")] == ["o0"]
+    assert sorted(r["id"] for r in store.find(orders, cert_id="c", status="valid")) == [
+        "o0", "o2"]
+    assert store.find(orders, account_id="b", status="pending") == []

@@ -21,9 +21,8 @@ PEM_CHAIN = "application/pem-certificate-chain"
 def may_read(repo: Repo, cert: dict[str, Any], account_id: str) -> bool:
     if cert["account_id"] == account_id:
         return True
-    return bool(repo.store.select(tables.orders, tables.orders.c.account_id == account_id,
-                                  tables.orders.c.cert_id == cert["id"],
-                                  tables.orders.c.status == "valid"))
+    return bool(repo.store.find(tables.orders, account_id=account_id, cert_id=cert["id"],
+                                status="valid"))
 
 
 @acme_post()
