@@ -24,12 +24,14 @@ from certdepot.repository.app import create_app
 from certdepot.repository.bootstrap import build_repo
 from certdepot.repository.config import Config, ConfigError
 from certdepot.repository.http01 import create_http01_app
+from certdepot.repository.httpproto import BoundedHttpToolsProtocol
 
 log = logging.getLogger("certdepot.repository.server")
 
 #: uvicorn's HTTP/1.1 parser in C (llhttp) instead of h11 in pure Python: h11's parsing
-#: and its event objects were a visible share of the repository's per-request CPU.
-HTTP: Literal["httptools"] = "httptools"
+#: and its event objects were a visible share of the repository's per-request CPU. With
+#: h11's bound on an incomplete header block (see httpproto).
+HTTP = BoundedHttpToolsProtocol
 
 
 class _Server(uvicorn.Server):
