@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -149,9 +150,7 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
             size = (_CRV_CURVE[crv].key_size + 7) // 8
             if len(x) != size or len(y) != size:
                 raise AcmeProblem("badPublicKey", "EC coordinates have the wrong length")
-            return ec.EllipticCurvePublicNumbers(
-                int.from_bytes(x, "big"), int.from_bytes(y, "big"), _CRV_CURVE[crv]
-            ).public_key()
+            return _ec_public_key(crv, x, y)
         if kty == "RSA":
             n = int.from_bytes(b64decode(str(jwk["n"])), "big")
             e = int.from_bytes(b64decode(str(jwk["e"])), "big")
@@ -167,6 +166,16 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
     except (KeyError, ValueError, TypeError) as exc:
         raise AcmeProblem("badPublicKey", f"invalid {kty} JWK: {type(exc).__name__}") from None
     raise AcmeProblem("badPublicKey", f"unsupported key type {kty!r}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _ec_public_key(crv: str, x: bytes, y: bytes) -> ec.EllipticCurvePublicKey:
+    # A server verifies every request of an account with the same key: building it (and
+    # checking the point is on the curve) once per account rather than once per request.
+    # Key objects are immutable; a point off the curve raises ValueError and is not cached.
+    return ec.EllipticCurvePublicNumbers(
+        int.from_bytes(x, "big"), int.from_bytes(y, "big"), _CRV_CURVE[crv]
+    ).public_key()
 
 
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from certdepot.acme import crypto, jws
 from certdepot.acme.problems import AcmeProblem
@@ -203,3 +204,19 @@ def test_b64decode_rejects_standard_alphabet() -> None:
     with pytest.raises(ValueError):
         jws.b64decode("a+b/")
     assert jws.b64decode(jws.b64encode(b"\xff\xfe")) == b"\xff\xfe"
+
+
+def test_ec_keys_from_the_same_jwk_are_built_once_and_bad_points_always_refused() -> None:
+    key = crypto.generate_private_key("ec-p256")
+    doc = jws.public_jwk(key)
+    first = jws.public_key_from_jwk(doc)
+    assert jws.public_key_from_jwk(dict(doc)) is first  # cached per (crv, x, y)
+    assert isinstance(first, ec.EllipticCurvePublicKey)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert first.public_numbers() == key.public_key().public_numbers()
+    off_curve = {**doc, "y": jws.b64encode((int.from_bytes(jws.b64decode(doc["y"]), "big") ^ 1)
+                                            .to_bytes(32, "big"))}
+    for _ in range(2):  # a refusal is not cached as a key
+        with pytest.raises(AcmeProblem) as err:
+            jws.public_key_from_jwk(off_curve)
+        assert err.value.short_type == "badPublicKey"
