@@ -184,7 +184,7 @@ class Bench:
             repeats = min(a.repeats, 2) if c >= 64 else a.repeats
             with self._profiling(f"repository-{kind}-{label}-c{c}", pid,
                                  enabled=c == self.focus and label == "sqlite"):
-                r = asyncio.run(tp.measure(url, ca, eab, session, c, a.duration, repeats,
+                r = tp.run(tp.measure(url, ca, eab, session, c, a.duration, repeats,
                                            pid))
             self.say(f"{kind:8} {label:10} c={c:3}: {r['sessions_per_s']['median']:7.1f} "
                      f"sessions/s p50 {r['latency_s']['p50'] * 1000:.0f} ms "

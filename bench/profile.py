@@ -8,7 +8,6 @@ inclusive and self shares of the samples (the collapsed stacks are kept for flam
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import signal
 import subprocess
@@ -54,7 +53,7 @@ class Recorder:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate",
+            [spy, "record", "--pid", str(self.pid), "--format", "raw", "--gil", "--rate",
              str(self.rate), "--output", str(self.out), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
@@ -104,11 +103,11 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         collapsed = args.out.with_suffix(".collapsed")
         recorder = subprocess.Popen(
-            [spy, "record", "--pid", str(repo.pid), "--format", "raw", "--rate", "200",
+            [spy, "record", "--pid", str(repo.pid), "--format", "raw", "--rate", "200", "--gil",
              "--duration", str(int(args.seconds) + 4), "--output", str(collapsed),
              "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            result = asyncio.run(tp.measure(repo.directory_url, repo.ca_path,
+            result = tp.run(tp.measure(repo.directory_url, repo.ca_path,
                                             repo.eab[CLUSTER_TENANT], session,
                                             args.concurrency, args.seconds, 1, repo.pid))
         finally:
