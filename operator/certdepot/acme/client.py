@@ -216,6 +216,7 @@ class AcmeClient:
         self.max_bad_nonce_retries = bad_nonce_retries
         #: How many requests were re-sent after ``badNonce`` (observability; tests).
         self.bad_nonce_retries = 0
+        self.reconnects = 0  # requests re-sent after the server closed a reused connection
         self._nonces: deque[str] = deque(maxlen=32)
         self._directory: Directory | None = None
         self._http = httpx.AsyncClient(
@@ -259,7 +260,16 @@ class AcmeClient:
             # httpx bounds each phase (connect, each read...); the outer deadline also bounds a
             # server that trickles its answer byte by byte.
             async with asyncio.timeout(self.timeout):
-                response = await self._http.request(method, url, **kwargs)
+                try:
+                    response = await self._http.request(method, url, **kwargs)
+                except httpx.RemoteProtocolError:
+                    # The server closed a kept-alive connection just as we reused it (its idle
+                    # timeout raced our request, common when this process is busy). Send the
+                    # same bytes once more on a new connection: the server handles one signed
+                    # request at most once, since its nonce is single use (a copy of one it
+                    # did handle gets badNonce).
+                    self.reconnects += 1
+                    response = await self._http.request(method, url, **kwargs)
         except (httpx.TimeoutException, TimeoutError):
             raise _timeout(f"{method} {url} timed out after {self.timeout:g}s") from None
         except httpx.TransportError as exc:

@@ -16,6 +16,7 @@ closed after ``max_idle`` without use.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Hashable
@@ -49,6 +50,7 @@ class ClientPool:
         max_age: float = 300.0,
         max_idle: float = 60.0,
         max_idle_clients: int = 64,
+        max_active: int = 32,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_age = max_age
@@ -56,6 +58,12 @@ class ClientPool:
         self._max_idle_clients = max_idle_clients
         self._clock = clock
         self._idle: dict[Hashable, list[_Idle]] = {}
+        # At most max_active clients (so connections) per key in use at once; more callers
+        # wait. Unbounded, a restart with thousands of certificates opened thousands of
+        # connections at once, and an overloaded operator then reused kept-alive ones past
+        # the repository's idle timeout.
+        self._max_active = max_active
+        self._slots: dict[Hashable, asyncio.Semaphore] = {}
 
     def __len__(self) -> int:
         """Idle clients kept."""
@@ -70,6 +78,16 @@ class ClientPool:
     ) -> AsyncIterator[AcmeClient]:
         """A client for ``key``, the caller's alone for the ``async with`` body: the most
         recently used idle one (freshest connection and nonce), else one made by ``make``."""
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = asyncio.Semaphore(self._max_active)
+        async with slots, self._lease(key, make) as client:
+            yield client
+
+    @asynccontextmanager
+    async def _lease(
+        self, key: Hashable, make: Callable[[], AcmeClient]
+    ) -> AsyncIterator[AcmeClient]:
         now = self._clock()
         await self._sweep(now)
         free = self._idle.get(key) or []

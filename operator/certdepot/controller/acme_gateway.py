@@ -14,7 +14,7 @@ from cryptography import x509
 from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
 from certdepot.controller.acme_clients import ClientPool, endpoint_key
-from certdepot.controller.coalesce import DownloadCoalescer, names_key
+from certdepot.controller.coalesce import DownloadCoalescer, SharedCalls, names_key
 from certdepot.controller.decisions import RenewalWindow
 from certdepot.controller.gateway import (
     AccountInfo,
@@ -64,6 +64,7 @@ class AcmeGateway:
         poll_timeout: float = 120.0,
         transport: httpx.AsyncBaseTransport | None = None,
         download_reuse: float = 0.0,
+        renewal_info_reuse: float = 0.0,
     ) -> None:
         self._metrics = metrics
         self._timeout = timeout
@@ -72,6 +73,8 @@ class AcmeGateway:
         self._clients = ClientPool()
         # Downloads of one certificate by many CertificateDownloads share one session.
         self.downloads = DownloadCoalescer(download_reuse)
+        # ... and so do their ARI questions about one certificate (same answer for all).
+        self.renewal_windows: SharedCalls[RenewalWindow | None] = SharedCalls(renewal_info_reuse)
 
     @asynccontextmanager
     async def _client(self, endpoint: Endpoint) -> AsyncIterator[AcmeClient]:
@@ -154,13 +157,17 @@ class AcmeGateway:
     async def renewal_window(
         self, endpoint: Endpoint, cert: x509.Certificate
     ) -> RenewalWindow | None:
-        async with self._client(endpoint) as client:
-            if not (await client.directory()).renewal_info:
-                return None
-            info = await client.renewal_info(cert)
-            return RenewalWindow(
-                start=info.start, end=info.end, serial=format(cert.serial_number, "x")
-            )
+        async def ask() -> RenewalWindow | None:
+            async with self._client(endpoint) as client:
+                if not (await client.directory()).renewal_info:
+                    return None
+                info = await client.renewal_info(cert)
+                return RenewalWindow(
+                    start=info.start, end=info.end, serial=format(cert.serial_number, "x")
+                )
+
+        key = (endpoint_key(endpoint), cert.issuer.public_bytes(), cert.serial_number)
+        return await self.renewal_windows.call(key, ask)
 
     async def delegations(self, endpoint: Endpoint) -> list[Delegation]:
         async with self._client(endpoint) as client:

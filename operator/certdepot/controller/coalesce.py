@@ -25,11 +25,13 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from certdepot.controller import tlsdata
 from certdepot.controller.gateway import Downloaded
 
 Fetch = Callable[[], Awaitable[Downloaded]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -145,3 +147,48 @@ class DownloadCoalescer:
 def names_key(dns_names: Sequence[str]) -> tuple[str, ...]:
     """The same name set in any order or case is the same certificate."""
     return tuple(sorted({n.lower() for n in dns_names}))
+
+
+class SharedCalls(Generic[T]):
+    """Concurrent calls with one key share one call, and its result for ``window`` seconds
+    after it completes; a failure is not kept. For answers that are the same for every
+    caller, such as a certificate's ARI renewal window, which a thousand
+    CertificateDownloads of one certificate would otherwise each ask for."""
+
+    def __init__(
+        self, window: float, *, max_entries: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = window
+        self._max_entries = max_entries
+        self._clock = clock
+        self._calls: dict[Hashable, tuple[asyncio.Task[T], list[float]]] = {}
+        self.shared = 0
+
+    async def call(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+        if self.window <= 0:
+            return await make()
+        now = self._clock()
+        found = self._calls.get(key)
+        if found is not None and (not found[1] or now - found[1][0] < self.window):
+            self.shared += 1
+            return await asyncio.shield(found[0])
+        if len(self._calls) >= self._max_entries:
+            self._calls = {k: v for k, v in self._calls.items()
+                           if not v[1] or now - v[1][0] < self.window}
+        done_at: list[float] = []
+        task = asyncio.create_task(_awaited(make), name="certdepot shared call")
+        self._calls[key] = (task, done_at)
+
+        def finished(t: asyncio.Task[T]) -> None:
+            if t.cancelled() or t.exception() is not None:
+                if self._calls.get(key, (None,))[0] is t:
+                    del self._calls[key]
+            else:
+                done_at.append(self._clock())
+
+        task.add_done_callback(finished)
+        return await asyncio.shield(task)
+
+
+async def _awaited(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()

@@ -107,7 +107,13 @@ async def run(options: RunOptions) -> int:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it too
     kube = RealKubeApi.from_environment(options.kubeconfig)
     metrics = Metrics()
-    gateway = AcmeGateway(metrics, download_reuse=options.download_reuse_seconds)
+    gateway = AcmeGateway(
+        metrics,
+        download_reuse=options.download_reuse_seconds,
+        # One ARI answer serves every CertificateDownload of a certificate for a moment:
+        # at most a quarter of the interval each asks at, so a changed window is seen soon.
+        renewal_info_reuse=min(5.0, options.renewal_info_seconds / 4),
+    )
     settings = Settings(
         cluster_resource_namespace=options.cluster_resource_namespace,
         recheck=timedelta(seconds=options.recheck_seconds),

@@ -314,3 +314,46 @@ def test_link_and_retry_after_parsing() -> None:
     assert retry_after_seconds(httpx.Response(200, headers={"Retry-After": "7"})) == 7.0
     assert retry_after_seconds(httpx.Response(200, headers={"Retry-After": "soon"})) is None
     assert ari.cert_id_from_parts(b"\x01", 1) == "AQ.AQ"
+
+
+async def _closing_server(answer_after: int) -> tuple[asyncio.Server, str, list[int]]:
+    """A loopback HTTP server that reads each request and hangs up without an answer on
+    its first ``answer_after`` connections, then answers a directory."""
+    seen: list[int] = []
+    body = b'{"newNonce": "http://x/n", "newAccount": "http://x/a", "newOrder": "http://x/o"}'
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(len(seen))
+        await reader.readuntil(b"\r\n\r\n")
+        if len(seen) > answer_after:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/dir", seen
+
+
+async def test_a_connection_closed_without_answer_is_retried_once() -> None:
+    server, url, seen = await _closing_server(answer_after=1)
+    try:
+        async with AcmeClient(url, crypto.generate_private_key(), timeout=5) as acme:
+            directory = await acme.directory()
+            assert directory.new_order == "http://x/o"
+            assert acme.reconnects == 1 and len(seen) == 2
+    finally:
+        server.close()
+
+
+async def test_a_server_that_keeps_hanging_up_fails_after_one_retry() -> None:
+    server, url, seen = await _closing_server(answer_after=10)
+    try:
+        async with AcmeClient(url, crypto.generate_private_key(), timeout=5) as acme:
+            with pytest.raises(AcmeClientError, match="RemoteProtocolError") as exc:
+                await acme.directory()
+            assert exc.value.short_type.endswith("connection")
+            assert acme.reconnects == 1 and len(seen) == 2
+    finally:
+        server.close()

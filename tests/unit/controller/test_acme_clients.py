@@ -120,3 +120,25 @@ async def test_a_client_that_failed_is_not_reused() -> None:
     async with pool.lease("a", make) as c:
         assert c is make.client(1)
     await pool.aclose()
+
+
+async def test_at_most_max_active_clients_per_key_at_once() -> None:
+    pool = ClientPool(max_active=2)
+    make = _Factory()
+    active, peak = 0, 0
+
+    async def use(key: str) -> None:
+        nonlocal active, peak
+        async with pool.lease(key, make):
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.01)
+            active -= 1
+
+    await asyncio.gather(*(use("a") for _ in range(10)))
+    assert peak == 2 and len(make.made) == 2  # the waiters reused the two clients
+    # The bound is per key: another repository is not held up by this one.
+    peak = 0
+    await asyncio.gather(*(use(k) for k in ("a", "a", "b", "b")))
+    assert peak == 4
+    await pool.aclose()

@@ -8,7 +8,7 @@ import pytest
 
 from certdepot.acme.problems import AcmeProblem
 from certdepot.controller import tlsdata
-from certdepot.controller.coalesce import DownloadCoalescer, leaf_serial, names_key
+from certdepot.controller.coalesce import DownloadCoalescer, SharedCalls, leaf_serial, names_key
 from certdepot.controller.gateway import Downloaded
 
 from .fakes import MiniCA, pem
@@ -201,3 +201,40 @@ def test_names_key_ignores_order_and_case() -> None:
 def test_leaf_serial_matches_secret_inspection(ca: MiniCA) -> None:
     chain, key = ca.issue(["a.example"])
     assert leaf_serial(Downloaded(pem(chain), key)) == tlsdata.cert_info(chain[0]).serial
+
+
+async def test_shared_calls_share_concurrent_and_recent_answers() -> None:
+    now = [0.0]
+    shared: SharedCalls[int] = SharedCalls(2.0, clock=lambda: now[0])
+    calls = 0
+
+    async def ask() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return calls
+
+    assert await asyncio.gather(*(shared.call("k", ask) for _ in range(5))) == [1] * 5
+    now[0] = 1.9
+    assert await shared.call("k", ask) == 1 and calls == 1  # still within the window
+    assert await shared.call("other", ask) == 2  # another key asks on its own
+    now[0] = 2.1
+    assert await shared.call("k", ask) == 3  # the window has passed
+
+
+async def test_shared_calls_keep_no_failure_and_can_be_off() -> None:
+    shared: SharedCalls[int] = SharedCalls(10.0)
+    attempts = 0
+
+    async def flaky() -> int:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("repository down")
+        return attempts
+
+    with pytest.raises(RuntimeError):
+        await shared.call("k", flaky)
+    assert await shared.call("k", flaky) == 2
+    off: SharedCalls[int] = SharedCalls(0.0)
+    assert [await off.call("k", flaky) for _ in range(2)] == [3, 4]
