@@ -20,7 +20,8 @@ def test_only_sqlite_runs_requests_inline() -> None:
     assert not Store("postgresql+psycopg://certdepot@127.0.0.1:1/certdepot").runs_inline
 
 
-async def test_sqlite_requests_run_on_the_event_loop(env: Env) -> None:
+async def _new_order_threads(env: Env) -> list[int]:
+    """The threads a newOrder's store work (its nonce check) ran on."""
     c = await env.tenant_client("team-a")
     threads: list[int] = []
     original = env.repo.store.use_nonce
@@ -35,25 +36,16 @@ async def test_sqlite_requests_run_on_the_event_loop(env: Env) -> None:
     finally:
         env.repo.store.use_nonce = original  # type: ignore[method-assign]
     assert r.status_code == 201, r.text
-    assert threads == [threading.get_ident()]  # this test's loop thread
+    return threads
+
+
+async def test_sqlite_requests_run_on_the_event_loop(env: Env) -> None:
+    assert await _new_order_threads(env) == [threading.get_ident()]  # this test's loop thread
 
 
 async def test_threaded_requests_when_not_inline(env: Env) -> None:
     env.repo.store.runs_inline = False
-    c = await env.tenant_client("team-a")
-    threads: list[int] = []
-    original = env.repo.store.use_nonce
-
-    def recording(value: str) -> bool:
-        threads.append(threading.get_ident())
-        return original(value)
-
-    env.repo.store.use_nonce = recording  # type: ignore[method-assign]
-    try:
-        r = await c.new_order(["x.a.example.test"])
-    finally:
-        env.repo.store.use_nonce = original  # type: ignore[method-assign]
-    assert r.status_code == 201, r.text
+    threads = await _new_order_threads(env)
     assert threads and threads[0] != threading.get_ident()
 
 
