@@ -107,17 +107,18 @@ class ClientPool:
 
     async def _sweep(self, now: float) -> None:
         """Close idle clients no longer fit (e.g. of a repository whose URL or key changed)."""
+        # Take them out before the first await: concurrent callers sweep too, and one that
+        # resumed inside this loop found keys another had already deleted (KeyError).
+        stale: list[_Idle] = []
         for key in list(self._idle):
-            keep = []
-            for entry in self._idle[key]:
-                if self._fit(entry, now):
-                    keep.append(entry)
-                else:
-                    await entry.client.aclose()
+            keep = [e for e in self._idle[key] if self._fit(e, now)]
+            stale += [e for e in self._idle[key] if not self._fit(e, now)]
             if keep:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        for entry in stale:
+            await entry.client.aclose()
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}

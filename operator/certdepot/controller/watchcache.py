@@ -19,8 +19,9 @@ latest copy and lookups read it.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any
 
 from certdepot.controller.kubeapi import KubeApi, lean_copy
@@ -36,6 +37,7 @@ class WatchCache:
         self._clock = clock
         self._entries: dict[Hashable, tuple[float, Any]] = {}
         self._events: dict[Hashable, int] = {}  # watch events seen per key
+        self._pending: dict[Hashable, asyncio.Future[Any]] = {}  # GETs in flight per key
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -72,21 +74,49 @@ class WatchCache:
                 # callers only read it.
                 shared: dict[str, Any] = hit
                 return shared
+            obj: dict[str, Any] | None = await self._get_once(
+                key, lambda: kube.get_custom(kind, namespace, name), lean_copy
+            )
+            return obj
         seen = self._events.get(key, 0)
-        obj = await kube.get_custom(kind, namespace, name)
-        if obj is not None:
-            self._fill(key, seen, lean_copy(obj))
-        return obj
+        fresh_obj = await kube.get_custom(kind, namespace, name)
+        if fresh_obj is not None:
+            self._fill(key, seen, lean_copy(fresh_obj))
+        return fresh_obj
 
     async def namespace_labels(self, kube: KubeApi, name: str) -> dict[str, str]:
         key: _Key = ("Namespace", "", name)
         hit = self._hit(key)
         if hit is not None:
             return dict(hit)
-        seen = self._events.get(key, 0)
-        labels = await kube.namespace_labels(name)
-        self._fill(key, seen, dict(labels))
-        return labels
+        labels: dict[str, str] = await self._get_once(
+            key, lambda: kube.namespace_labels(name), dict
+        )
+        return dict(labels)
+
+    async def _get_once(
+        self, key: _Key, fetch: Callable[[], Awaitable[Any]], keep: Callable[[Any], Any]
+    ) -> Any:
+        """One GET for all concurrent misses of ``key``. When an entry expires while
+        thousands of reconciles are queued (a large rollout), each of them would otherwise
+        miss and send its own GET before the first answer comes back."""
+        task = self._pending.get(key)
+        if task is None:
+            seen = self._events.get(key, 0)
+
+            async def get_and_fill() -> Any:
+                try:
+                    value = await fetch()
+                    if value is not None:
+                        self._fill(key, seen, keep(value))
+                    return value
+                finally:
+                    del self._pending[key]
+
+            task = asyncio.ensure_future(get_and_fill())
+            self._pending[key] = task
+        # shield: a cancelled caller leaves the GET to the others waiting on it.
+        return await asyncio.shield(task)
 
     def _hit(self, key: _Key) -> Any:
         entry = self._entries.get(key)

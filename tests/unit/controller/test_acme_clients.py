@@ -142,3 +142,31 @@ async def test_at_most_max_active_clients_per_key_at_once() -> None:
     await asyncio.gather(*(use(k) for k in ("a", "a", "b", "b")))
     assert peak == 4
     await pool.aclose()
+
+
+async def test_concurrent_sweeps_of_slow_closing_clients() -> None:
+    class _SlowClient(_Client):
+        async def aclose(self) -> None:
+            await asyncio.sleep(0.01)  # a TLS close takes a moment
+            await super().aclose()
+
+    now = [0.0]
+    pool = ClientPool(max_idle=10, clock=lambda: now[0])
+    made: list[_SlowClient] = []
+
+    def make() -> AcmeClient:
+        made.append(_SlowClient())
+        return cast(AcmeClient, made[-1])
+
+    for key in ("a", "b", "c"):
+        async with pool.lease(key, make):
+            pass
+    now[0] = 20  # all three idle past max_idle: every caller below sweeps them
+
+    async def use(key: str) -> None:
+        async with pool.lease(key, make):
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(use(k) for k in "abcabc"))
+    assert all(c.closed for c in made[:3])
+    await pool.aclose()

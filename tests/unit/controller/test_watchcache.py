@@ -198,3 +198,23 @@ async def test_a_get_answer_is_kept_apart_from_the_callers_copy() -> None:
     again = await cache.repository(kube, CLUSTER, None, "shared")
     assert again is not None and again["spec"]["url"] == "https://repo.test/acme/directory"
     assert kube.repo_gets == 1
+
+
+async def test_concurrent_misses_share_one_get() -> None:
+    kube = setup()
+    cache = WatchCache()
+    kube.gate = asyncio.Event()
+    lookups = [asyncio.create_task(repolookup.resolve(kube, REF, "team-a", Settings(), cache))
+               for _ in range(20)]
+    await asyncio.sleep(0.01)
+    kube.gate.set()
+    endpoints = await asyncio.gather(*lookups)
+    assert {e.directory_url for e in endpoints} == {"https://repo.test/acme/directory"}
+    assert (kube.repo_gets, kube.ns_gets) == (1, 1)
+    # An object that is not there is not kept: the next lookup asks again.
+    cache = WatchCache()
+    kube.gate = None
+    del kube.customs[(CLUSTER, "", "shared")]
+    assert await cache.repository(kube, CLUSTER, None, "shared") is None
+    kube.customs[(CLUSTER, "", "shared")] = cluster_repo()
+    assert await cache.repository(kube, CLUSTER, None, "shared") is not None
