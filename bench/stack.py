@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 import certdepot
+from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
 from certdepot.testenv.pebble import PebbleEnv
@@ -36,14 +37,6 @@ DELEGATION_LOCAL = "cdn-local"
 DELEGATION_PEBBLE = "cdn-pebble"
 SHARED_CERT = "shared"
 
-# What the operator's CSR for an ECDSA P-256 DelegatedCertificate looks like (RFC 9115).
-CSR_TEMPLATE: dict[str, Any] = {
-    "keyTypes": [{"PublicKeyType": "id-ecPublicKey", "namedCurve": "secp256r1",
-                  "SignatureType": "ecdsa-with-SHA256"}],
-    "subject": {"commonName": "*"},
-    "extensions": {"subjectAltName": {"DNS": ["**"]}, "keyUsage": ["digitalSignature"],
-                   "extendedKeyUsage": ["serverAuth"]},
-}
 
 Echo = Callable[[str], None]
 
@@ -140,7 +133,7 @@ def repository_config(workdir: Path, port: int, storage_url: str, *, certificate
     certs = [{"name": name, "dnsNames": names, "issuer": "local-ca"}
              for name, names in managed_names(certificates).items()]
     delegations: list[dict[str, Any]] = [{
-        "name": DELEGATION_LOCAL, "csrTemplate": CSR_TEMPLATE,
+        "name": DELEGATION_LOCAL, "csrTemplate": P256_TLS_SERVER,
         "namePatterns": [f"cdn-*.local.{DOMAIN}"], "maxLifetime": "1d", "issuer": "local-ca",
     }]
     tenants: list[dict[str, Any]] = []
@@ -157,7 +150,7 @@ def repository_config(workdir: Path, port: int, storage_url: str, *, certificate
         certs.append({"name": SHARED_CERT, "dnsNames": [f"{SHARED_CERT}.{DOMAIN}"],
                       "issuer": "pebble"})
         delegations.append({
-            "name": DELEGATION_PEBBLE, "csrTemplate": CSR_TEMPLATE,
+            "name": DELEGATION_PEBBLE, "csrTemplate": P256_TLS_SERVER,
             "namePatterns": [f"cdn-*.pebble.{DOMAIN}"], "maxLifetime": "1d",
             "issuer": "pebble-short",
         })

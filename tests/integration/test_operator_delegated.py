@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from repository_harness import base_config, create_tenant, running, write_config
 from test_operator_support import (
-    P256_SERVER_TEMPLATE,
     Setup,
     apply,
     eab_repository,
@@ -25,6 +24,7 @@ from test_operator_support import (
 )
 
 from certdepot.acme import crypto
+from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
 
@@ -51,14 +51,14 @@ def setup(
                 "delegations": [
                     {
                         "name": "edge",
-                        "csrTemplate": P256_SERVER_TEMPLATE,
+                        "csrTemplate": P256_TLS_SERVER,
                         "namePatterns": ["cdn-*.example.test"],
                         "maxLifetime": "12h",
                         "issuer": "local",
                     },
                     {
                         "name": "star",
-                        "csrTemplate": P256_SERVER_TEMPLATE,
+                        "csrTemplate": P256_TLS_SERVER,
                         "namePatterns": ["star-*.example.test"],
                         "maxLifetime": "1h",
                         "issuer": "local",

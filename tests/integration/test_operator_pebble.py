@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from repository_harness import RepoProcess, base_config, create_tenant, running, write_config
 from test_operator_support import (
-    P256_SERVER_TEMPLATE,
     OperatorProcess,
     apply,
     eab_repository,
@@ -24,6 +23,7 @@ from test_operator_support import (
 )
 
 from certdepot.acme import crypto
+from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
 from certdepot.testenv.pebble import PebbleEnv
@@ -89,7 +89,7 @@ def setup(
                 "delegations": [
                     {
                         "name": "edge",
-                        "csrTemplate": P256_SERVER_TEMPLATE,
+                        "csrTemplate": P256_TLS_SERVER,
                         "namePatterns": ["cdn-*.example.test"],
                         "maxLifetime": "7d",
                         "issuer": "pebble",

@@ -28,21 +28,6 @@ from certdepot.testenv.pki import TestCA, write_key
 ROOT = Path(__file__).resolve().parents[2]
 CERTDEPOT = [sys.executable, "-m", "certdepot.cli"]
 
-# A delegation's CSR template: P-256 keys, any DNS name, a TLS server's key usages.
-P256_SERVER_TEMPLATE: dict[str, Any] = {
-    "keyTypes": [
-        {
-            "PublicKeyType": "id-ecPublicKey",
-            "namedCurve": "secp256r1",
-            "SignatureType": "ecdsa-with-SHA256",
-        }
-    ],
-    "extensions": {
-        "subjectAltName": {"DNS": ["**"]},
-        "keyUsage": ["digitalSignature"],
-        "extendedKeyUsage": ["serverAuth"],
-    },
-}
 
 
 @dataclass

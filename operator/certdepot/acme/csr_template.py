@@ -55,6 +55,25 @@ from certdepot.acme.problems import AcmeProblem
 REQUIRED = "**"
 OPTIONAL = "*"
 
+#: What certdepot's operator sends for a DelegatedCertificate with an ECDSA P-256 key and
+#: the default usages: any DNS names, an optional common name, a TLS server's key usages.
+#: A delegation with this template accepts those CSRs (demo, benchmark, tests).
+P256_TLS_SERVER: Mapping[str, Any] = {
+    "keyTypes": [
+        {
+            "PublicKeyType": "id-ecPublicKey",
+            "namedCurve": "secp256r1",
+            "SignatureType": "ecdsa-with-SHA256",
+        }
+    ],
+    "subject": {"commonName": OPTIONAL},
+    "extensions": {
+        "subjectAltName": {"DNS": [REQUIRED]},
+        "keyUsage": ["digitalSignature"],
+        "extendedKeyUsage": ["serverAuth"],
+    },
+}
+
 _SIGNATURE_NAMES: dict[x509.ObjectIdentifier, str] = {
     SignatureAlgorithmOID.RSA_WITH_SHA256: "sha256WithRSAEncryption",
     SignatureAlgorithmOID.RSA_WITH_SHA384: "sha384WithRSAEncryption",

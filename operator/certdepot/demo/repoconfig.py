@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.repository.config import parse_config
 
 TENANT = "demo-cluster"
@@ -25,20 +26,6 @@ CERTIFICATES = {
     "shop": ["shop.demo.example"],
 }
 
-# What the operator's CSR for a DelegatedCertificate with an ECDSA P-256 key and the
-# default usages looks like (RFC 9115 section 4 template).
-CSR_TEMPLATE: dict[str, Any] = {
-    "keyTypes": [
-        {"PublicKeyType": "id-ecPublicKey", "namedCurve": "secp256r1",
-         "SignatureType": "ecdsa-with-SHA256"},
-    ],
-    "subject": {"commonName": "*"},
-    "extensions": {
-        "subjectAltName": {"DNS": ["**"]},
-        "keyUsage": ["digitalSignature"],
-        "extendedKeyUsage": ["serverAuth"],
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -99,7 +86,7 @@ def build(workdir: Path, port: int, upstream: Upstream | None = None) -> dict[st
             "download": list(CERTIFICATES),
             "delegations": [{
                 "name": DELEGATION,
-                "csrTemplate": CSR_TEMPLATE,
+                "csrTemplate": P256_TLS_SERVER,
                 "namePatterns": [DELEGATION_PATTERN],
                 "maxLifetime": DELEGATION_MAX_LIFETIME,
                 "issuer": delegation_issuer,

@@ -12,22 +12,6 @@ from certdepot.controller.settings import Settings
 
 from .fakes import NOW, FakeKube, FakeRepository, MiniCA
 
-# A delegation's CSR template: P-256 keys, any DNS name, a TLS server's key usages.
-P256_SERVER_TEMPLATE: dict[str, Any] = {
-    "keyTypes": [
-        {
-            "PublicKeyType": "id-ecPublicKey",
-            "namedCurve": "secp256r1",
-            "SignatureType": "ecdsa-with-SHA256",
-        }
-    ],
-    "extensions": {
-        "subjectAltName": {"DNS": ["**"]},
-        "keyUsage": ["digitalSignature"],
-        "extendedKeyUsage": ["serverAuth"],
-    },
-}
-
 
 class Clock:
     def __init__(self, now: dt.datetime = NOW) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.controller import delegated, ingress, secrets, tlsdata
 from certdepot.controller.deps import Deps
 
-from .conftest import P256_SERVER_TEMPLATE, Clock, Events
+from .conftest import Clock, Events
 from .fakes import FakeKube, FakeRepository, MiniCA
 
 
@@ -59,7 +60,7 @@ async def test_issue_generates_key_in_cluster_and_sends_only_a_csr(
 
 async def test_template_is_used_and_key_type_checked(deps: Deps, repo: FakeRepository) -> None:
     repo.delegation_list[0] = type(repo.delegation_list[0])(
-        repo.delegation_list[0].url, P256_SERVER_TEMPLATE
+        repo.delegation_list[0].url, P256_TLS_SERVER
     )
     ok = await delegated.reconcile(body(), deps)
     assert ok.status["conditions"][0]["status"] == "True"

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.controller import delegated, download, repository, tlsdata
 from certdepot.controller.acme_gateway import AcmeGateway
 from certdepot.controller.deps import Deps
@@ -21,7 +22,6 @@ from certdepot.repository.bootstrap import build_repo
 from certdepot.repository.config import parse_config
 from certdepot.repository.tenants import create_tenant
 
-from .conftest import P256_SERVER_TEMPLATE
 from .fakes import FakeKube
 
 BASE = "https://repo.test"
@@ -59,7 +59,7 @@ async def world() -> AsyncIterator[tuple[Deps, FakeKube, Any]]:
                         "delegations": [
                             {
                                 "name": "edge",
-                                "csrTemplate": P256_SERVER_TEMPLATE,
+                                "csrTemplate": P256_TLS_SERVER,
                                 "namePatterns": ["cdn-*.example.test"],
                                 "maxLifetime": "1d",
                                 "issuer": "local",
