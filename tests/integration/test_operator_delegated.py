@@ -8,15 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from repository_harness import base_config, create_tenant, running, write_config
+from repository_harness import base_config
 from test_operator_support import (
     Setup,
     apply,
-    eab_repository,
     get,
     local_ca_issuer,
     namespace,
-    operator,
+    repository_and_operator,
     secret_files,
     tls_handshake,
     wait_condition,
@@ -67,18 +66,18 @@ def setup(
             }
         ],
     )
-    cfg_path = write_config(workdir, cfg)
-    kid, hmac_key = create_tenant(workdir, cfg_path, "cdn")
-    apply(kube, namespace("certdepot"), namespace(NAMESPACE))
-    with running(workdir, cfg_path, port) as repo:
-        apply(
-            kube,
-            *eab_repository(
-                repo, kid, hmac_key, name="depot", namespace=NAMESPACE, secret_name="depot-eab"
-            ),
-        )
-        with operator(kube, workdir, name="operator-delegated") as op:
-            yield Setup(kube, repo, root, workdir, op)
+    repository = {"name": "depot", "namespace": NAMESPACE, "secret_name": "depot-eab"}
+    with repository_and_operator(
+        kube,
+        workdir,
+        cfg,
+        port,
+        tenant="cdn",
+        namespaces=[namespace("certdepot"), namespace(NAMESPACE)],
+        repository=repository,
+        operator_name="operator-delegated",
+    ) as (repo, op):
+        yield Setup(kube, repo, root, workdir, op)
 
 
 def delegated(

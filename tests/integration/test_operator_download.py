@@ -11,15 +11,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from repository_harness import base_config, cli, create_tenant, running, write_config
+from repository_harness import base_config, cli
 from test_operator_support import (
     Setup,
     apply,
-    eab_repository,
     get,
     local_ca_issuer,
     namespace,
     operator,
+    repository_and_operator,
     secret_files,
     tls_handshake,
     wait_condition,
@@ -53,30 +53,22 @@ def setup(
         ],
         tenants=[{"name": "cluster-1", "download": ["web"]}],
     )
-    cfg_path = write_config(workdir, cfg)
-    kid, hmac_key = create_tenant(workdir, cfg_path, "cluster-1")
-    apply(
-        kube,
+    namespaces = [
         namespace("certdepot", {}),
         namespace("team-a", {"team": "a"}),
         namespace("team-b", {"team": "b"}),
-    )
-    with running(workdir, cfg_path, port) as repo:
-        apply(
-            kube,
-            *eab_repository(
-                repo,
-                kid,
-                hmac_key,
-                name=REPO,
-                namespace=None,
-                secret_name="central-eab",
-                secret_namespace="certdepot",
-                namespaceSelector={"matchLabels": {"team": "a"}},
-            ),
-        )
-        with operator(kube, workdir) as op:
-            yield Setup(kube, repo, root, workdir, op)
+    ]
+    repository = {
+        "name": REPO,
+        "namespace": None,
+        "secret_name": "central-eab",
+        "secret_namespace": "certdepot",
+        "namespaceSelector": {"matchLabels": {"team": "a"}},
+    }
+    with repository_and_operator(
+        kube, workdir, cfg, port, tenant="cluster-1", namespaces=namespaces, repository=repository
+    ) as (repo, op):
+        yield Setup(kube, repo, root, workdir, op)
 
 
 def download(

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from repository_harness import RepoProcess, base_config, create_tenant, running, write_config
+from repository_harness import RepoProcess, base_config
 from test_operator_support import (
     OperatorProcess,
     apply,
-    eab_repository,
     get,
     namespace,
-    operator,
+    repository_and_operator,
     secret_files,
     tls_handshake,
     wait_condition,
@@ -99,18 +98,18 @@ def setup(
             }
         ],
     )
-    cfg_path = write_config(workdir, cfg)
-    eab_kid, eab_key = create_tenant(workdir, cfg_path, "cluster")
-    apply(kube, namespace("certdepot"), namespace(NS))
-    with running(workdir, cfg_path, port) as repo:
-        apply(
-            kube,
-            *eab_repository(
-                repo, eab_kid, eab_key, name="depot", namespace=NS, secret_name="depot-eab"
-            ),
-        )
-        with operator(kube, workdir, name="operator-pebble") as op:
-            yield Setup(kube, repo, root, workdir, op)
+    repository = {"name": "depot", "namespace": NS, "secret_name": "depot-eab"}
+    with repository_and_operator(
+        kube,
+        workdir,
+        cfg,
+        port,
+        tenant="cluster",
+        namespaces=[namespace("certdepot"), namespace(NS)],
+        repository=repository,
+        operator_name="operator-pebble",
+    ) as (repo, op):
+        yield Setup(kube, repo, root, workdir, op)
 
 
 def test_download_of_a_pebble_certificate(setup: Setup) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from repository_harness import RepoProcess
+from repository_harness import RepoProcess, create_tenant, running, write_config
 
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
@@ -149,6 +149,30 @@ def eab_repository(
         },
     }
     return secret, resource
+
+
+@contextmanager
+def repository_and_operator(
+    kube: KubeEnv,
+    workdir: Path,
+    cfg: dict[str, Any],
+    port: int,
+    *,
+    tenant: str,
+    namespaces: list[dict[str, Any]],
+    repository: dict[str, Any],
+    operator_name: str = "operator",
+) -> Iterator[tuple[RepoProcess, OperatorProcess]]:
+    """A module's setup: write ``cfg``, mint ``tenant``'s EAB key, create ``namespaces``,
+    start the repository, apply a repository resource bound to that tenant
+    (``eab_repository(**repository)``) and start the operator."""
+    cfg_path = write_config(workdir, cfg)
+    kid, hmac_key = create_tenant(workdir, cfg_path, tenant)
+    apply(kube, *namespaces)
+    with running(workdir, cfg_path, port) as repo:
+        apply(kube, *eab_repository(repo, kid, hmac_key, **repository))
+        with operator(kube, workdir, name=operator_name) as op:
+            yield repo, op
 
 
 def apply(kube: KubeEnv, *docs: dict[str, Any]) -> None:
