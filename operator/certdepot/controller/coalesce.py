@@ -149,11 +149,18 @@ def names_key(dns_names: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted({n.lower() for n in dns_names}))
 
 
+@dataclass
+class _Call(Generic[T]):
+    task: asyncio.Task[T]
+    done_at: float | None = None
+
+
 class SharedCalls(Generic[T]):
     """Concurrent calls with one key share one call, and its result for ``window`` seconds
-    after it completes; a failure is not kept. For answers that are the same for every
-    caller, such as a certificate's ARI renewal window, which a thousand
-    CertificateDownloads of one certificate would otherwise each ask for."""
+    after it completes (``window <= 0``: only while it runs); a failure is not kept. For
+    answers that are the same for every caller, such as a certificate's ARI renewal window,
+    which a thousand CertificateDownloads of one certificate would otherwise each ask for,
+    or a GET that many queued reconciles miss at once."""
 
     def __init__(
         self, window: float, *, max_entries: int = 4096, clock: Callable[[], float] = time.monotonic
@@ -161,33 +168,34 @@ class SharedCalls(Generic[T]):
         self.window = window
         self._max_entries = max_entries
         self._clock = clock
-        self._calls: dict[Hashable, tuple[asyncio.Task[T], list[float]]] = {}
+        self._calls: dict[Hashable, _Call[T]] = {}
         self.shared = 0
 
+    def _fresh(self, call: _Call[T], now: float) -> bool:
+        return call.done_at is None or now - call.done_at < self.window
+
     async def call(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
-        if self.window <= 0:
-            return await make()
         now = self._clock()
         found = self._calls.get(key)
-        if found is not None and (not found[1] or now - found[1][0] < self.window):
+        if found is not None and self._fresh(found, now):
             self.shared += 1
-            return await asyncio.shield(found[0])
+            return await asyncio.shield(found.task)
         if len(self._calls) >= self._max_entries:
-            self._calls = {k: v for k, v in self._calls.items()
-                           if not v[1] or now - v[1][0] < self.window}
-        done_at: list[float] = []
-        task = asyncio.create_task(_awaited(make), name="certdepot shared call")
-        self._calls[key] = (task, done_at)
+            self._calls = {k: c for k, c in self._calls.items() if self._fresh(c, now)}
+        call = _Call(asyncio.create_task(_awaited(make), name="certdepot shared call"))
+        self._calls[key] = call
 
-        def finished(t: asyncio.Task[T]) -> None:
-            if t.cancelled() or t.exception() is not None:
-                if self._calls.get(key, (None,))[0] is t:
+        def finished(task: asyncio.Task[T]) -> None:
+            failed = task.cancelled() or task.exception() is not None
+            if failed or self.window <= 0:
+                if self._calls.get(key) is call:
                     del self._calls[key]
             else:
-                done_at.append(self._clock())
+                call.done_at = self._clock()
 
-        task.add_done_callback(finished)
-        return await asyncio.shield(task)
+        call.task.add_done_callback(finished)
+        # shield: a cancelled caller leaves the call running for the others.
+        return await asyncio.shield(call.task)
 
 
 async def _awaited(make: Callable[[], Awaitable[T]]) -> T:

@@ -19,11 +19,11 @@ latest copy and lookups read it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any
 
+from certdepot.controller.coalesce import SharedCalls
 from certdepot.controller.kubeapi import KubeApi, lean_copy
 
 _Key = tuple[str, str, str]  # (kind, namespace or "", name); kind "Namespace" for labels
@@ -37,7 +37,7 @@ class WatchCache:
         self._clock = clock
         self._entries: dict[Hashable, tuple[float, Any]] = {}
         self._events: dict[Hashable, int] = {}  # watch events seen per key
-        self._pending: dict[Hashable, asyncio.Future[Any]] = {}  # GETs in flight per key
+        self._gets: SharedCalls[Any] = SharedCalls(0.0)  # GETs in flight per key
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -100,23 +100,16 @@ class WatchCache:
         """One GET for all concurrent misses of ``key``. When an entry expires while
         thousands of reconciles are queued (a large rollout), each of them would otherwise
         miss and send its own GET before the first answer comes back."""
-        task = self._pending.get(key)
-        if task is None:
-            seen = self._events.get(key, 0)
 
-            async def get_and_fill() -> Any:
-                try:
-                    value = await fetch()
-                    if value is not None:
-                        self._fill(key, seen, keep(value))
-                    return value
-                finally:
-                    del self._pending[key]
+        seen = self._events.get(key, 0)  # now: the call (if it starts one) starts later
 
-            task = asyncio.ensure_future(get_and_fill())
-            self._pending[key] = task
-        # shield: a cancelled caller leaves the GET to the others waiting on it.
-        return await asyncio.shield(task)
+        async def get_and_fill() -> Any:
+            value = await fetch()
+            if value is not None:
+                self._fill(key, seen, keep(value))
+            return value
+
+        return await self._gets.call(key, get_and_fill)
 
     def _hit(self, key: _Key) -> Any:
         entry = self._entries.get(key)
