@@ -206,11 +206,9 @@ def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False,
             body, url = await _read_post(request)
             if not repo.store.runs_inline:
                 return await run_in_threadpool(verified, request, body, url)
-            if waits is None:
-                return verified(request, body, url)
             with repo.store.unit():
                 signed = _verify(repo, body, url, use_jwk, allow_deactivated)
-                if not waits(signed):
+                if waits is None or not waits(signed):
                     return fn(request, signed)
             return await run_in_threadpool(handled, request, signed)
 
