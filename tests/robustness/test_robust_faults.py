@@ -55,13 +55,17 @@ def _valid_secrets(fl: Fleet, sampler: Sampler) -> int:
 def test_kill_9_repository_mid_rollout(f: Fleet) -> None:
     started = time.monotonic()
     with Sampler(f.kube, NAMESPACE, interval=0.5) as sampler:
-        f.apply(*[f.download(i) for i in range(COUNT)])
-        # Kill once a part of the rollout is done, well before the end.
+        # Kill once a part of the rollout is done, well before the end. The operator can
+        # write 30 Secrets faster than a poll sees a quarter of them, so the second half is
+        # applied only after the kill: the rollout is still going on by construction.
+        half = COUNT // 2
+        f.apply(*[f.download(i) for i in range(half)])
         seen = wait_until("a quarter of the Secrets", lambda: (
             n if (n := _valid_secrets(f, sampler)) >= COUNT // 4 else None), 240, f.op, f.repo,
             interval=0.2)
         f.kill_repo()
         killed_at = seen
+        f.apply(*[f.download(i) for i in range(half, COUNT)])
 
         # The operator meets a dead repository: failures show in status and metrics.
         def backoff_visible() -> tuple[int, float] | None:
