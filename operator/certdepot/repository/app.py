@@ -24,6 +24,7 @@ from certdepot.repository.http import (
 )
 from certdepot.repository.routes import (
     accounts,
+    admin,
     ari,
     authz,
     certificates,
@@ -72,7 +73,7 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
     routes: list[BaseRoute] = [
         *directory.routes, *accounts.routes, *orders.routes, *authz.routes,
         *certificates.routes, *download.routes, *ari.routes, *delegations.routes,
-        *star.routes, *metrics.routes,
+        *star.routes, *metrics.routes, *admin.routes,
     ]
 
     @asynccontextmanager

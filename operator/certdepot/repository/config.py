@@ -287,9 +287,45 @@ class Delegation(_Model):
 class Tenant(_Model):
     name: str
     download: list[str] = Field(default_factory=list)
+    # Managed certificates this tenant may revoke (ACME revokeCert signed by its account):
+    # the repository then rotates them (rotation.py). Holding a downloaded key gives no
+    # such right.
+    revoke: list[str] = Field(default_factory=list)
     issue: list[str] = Field(default_factory=list)
     issuer: str | None = None
     delegations: list[Delegation] = Field(default_factory=list)
+
+
+class Admin(_Model):
+    """The admin HTTP API (``/admin/v1/...``), authenticated by a bearer token read from a
+    file (a mounted Secret) or an environment variable at every request, so replacing the
+    Secret rotates the token without a restart. Absent: the admin API answers 404."""
+
+    token_file: Path | None = None
+    token_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Admin:
+        if (self.token_file is None) == (self.token_env is None):
+            raise ValueError("give exactly one of tokenFile and tokenEnv")
+        return self
+
+    def token(self) -> str | None:
+        """The current token, or None when unreadable or shorter than ADMIN_TOKEN_MIN."""
+        if self.token_env is not None:
+            value = os.environ.get(self.token_env, "")
+        else:
+            assert self.token_file is not None
+            try:
+                value = self.token_file.read_text()
+            except OSError:
+                return None
+        value = value.strip()
+        return value if len(value) >= ADMIN_TOKEN_MIN else None
+
+
+#: A shorter admin token is refused (treated as none): 32 characters of a random token.
+ADMIN_TOKEN_MIN = 32
 
 
 class Validation(_Model):
@@ -308,8 +344,10 @@ class Config(_Model):
     validation: Validation = Field(default_factory=Validation)
     # Shortest STAR (RFC 8739) certificate lifetime a client may ask for.
     star_min_lifetime: Duration = timedelta(hours=1)
-    # How long an ARI response tells clients to wait before asking again.
-    ari_retry_after: Duration = timedelta(hours=6)
+    # How long an ARI response tells clients to wait before asking again: the operator
+    # follows it, so it bounds how fast a rotation reaches every cluster.
+    ari_retry_after: Duration = timedelta(seconds=30)
+    admin: Admin | None = None
     listeners: Listeners
     storage: Storage = Field(default_factory=Storage)
     key_encryption_key: KeyEncryptionKey
@@ -356,9 +394,10 @@ class Config(_Model):
             need(f"certificates.{i}.issuer", c.issuer)
         for i, t in enumerate(self.tenants):
             need(f"tenants.{i}.issuer", t.issuer)
-            for d in t.download:
-                if d not in certs:
-                    raise ValueError(f"tenants.{i}.download: unknown certificate {d!r}")
+            for what, listed in (("download", t.download), ("revoke", t.revoke)):
+                for d in listed:
+                    if d not in certs:
+                        raise ValueError(f"tenants.{i}.{what}: unknown certificate {d!r}")
             for j, dl in enumerate(t.delegations):
                 need(f"tenants.{i}.delegations.{j}.issuer", dl.issuer)
                 iss = issuers[dl.issuer]

@@ -243,6 +243,9 @@ def _finalize_download(repo: Repo, row: dict[str, Any], payload: dict[str, Any]
     if cert is None or cert["key"] is None:
         raise AcmeProblem("orderNotReady", "the certificate has not been obtained yet; retry",
                           extra={"retry-after": 10})
+    if cert["revoked"]:  # revoked through ACME; its replacement is being issued
+        raise AcmeProblem("orderNotReady", "the certificate was revoked and is being "
+                          "replaced; retry", extra={"retry-after": 5})
     data = {**row["data"], "ephemeral_jwk": jwk}
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
                              status="valid", cert_id=cert["id"], data=data):

@@ -133,5 +133,9 @@ class LocalCa:
     async def suggested_renewal(self, cert: x509.Certificate) -> tuple[float, float] | None:
         return None
 
+    async def revoke(self, cert: x509.Certificate, reason: int) -> str:
+        # The revocation row (rotation.py) is what this CA's CRL and OCSP responses list.
+        return f"listed by issuer {self.name}'s CRL and OCSP responder"
+
     async def close(self) -> None:
         return None

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore
+from certdepot.repository import certstore, consumers
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 
@@ -39,6 +39,7 @@ def private_key(request: Request, signed: Signed) -> Response:
     repo.store.insert(tables.deliveries, tenant=signed.account.get("tenant"),
                       account_id=signed.account["id"], managed_name=cert["managed_name"],
                       cert_id=cert["id"], serial=cert["serial"], delivered=repo.clock())
+    consumers.delivered(repo, signed.account, cert, consumers.identity_from(request.headers))
     request.app.state.metrics.deliveries.labels(signed.account.get("tenant") or "").inc()
     log.info("key of %s serial %s delivered to tenant %s account %s", cert["managed_name"],
              cert["serial"], signed.account.get("tenant"), signed.account["id"])
