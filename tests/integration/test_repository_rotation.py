@@ -10,11 +10,16 @@ import asyncio
 import datetime as dt
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import AuthorityInformationAccessOID
 from repository_harness import RepoProcess, base_config, cli, create_tenant, running, write_config
 
 from certdepot.acme import ari, crypto
@@ -151,3 +156,67 @@ async def _policy_revoke(repo: RepoProcess, eab: tuple[str, str], path: Path,
         web = _web(_inventory(tmp, path))
         revoked = next(c for c in web["certificates"] if c["serial"] == old)
         assert revoked["revocation"]["requested_by"].startswith("tenant security")
+
+
+def _openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    if shutil.which("openssl") is None:
+        raise AssertionError("openssl not found: apt-get install openssl")
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=60)
+
+
+async def test_local_ca_publishes_crl_and_ocsp(tmp_path: Path) -> None:
+    """Issue 19 (4): the URLs a local-CA leaf names serve a CRL and OCSP answers that
+    openssl accepts, and both say "revoked" once the certificate is rotated."""
+    path, port, eab = _setup(tmp_path)
+    with running(tmp_path, path, port) as repo:
+        async with AcmeClient(repo.directory_url, crypto.generate_private_key(),
+                              verify=str(repo.ca_path)) as team_a:
+            await team_a.new_account(eab=eab["team-a"])
+            pem, _ = await _download(repo, team_a)
+        certs = crypto.parse_pem_chain(pem)
+        leaf, root = certs[0], certs[-1]
+        (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+        crl_url = leaf.extensions.get_extension_for_class(
+            x509.CRLDistributionPoints).value[0].full_name[0].value
+        aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        ocsp_url = next(d.access_location.value for d in aia
+                        if d.access_method == AuthorityInformationAccessOID.OCSP)
+        assert crl_url.startswith(repo.base_url) and ocsp_url.startswith(repo.base_url)
+
+        assert "Cert Status: good" in await _ocsp_status(repo, ocsp_url, tmp_path)
+        cli(tmp_path, path, "rotate", "web", "--reason", "keyCompromise")
+        async with httpx.AsyncClient(verify=repo.ssl_context()) as http:
+            crl = await http.get(crl_url)
+        assert crl.headers["content-type"] == "application/pkix-crl"
+        (tmp_path / "crl.der").write_bytes(crl.content)
+        shown = _openssl("crl", "-inform", "DER", "-in", "crl.der", "-CAfile", "root.pem",
+                         "-noout", "-text", cwd=tmp_path)
+        assert shown.returncode == 0 and "verify OK" in shown.stderr + shown.stdout, shown
+        assert format(leaf.serial_number, "X") in shown.stdout.upper(), shown.stdout
+        assert "Key Compromise" in shown.stdout
+        _openssl("crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem", cwd=tmp_path)
+        verify = _openssl("verify", "-crl_check", "-CRLfile", "crl.pem", "-CAfile", "root.pem",
+                          "leaf.pem", cwd=tmp_path)
+        assert verify.returncode != 0 and "certificate revoked" in verify.stdout + verify.stderr
+        status = await _ocsp_status(repo, ocsp_url, tmp_path)
+        assert "Cert Status: revoked" in status and "keyCompromise" in status, status
+
+
+async def _ocsp_status(repo: RepoProcess, url: str, tmp: Path) -> str:
+    """Ask with a request openssl built, and let openssl verify and read the answer."""
+    made = _openssl("ocsp", "-issuer", "root.pem", "-cert", "leaf.pem", "-reqout", "req.der",
+                    cwd=tmp)
+    assert made.returncode == 0, made.stderr
+    async with httpx.AsyncClient(verify=repo.ssl_context()) as http:
+        r = await http.post(url, content=(tmp / "req.der").read_bytes(),
+                            headers={"Content-Type": "application/ocsp-request"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/ocsp-response"
+    (tmp / "resp.der").write_bytes(r.content)
+    # No -cert here: with -reqin it would add a second CertID and a new nonce to the request.
+    read = _openssl("ocsp", "-reqin", "req.der", "-respin", "resp.der", "-CAfile", "root.pem",
+                    "-resp_text", cwd=tmp)
+    assert read.returncode == 0, read.stdout + read.stderr
+    assert "Response verify OK" in read.stderr + read.stdout, read.stdout + read.stderr
+    return read.stdout

@@ -32,6 +32,7 @@ from certdepot.repository.routes import (
     directory,
     download,
     orders,
+    pki,
     star,
 )
 from certdepot.repository.state import Repo
@@ -74,6 +75,7 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
         *directory.routes, *accounts.routes, *orders.routes, *authz.routes,
         *certificates.routes, *download.routes, *ari.routes, *delegations.routes,
         *star.routes, *metrics.routes, *admin.routes,
+        *pki.routes,
     ]
 
     @asynccontextmanager

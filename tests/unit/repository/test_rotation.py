@@ -172,3 +172,25 @@ async def test_admin_api(env_factory: Any, tmp_path: Any) -> None:
     web = next(c for c in inv.json()["certificates"] if c["name"] == "web")
     assert [c["revocation"]["reason"] for c in web["certificates"] if c["revoked"]] == [
         "keyCompromise"]
+
+
+async def test_ocsp_and_crl_endpoints_refuse_garbage(env: Env) -> None:
+    from cryptography import x509
+    from cryptography.x509 import ocsp
+
+    for body in (b"", b"\x30\x03\x02\x01\x01", b"[" * 3000, b"\xff" * 9000):
+        r = await env.http.post(f"{BASE}/ca/local/ocsp", content=body,
+                                headers={"Content-Type": "application/ocsp-request"})
+        if len(body) > 8192:
+            assert r.status_code == 413, r.text
+            continue
+        assert r.status_code == 200, r.text
+        assert ocsp.load_der_ocsp_response(r.content).response_status == \
+            ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    r = await env.http.get(f"{BASE}/ca/local/ocsp/not*base64")
+    assert r.status_code == 200
+    for url in (f"{BASE}/ca/imported/crl", f"{BASE}/ca/nope/crl"):
+        r = await env.http.get(url)
+        assert r.status_code == 404 and r.json()["type"].endswith(":malformed")
+    crl = x509.load_der_x509_crl((await env.http.get(f"{BASE}/ca/local/crl")).content)
+    assert len(crl) == 0

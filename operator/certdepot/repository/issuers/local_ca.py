@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certdepot.acme import crypto
 from certdepot.repository import csrpolicy
 from certdepot.repository.config import LocalCaIssuer
-from certdepot.repository.issuers import IssueRequest, IssuerError
+from certdepot.repository.issuers import IssueRequest, IssuerError, revocation_status
 from certdepot.repository.keyvault import KeyVault
 from certdepot.repository.store import Store
 
@@ -52,9 +52,11 @@ def generate_root(common_name: str) -> tuple[crypto.PrivateKey, x509.Certificate
 class LocalCa:
     can_issue = True
 
-    def __init__(self, cfg: LocalCaIssuer, store: Store, vault: KeyVault) -> None:
+    def __init__(self, cfg: LocalCaIssuer, store: Store, vault: KeyVault,
+                 base_url: str | None = None) -> None:
         self.name = cfg.name
         self.cfg = cfg
+        self.base_url = base_url  # where its CRL and OCSP are served (revocation_status)
         if cfg.root is not None:
             self.key = crypto.load_private_key(cfg.root.key.read_bytes())
             self.root = crypto.load_certificate(cfg.root.cert.read_bytes())
@@ -62,6 +64,7 @@ class LocalCa:
                 raise IssuerError(f"issuer {cfg.name}: root key does not match root cert")
         else:
             self.key, self.root = self._generated_root(store, vault)
+        self.status = revocation_status.StatusPublisher(self.name, self.root, self.key)
 
     def _generated_root(self, store: Store, vault: KeyVault
                         ) -> tuple[crypto.PrivateKey, x509.Certificate]:
@@ -127,6 +130,7 @@ class LocalCa:
             eku or x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         if ku is not None:  # end-entity usages only: csrpolicy refused keyCertSign/cRLSign
             builder = builder.add_extension(ku, critical=True)
+        builder = revocation_status.add_status_urls(builder, self.base_url, self.name)
         cert = builder.sign(self.key, hashes.SHA256())
         return (cert.public_bytes(serialization.Encoding.PEM).decode() + self.root_pem())
 
