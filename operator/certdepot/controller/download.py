@@ -119,6 +119,10 @@ async def _fetch(
     if state.info is not None and state.ours and leaf.serial == state.info.serial:
         # The repository has nothing newer: don't ask again for this serial until ARI changes.
         memory.window = None
+    elif deps.renewals is not None:
+        # Follow the new certificate's renewal information from now on (a second rotation
+        # soon after the first must reach this object too).
+        deps.renewals.watch(loop.key_of(KIND, owner.namespace, owner.name), endpoint, chain[0])
     # Replaced in one update (never deleted first): consumers never see it empty.
     await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, result.key)
     renew_before = optional_duration(spec.get("renewBefore"))

@@ -90,15 +90,17 @@ def explanation_url(repo: Repo, cert_row: dict[str, Any]) -> str:
 
 def mark_revoked(repo: Repo, cert_row: dict[str, Any], reason: int, *, requested_by: str,
                  replaced_by: str | None = None) -> bool:
-    """Record the revocation and fix the renewalInfo window; False if already revoked."""
-    if not repo.store.update(tables.certificates, cert_row["id"], where={"revoked": False},
-                             revoked=True):
-        return False
-    now = repo.clock()
-    repo.store.insert(tables.revocations, cert_id=cert_row["id"], reason=reason,
-                      revoked_at=now, window_start=now - WINDOW_BEFORE[0],
-                      window_end=now - WINDOW_BEFORE[1], replaced_by=replaced_by,
-                      requested_by=requested_by[:200], upstream=UPSTREAM_PENDING)
+    """Record the revocation and fix the renewalInfo window (one transaction, or part of
+    the request's); False if already revoked."""
+    with repo.store.unit():
+        if not repo.store.update(tables.certificates, cert_row["id"],
+                                 where={"revoked": False}, revoked=True):
+            return False
+        now = repo.clock()
+        repo.store.insert(tables.revocations, cert_id=cert_row["id"], reason=reason,
+                          revoked_at=now, window_start=now - WINDOW_BEFORE[0],
+                          window_end=now - WINDOW_BEFORE[1], replaced_by=replaced_by,
+                          requested_by=requested_by[:200], upstream=UPSTREAM_PENDING)
     log.warning("certificate %s serial %s revoked (%s) by %s", cert_row["managed_name"] or
                 cert_row["id"], cert_row["serial"], REASON_NAMES.get(reason, reason),
                 requested_by)
