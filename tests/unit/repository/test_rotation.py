@@ -79,6 +79,11 @@ async def test_rotate_fixes_a_past_window_and_signals_consumers(env: Env) -> Non
     first = await _ari(env, pem, **{"Certdepot-Account": c.kid or ""})
     assert first.status_code == 200, first.text
     doc = first.json()
+    checked = consumers.of_certificate(env.repo, "web")
+    assert all(r["last_checkin"] > r["delivered"] for r in checked)  # the poll checked in
+    forged = await _ari(env, pem, **{"Certdepot-Account": f"{BASE}/acme/acct/nobody"})
+    assert forged.status_code == 200
+    assert consumers.of_certificate(env.repo, "web") == checked  # nobody's poll: no change
     start = dt.datetime.fromisoformat(doc["suggestedWindow"]["start"])
     end = dt.datetime.fromisoformat(doc["suggestedWindow"]["end"])
     assert start < end < dt.datetime.now(dt.UTC)
@@ -97,11 +102,16 @@ async def test_rotate_fixes_a_past_window_and_signals_consumers(env: Env) -> Non
     assert [(p["resource"], p["state"]) for p in stale[0]["consumers"]] == [
         ("shop/web", "revoked"), ("shop/api", "revoked")]
     assert consumers.counts(env.repo, "web", new["id"]) == (2, 2)
+    scraped = (await env.http.get(f"{BASE}/metrics")).text
+    assert 'certdepot_repository_consumers{certificate="web"} 2.0' in scraped
+    assert 'certdepot_repository_consumers_superseded{certificate="web"} 2.0' in scraped
 
     _, pem2, _ = await _download(c, WEB)
     assert crypto.parse_pem_chain(pem2)[0].serial_number != old.serial_number
     assert inventory.collect(env.repo.config, env.repo.store, stale=True) == []
     assert consumers.counts(env.repo, "web", new["id"]) == (2, 0)
+    scraped = (await env.http.get(f"{BASE}/metrics")).text
+    assert 'certdepot_repository_consumers_superseded{certificate="web"} 0.0' in scraped
 
 
 async def test_revoke_rotated_twice_is_already_revoked(env: Env) -> None:
