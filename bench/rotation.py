@@ -311,7 +311,10 @@ def _measure(clusters: list[Cluster], config: Path, k: int, m: int, echo: Echo,
         _wait("every Secret replaced", lambda: len(sampler.seen.replaced_at) == k * m, timeout)
         times = sorted(t - t0 for t in sampler.seen.replaced_at.values())
     orders = _issued(config) - issued_before
-    rotated = _events(clusters, "Rotated")
+    # Events are posted by the operator after the Secret is written: give them a moment.
+    deadline = time.monotonic() + 15
+    while (rotated := _events(clusters, "Rotated")) < k * m and time.monotonic() < deadline:
+        time.sleep(0.5)
     echo(f"all {k * m} replaced: p50 {statistics.median(times):.1f}s max {times[-1]:.1f}s, "
          f"{orders} order(s), {rotated} Rotated events")
     return {"clusters": k, "downloads_per_cluster": m, "secrets": k * m,

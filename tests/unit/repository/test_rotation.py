@@ -204,3 +204,37 @@ async def test_ocsp_and_crl_endpoints_refuse_garbage(env: Env) -> None:
         assert r.status_code == 404 and r.json()["type"].endswith(":malformed")
     crl = x509.load_der_x509_crl((await env.http.get(f"{BASE}/ca/local/crl")).content)
     assert len(crl) == 0
+
+
+def test_consumer_identity_is_checked_not_copied() -> None:
+    who = consumers.identity_from({
+        "certdepot-cluster": "eu-1", "certdepot-resources": "shop/web shop/web BAD/x a/b/c ok/y"})
+    assert who == consumers.Identity("eu-1", ("shop/web", "ok/y"))
+    assert consumers.identity_from({"certdepot-cluster": "-bad cluster"}).cluster == ""
+    many = " ".join(f"ns/n{i}" for i in range(500))
+    assert len(consumers.identity_from({"certdepot-resources": many}).resources) == \
+        consumers.MAX_RESOURCES
+
+
+async def test_superseded_window_is_fixed(env: Env) -> None:
+    await renewal.run_once(env.repo)
+    old = env.repo.store.select(tables.certificates)[0]
+    renewal.request_renewal(env.repo.store, "web")
+    await renewal.run_once(env.repo)
+    from certdepot.repository.routes import ari as ari_route
+
+    first = ari_route.window_of(env.repo, old)
+    real = env.repo.clock
+    env.repo.clock = lambda: real() + 1800
+    assert ari_route.window_of(env.repo, old) == first
+    start = dt.datetime.fromisoformat(first["suggestedWindow"]["start"])
+    assert start <= dt.datetime.now(dt.UTC) and "revoked" not in first
+
+
+def test_revoke_grant_must_name_a_certificate() -> None:
+    from repository_testkit import make_config
+
+    from certdepot.repository.config import ConfigError
+
+    with pytest.raises(ConfigError, match="revoke: unknown certificate"):
+        make_config(tenants=[{"name": "t", "revoke": ["nope"]}])
