@@ -344,10 +344,9 @@ class Config(_Model):
     validation: Validation = Field(default_factory=Validation)
     # Shortest STAR (RFC 8739) certificate lifetime a client may ask for.
     star_min_lifetime: Duration = timedelta(hours=1)
-    # How long an ARI response tells clients to wait before asking again: the operator
-    # follows it, so it bounds how fast a rotation reaches every cluster.
-    ari_retry_after: Duration = timedelta(seconds=30)
-    admin: Admin | None = None
+    # How long an ARI response tells clients to wait before asking again.
+    ari_retry_after: Duration = timedelta(seconds=30)  # the operator follows it: it bounds
+    # how fast a rotation reaches every cluster
     listeners: Listeners
     storage: Storage = Field(default_factory=Storage)
     key_encryption_key: KeyEncryptionKey
@@ -359,6 +358,7 @@ class Config(_Model):
     certificates: list[ManagedCertificate] = Field(default_factory=list)
     tenants: list[Tenant] = Field(default_factory=list)
     default_issuer: str | None = None
+    admin: Admin | None = None  # the admin HTTP API (routes/admin.py); None: off
 
     @field_validator("base_url")
     @classmethod

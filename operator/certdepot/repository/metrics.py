@@ -2,9 +2,9 @@
 
 ``/healthz``: the process answers (no store access: liveness must not restart every pod
 during a database outage). ``/readyz``: the store answers. ``/metrics``: request counts
-by endpoint and status, key deliveries by tenant, and per managed certificate its expiry,
-consecutive renewal failures, its consumers and those still on an older serial (read from
-the store at scrape time, so every replica reports the shared truth).
+by endpoint and status, key deliveries by tenant, and per managed certificate its expiry
+and consecutive renewal failures (read from the store at scrape time, so every replica
+reports the shared truth).
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class Metrics:
         self.failures = Gauge("certdepot_repository_renewal_failures",
                               "Consecutive failed renewal attempts of a managed entry",
                               ["name"], registry=self.registry)
+        # Per managed certificate: its consumers, and those on a revoked or superseded serial
+        # (consumers.py; read from the store at scrape time like the gauges above).
         self.consumers = Gauge("certdepot_repository_consumers",
                                "Consumers (tenant, account, cluster, resource) known to hold "
                                "a serial of a managed certificate", ["certificate"],

@@ -14,10 +14,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import certdepot.repository.issuers.revocation_status as revocation_status
 from certdepot.acme import crypto
 from certdepot.repository import csrpolicy
 from certdepot.repository.config import LocalCaIssuer
-from certdepot.repository.issuers import IssueRequest, IssuerError, revocation_status
+from certdepot.repository.issuers import IssueRequest, IssuerError
 from certdepot.repository.keyvault import KeyVault
 from certdepot.repository.store import Store
 
@@ -117,6 +118,7 @@ class LocalCa:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()),
                            critical=False)
         )
+        builder = revocation_status.add_status_urls(builder, self.base_url, self.name)
         if csrpolicy.key_problem(csr) or csrpolicy.usage_problems(csr):
             raise IssuerError(f"issuer {self.name}: the CSR asks for a weak key or CA usages")
         eku: x509.ExtendedKeyUsage | None = None
@@ -130,7 +132,6 @@ class LocalCa:
             eku or x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         if ku is not None:  # end-entity usages only: csrpolicy refused keyCertSign/cRLSign
             builder = builder.add_extension(ku, critical=True)
-        builder = revocation_status.add_status_urls(builder, self.base_url, self.name)
         cert = builder.sign(self.key, hashes.SHA256())
         return (cert.public_bytes(serialization.Encoding.PEM).decode() + self.root_pem())
 

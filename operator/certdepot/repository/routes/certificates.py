@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import certdepot.repository.rotation as rotation
 from certdepot.acme import crypto, jws
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import rotation
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 from certdepot.repository.state import Repo

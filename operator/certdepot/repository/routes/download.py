@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import certdepot.repository.consumers as consumers
 from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore, consumers
+from certdepot.repository import certstore
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 
