@@ -65,12 +65,14 @@ class Lego:
     def __call__(self, names: list[str], *command: str) -> subprocess.CompletedProcess[str]:
         args = [tool("lego"), "--server", self.repo.directory_url, "--accept-tos",
                 "--email", "ops@example.test", "--path", str(self.path), "--key-type", "ec256",
-                # lego 4 reads EAB only at registration, yet asks for it again on renew and
-                # revoke (docs/operations.md, "Using standard clients").
-                "--eab", "--kid", self.eab[0], "--hmac", self.eab[1],
+                # lego 4 refuses every command without --eab when the directory says EAB
+                # is required, though it reads the key only to register (`run`).
+                "--eab",
                 # Needed even though every authorization is already valid: lego refuses
                 # to start without a solver. Nothing ever connects to this port.
                 "--http", "--http.port", f"127.0.0.1:{procs.free_port()}"]
+        if command[:1] == ("run",):
+            args += ["--kid", self.eab[0], "--hmac", self.eab[1]]
         for name in names:
             args += ["--domains", name]
         return run([*args, *command], env={"LEGO_CA_CERTIFICATES": str(self.repo.ca_path)})
