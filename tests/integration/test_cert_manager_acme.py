@@ -116,5 +116,7 @@ def test_cert_manager_issues_renews_and_reports_refusals(
     message = condition(refused, "Issuing") or {}
     assert message.get("status") == "False", message
     assert "rejectedIdentifier" in message.get("message", ""), message
+    # The per-name subproblem comes through too.
+    assert "www.other.example.test] not allowed for this tenant" in message["message"], message
     assert not _ready(refused)
     assert cm.get("secret", NS, "outside-tls") is None

@@ -63,7 +63,7 @@ def provision_command(only: tuple[str, ...], force: bool, no_system: bool, check
         sys.exit(2)
     bad = False
     for name, res in results.items():
-        click.echo(f"{name:20} {res.source:26} {res.path or '-'}")
+        click.echo(f"{name:24} {res.source:26} {res.path or '-'}")
         bad = bad or res.source in ("missing", "stale")
     click.echo(f"cache: {prov.cache_dir()}  ({time.monotonic() - started:.1f}s)")
     if bad:
