@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from certdepot.acme import crypto, jws
 from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import grants, star
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 from certdepot.repository.state import Repo
@@ -32,6 +33,11 @@ def certificate(request: Request, signed: Signed) -> Response:
     cert = repo.store.get(tables.certificates, request.path_params["cert"])
     if cert is None or not may_read(repo, cert, signed.account["id"]):
         raise AcmeProblem("malformed", "no such certificate", status=404)
+    if cert["order_id"]:
+        issued = repo.store.get(tables.orders, cert["order_id"])
+        if issued is not None and issued["data"].get("auto_renewal"):
+            star.require_active(repo, issued)  # RFC 8739 §3.3: not after cancel or end
+    grants.require_certificate(repo, cert, signed.account)
     return pem_response(repo, cert)
 
 
