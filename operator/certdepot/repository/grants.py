@@ -128,17 +128,22 @@ def owner(repo: Repo, row: dict[str, Any]) -> dict[str, Any] | None:
 
 def require_certificate(repo: Repo, cert: dict[str, Any], account: dict[str, Any]) -> None:
     """Certificate fetch: the certificate is served through one of ``account``'s orders
-    (the one that issued it, or a download order linking it); one whose grant still holds
-    must exist."""
-    rows = repo.store.find(tables.orders, account_id=account["id"], cert_id=cert["id"])
+    (the one that issued it, or a download order linking it) whose grant still holds;
+    a certificate no order of the account links is unknown to it (404)."""
+    rows: list[dict[str, Any]] = []
     if cert["order_id"]:
         issued = repo.store.get(tables.orders, cert["order_id"])
         if issued is not None and issued["account_id"] == account["id"]:
             rows.append(issued)
-    reasons = [refused(repo, r, account) for r in rows]
-    if rows and None in reasons:
-        return
-    if not rows:  # no order links it: nothing to grant it by
+    if not rows:  # a managed certificate: linked by the account's download orders
+        rows = repo.store.find(tables.orders, account_id=account["id"], cert_id=cert["id"],
+                               status="valid")
+    first: str | None = None
+    for row in rows:  # the first order whose grant holds is enough
+        reason = refused(repo, row, account)
+        if reason is None:
+            return
+        first = first or reason
+    if first is None:
         raise AcmeProblem("malformed", "no such certificate", status=404)
-    reason = next(r for r in reasons if r is not None)
-    raise refuse(repo, rows[0], account, "certificate", reason)
+    raise refuse(repo, rows[0], account, "certificate", first)
