@@ -118,19 +118,16 @@ def parse_request(payload: dict[str, Any], *, delegated: bool) -> Requested:
                      end_date=end, start_date=_text_time(ar, "start-date"))
 
 
-def limits(repo: Repo, issuer: str, d: Delegation | None) -> Limits:
+def limits(repo: Repo, issuer: str, d: Delegation) -> Limits:
     """The limits in force now for issuing with ``issuer`` under delegation ``d``."""
     cfg = repo.config.issuer(issuer)
-    bounds = [d.max_lifetime.total_seconds()] if d is not None else []
+    bound = d.max_lifetime.total_seconds()
     if isinstance(cfg, AcmeIssuer) and cfg.max_lifetime is not None:
-        bounds.append(cfg.max_lifetime.total_seconds())
+        bound = min(bound, cfg.max_lifetime.total_seconds())
     signer = repo.issuers.get(issuer)
     latest = signer.root.not_valid_after_utc.timestamp() if isinstance(signer, LocalCa) \
         else None
-    lifetime = getattr(cfg, "lifetime", None)
-    if not bounds and isinstance(lifetime, dt.timedelta):
-        bounds.append(lifetime.total_seconds())
-    return Limits(max_lifetime=min(bounds) if bounds else float("inf"), latest=latest,
+    return Limits(max_lifetime=bound, latest=latest,
                   skew=repo.config.clock_skew_allowance.total_seconds())
 
 
