@@ -396,3 +396,32 @@ async def _ready_star_cancelled_by_admin(w: World) -> dict[str, str]:
        prepare=_ready_star_cancelled_by_admin)
 async def _fin_canceled(w: World, s: Any) -> httpx.Response:
     return await w.a.post(s["finalize"], {"csr": csr(["cdn-rs.example.test"])})
+
+
+# ---- a proof of control lasts as long as its authorizations ------------------------------
+
+async def _proved_download(w: World) -> str:
+    """team-b (no grant) proves control of proof.example.test (validation done by hand in
+    the store, as the validator would), downloads, then the proof expires."""
+    repo = ADMIN.repo
+    assert repo is not None
+    r = await w.b.new_order(["proof.example.test"], download=True)
+    assert r.status_code == 201 and r.json()["status"] == "pending", r.text
+    for url in r.json()["authorizations"]:
+        row = repo.store.get(tables.authzs, url.rsplit("/", 1)[1])
+        assert row is not None
+        done = [{**c, "status": "valid"} for c in row["challenges"][:1]]
+        repo.store.update(tables.authzs, row["id"], status="valid", challenges=done)
+    f = await w.b.post(r.json()["finalize"], {"ephemeral-jwk": keywrap.generate_ephemeral()[1]})
+    assert f.status_code == 200 and f.json()["status"] == "valid", f.text
+    key_url = str(f.json()["private-key"])
+    ok = await w.b.post(key_url, None)
+    assert ok.status_code == 200, ok.text  # proved: served
+    for url in r.json()["authorizations"]:
+        repo.store.update(tables.authzs, url.rsplit("/", 1)[1], expires=repo.clock() - 1)
+    return key_url
+
+
+@pcase("grant-private-key-after-proof-expired", 403, "unauthorized", prepare=_proved_download)
+async def _proof_expired(w: World, s: Any) -> httpx.Response:
+    return await w.b.post(s, None)
