@@ -102,5 +102,7 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
                                         Exception: _crash})
     app.state.repo = repo
     app.state.metrics = metrics.Metrics()
+    counter = app.state.metrics.policy_refusals
+    repo.count_refusal = lambda step, reason: counter.labels(step, reason).inc()
     app.add_middleware(metrics.RequestCounter, metrics=app.state.metrics)
     return app

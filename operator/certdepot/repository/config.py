@@ -344,6 +344,12 @@ class Config(_Model):
     validation: Validation = Field(default_factory=Validation)
     # Shortest STAR (RFC 8739) certificate lifetime a client may ask for.
     star_min_lifetime: Duration = timedelta(hours=1)
+    # RFC 8739 max-duration (advertised in the directory): the longest span from a STAR
+    # order's start to its end-date.
+    star_max_duration: Duration = timedelta(days=365)
+    # How far a certificate's notBefore may lie from the repository's clock, either way:
+    # requests that backdate (or post-date) further are refused (validity.py).
+    clock_skew_allowance: Duration = timedelta(minutes=5)
     # How long an ARI response tells clients to wait before asking again.
     ari_retry_after: Duration = timedelta(seconds=30)  # the operator follows it: it bounds
     # how fast a rotation reaches every cluster

@@ -2,7 +2,8 @@
 
 ``/healthz``: the process answers (no store access: liveness must not restart every pod
 during a database outage). ``/readyz``: the store answers. ``/metrics``: request counts
-by endpoint and status, key deliveries by tenant, and per managed certificate its expiry
+by endpoint and status, key deliveries by tenant, policy refusals by step and reason
+(grants.py), and per managed certificate its expiry
 and consecutive renewal failures (read from the store at scrape time, so every replica
 reports the shared truth).
 """
@@ -44,6 +45,10 @@ class Metrics:
         self.deliveries = Counter("certdepot_repository_key_deliveries",
                                   "Private keys delivered (download extension)", ["tenant"],
                                   registry=self.registry)
+        self.policy_refusals = Counter(
+            "certdepot_repository_policy_refusals",
+            "Requests and renewals refused because the grant they relied on no longer holds",
+            ["step", "reason"], registry=self.registry)
         self.not_after = Gauge("certdepot_repository_certificate_not_after_seconds",
                                "Expiry of the current certificate of a managed entry",
                                ["name"], registry=self.registry)

@@ -17,7 +17,7 @@ from typing import Any
 
 from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore, csrpolicy, policy
+from certdepot.repository import certstore, csrpolicy, grants, policy, validity
 from certdepot.repository import store as tables
 from certdepot.repository.issuers import IssueRequest, IssuerError
 from certdepot.repository.state import Repo
@@ -84,9 +84,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         data["profile"] = payload["profile"]
     if payload.get("replaces") is not None:
         data["replaces"] = str(payload["replaces"])
-    for key in ("notBefore", "notAfter", "auto-renewal"):
-        if payload.get(key) is not None:
-            raise AcmeProblem("malformed", f"{key} is only supported for delegated orders")
+    validity.parse_request(payload, delegated=False)  # plain orders take no dates
     order_id = new_id()
     grants: list[bool] = []
     challenge_types = ["http-01", "dns-01"]
@@ -183,6 +181,10 @@ def finalize(repo: Repo, account: dict[str, Any], order_id: str,
     if row["status"] != "ready":
         raise AcmeProblem("orderNotReady", f"order is {row['status']}, not ready")
     data = row["data"]
+    if data.get("star_cancelled"):
+        # RFC 8739 §3.1.2: a canceled order issues nothing more (RFC 8555 §7.4: not ready).
+        raise AcmeProblem("orderNotReady", "order is canceled, not ready")
+    grants.require(repo, row, account, "finalize")  # the grant may be gone since newOrder
     if data.get("download"):
         return _finalize_download(repo, row, payload)
     if data.get("delegation"):

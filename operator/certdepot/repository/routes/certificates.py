@@ -13,6 +13,7 @@ from starlette.routing import Route
 import certdepot.repository.rotation as rotation
 from certdepot.acme import crypto, jws
 from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import grants, star
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 from certdepot.repository.state import Repo
@@ -32,8 +33,15 @@ def certificate(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
     assert signed.account is not None
     cert = repo.store.get(tables.certificates, request.path_params["cert"])
-    if cert is None or not may_read(repo, cert, signed.account["id"]):
+    if cert is None:
         raise AcmeProblem("malformed", "no such certificate", status=404)
+    if cert["order_id"]:
+        issued = repo.store.get(tables.orders, cert["order_id"])
+        if issued is not None and issued["account_id"] == signed.account["id"] and \
+                issued["data"].get("auto_renewal"):
+            star.require_active(repo, issued)  # RFC 8739 §3.3: not after cancel or end
+    # Who may read it (404 for anyone else) and whether the grant still holds (403).
+    grants.require_certificate(repo, cert, signed.account)
     return pem_response(repo, cert)
 
 

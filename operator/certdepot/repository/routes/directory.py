@@ -21,7 +21,7 @@ def directory(request: Request) -> Response:
         "delegation-enabled": any(t.delegations for t in repo.config.tenants),
         "auto-renewal": {
             "min-lifetime": int(repo.config.star_min_lifetime.total_seconds()),
-            "max-duration": 365 * 86400,
+            "max-duration": int(repo.config.star_max_duration.total_seconds()),
             "allow-certificate-get": any(d.allow_certificate_get for t in repo.config.tenants
                                          for d in t.delegations)},
     }
