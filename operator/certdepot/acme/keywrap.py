@@ -135,7 +135,7 @@ def _check_public(jwk: Any) -> dict[str, str]:
 
 
 def _import_public(jwk: Any) -> ECKey | OKPKey:
-    members = _check_public(jwk)
+    members: dict[str, str | list[str]] = dict(_check_public(jwk))
     try:
         if members["kty"] == "EC":
             return ECKey.import_key(members)
