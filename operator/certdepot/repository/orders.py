@@ -15,7 +15,7 @@ import logging
 import secrets
 from typing import Any
 
-from certdepot.acme import keywrap
+from certdepot.acme import dnsname, keywrap
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import certstore, csrpolicy, policy
 from certdepot.repository import store as tables
@@ -32,10 +32,13 @@ FINALIZE_WAIT = 3.0
 
 
 def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """The order's identifiers in canonical form (dnsname.normalize), repeats dropped;
+    ``rejectedIdentifier`` with one subproblem per name that is not a DNS name."""
     idents = payload.get("identifiers")
     if not isinstance(idents, list) or not idents:
         raise AcmeProblem("malformed", "identifiers must be a non-empty array")
     out: list[dict[str, str]] = []
+    bad: list[AcmeProblem] = []
     seen: set[str] = set()
     for ident in idents:
         if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
@@ -43,13 +46,24 @@ def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
         if ident.get("type") != "dns":
             raise AcmeProblem("unsupportedIdentifier",
                               f"identifier type {ident.get('type')!r} is not supported",
-                              identifier=ident)
-        value = ident["value"].lower().rstrip(".")
-        if not value or value in seen:
+                              identifier=_echo(ident))
+        try:
+            value = dnsname.normalize(ident["value"])
+        except dnsname.InvalidName as exc:
+            bad.append(AcmeProblem("rejectedIdentifier", str(exc), identifier=_echo(ident)))
             continue
-        seen.add(value)
-        out.append({"type": "dns", "value": value})
+        if value not in seen:
+            seen.add(value)
+            out.append({"type": "dns", "value": value})
+    if bad:
+        raise AcmeProblem("rejectedIdentifier", "not DNS names this server accepts",
+                          subproblems=bad)
     return out
+
+
+def _echo(ident: dict[str, Any]) -> dict[str, str]:
+    """An identifier as a problem document repeats it: strings only, bounded."""
+    return {k: str(ident.get(k))[:300] for k in ("type", "value")}
 
 
 def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: bool,
