@@ -49,6 +49,10 @@ def usage_problems(csr: x509.CertificateSigningRequest) -> list[str]:
             extra = [u.dotted_string for u in value if u not in ALLOWED_EKUS]
             if extra:
                 problems.append(f"extendedKeyUsage: only serverAuth/clientAuth, not {extra}")
+        elif isinstance(value, x509.TLSFeature):
+            # Refused, not dropped (docs/protocol.md): no issuer here guarantees the OCSP
+            # responses a must-staple certificate needs to be usable at all.
+            problems.append("TLS feature (must-staple) certificates are not issued here")
     return problems
 
 

@@ -84,6 +84,7 @@ def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: 
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
     tenant = repo.tenant(account.get("tenant"))
+    profile = _requested_profile(repo, payload)
     if payload.get("delegation") is not None:
         # delegation.py builds on this module; importing it here avoids the cycle.
         from certdepot.repository import delegation
@@ -92,10 +93,8 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     idents = parse_identifiers(payload)
     names = [i["value"] for i in idents]
     data: dict[str, Any] = {"identifiers": idents}
-    if payload.get("profile") is not None:
-        if not isinstance(payload["profile"], str):
-            raise AcmeProblem("malformed", "profile must be a string")
-        data["profile"] = payload["profile"]
+    if profile is not None:
+        data["profile"] = profile
     if payload.get("replaces") is not None:
         data["replaces"] = str(payload["replaces"])
     for key in ("notBefore", "notAfter", "auto-renewal"):
@@ -120,6 +119,9 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         if not granted and not managed.download_by_proof:
             raise AcmeProblem("unauthorized",
                               "this account may not download that certificate")
+        if data.get("profile", managed.profile) != managed.profile:
+            raise AcmeProblem("invalidProfile", f"certificate {managed.name!r} is issued "
+                              f"with profile {managed.profile!r}, not {data['profile']!r}")
         data.update(download=True, managed=managed.name)
         grants = [granted] * len(names)
     else:
@@ -135,6 +137,9 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         issuer = tenant.issuer or repo.config.default_issuer
         if issuer is None or not repo.issuers[issuer].can_issue:
             raise AcmeProblem("serverInternal", "no issuer is configured for this tenant")
+        why = policy.profile_problem(repo.config, data.get("profile"), issuer)
+        if why:
+            raise AcmeProblem("invalidProfile", why)
         data["issuer"] = issuer
         grants = [True] * len(names)
     data["authzs"] = [
@@ -148,6 +153,21 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
            "created": repo.clock()}
     repo.store.insert(tables.orders, **row)
     return row
+
+
+def _requested_profile(repo: Repo, payload: dict[str, Any]) -> str | None:
+    """The newOrder ``profile``, if any, once the directory offers it. Checked again against
+    the issuer once that is known: a profile is honoured or refused (invalidProfile), never
+    silently replaced by the default."""
+    profile = payload.get("profile")
+    if profile is None:
+        return None
+    if not isinstance(profile, str):
+        raise AcmeProblem("malformed", "profile must be a string")
+    why = policy.profile_problem(repo.config, profile, None)
+    if why:
+        raise AcmeProblem("invalidProfile", why)
+    return profile
 
 
 def get_order_for(repo: Repo, order_id: str, account: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 
 from certdepot.acme import dnsname
-from certdepot.repository.config import Config, ManagedCertificate, Tenant
+from certdepot.repository.config import AcmeIssuer, Config, ManagedCertificate, Tenant
 
 
 @functools.lru_cache(maxsize=1024)
@@ -34,6 +34,25 @@ def name_matches(name: str, pattern: str) -> bool:
     if dnsname.is_wildcard(n):
         return n == p
     return _pattern_regex(p).fullmatch(n) is not None
+
+
+def advertised_profiles(config: Config) -> list[str]:
+    """The profiles the directory offers (draft-ietf-acme-profiles): the upstream ones
+    named in the configuration; the embedded CA has none."""
+    return sorted({i.profile for i in config.issuers if isinstance(i, AcmeIssuer) and i.profile}
+                  | {c.profile for c in config.certificates if c.profile})
+
+
+def profile_problem(config: Config, profile: object, issuer: str | None) -> str | None:
+    """Why ``profile`` cannot be honoured for an order issued by ``issuer``, or None.
+    (None for an absent profile.)"""
+    if profile is None:
+        return None
+    if profile not in advertised_profiles(config):
+        return f"profile {str(profile)[:64]!r} is not offered by this server"
+    if issuer is not None and not isinstance(config.issuer(issuer), AcmeIssuer):
+        return f"issuer {issuer!r} has no profiles"
+    return None
 
 
 def may_issue(tenant: Tenant | None, name: str) -> bool:
