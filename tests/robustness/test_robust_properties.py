@@ -213,7 +213,9 @@ def test_name_pattern_total(name: str, pattern: str) -> None:
 
 # ---- CSR template matcher --------------------------------------------------------------
 
-dns_names = st.lists(label, min_size=1, max_size=3).map(lambda ls: ".".join([*ls, "test"]))
+# Template literals must be DNS names (RFC 9115 §4.1, checked since issue 15): LDH labels.
+ldh_label = st.from_regex(r"[ab1](?:[ab1-]{0,2}[ab1])?", fullmatch=True)
+dns_names = st.lists(ldh_label, min_size=1, max_size=3).map(lambda ls: ".".join([*ls, "test"]))
 san_entries = st.lists(dns_names | st.sampled_from(["*", "**"]), min_size=1, max_size=4)
 EC = {"PublicKeyType": "id-ecPublicKey", "namedCurve": "secp256r1",
       "SignatureType": "ecdsa-with-SHA256"}
