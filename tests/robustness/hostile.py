@@ -739,7 +739,7 @@ def _sent_nonces(r: httpx.Response) -> set[str]:
     try:
         doc = json.loads(r.request.content or b"{}")
         return {json.loads(jws.b64decode(doc["protected"]))["nonce"]}
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # hostile bodies: 3,000 '['
         return set()
 
 

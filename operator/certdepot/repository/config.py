@@ -242,6 +242,26 @@ class ImportedIssuer(_Model):
 Issuer = Annotated[AcmeIssuer | LocalCaIssuer | ImportedIssuer, Field(discriminator="type")]
 
 
+def _name(value: str) -> str:
+    # The one normaliser (IDNA 2008, lower-case, no trailing dot) for configured names too,
+    # so they compare equal to what clients send.
+    from certdepot.acme import dnsname
+
+    try:
+        return dnsname.normalize(value)
+    except dnsname.InvalidName as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+
+
+def _pattern(value: str) -> str:
+    from certdepot.acme import dnsname
+
+    try:
+        return dnsname.normalize_pattern(value)
+    except dnsname.InvalidName as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+
+
 class ManagedCertificate(_Model):
     name: str
     dns_names: list[str] = Field(min_length=1)
@@ -256,8 +276,8 @@ class ManagedCertificate(_Model):
 
     @field_validator("dns_names")
     @classmethod
-    def _lower(cls, names: list[str]) -> list[str]:
-        return [n.lower().rstrip(".") for n in names]
+    def _names(cls, names: list[str]) -> list[str]:
+        return [_name(n) for n in names]
 
 
 class Delegation(_Model):
@@ -272,6 +292,11 @@ class Delegation(_Model):
     profile: str | None = None
     cname_map: dict[str, str] | None = None
     allow_certificate_get: bool = False
+
+    @field_validator("name_patterns")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        return [_pattern(p) for p in patterns]
 
     @field_validator("csr_template")
     @classmethod
@@ -294,6 +319,11 @@ class Tenant(_Model):
     issue: list[str] = Field(default_factory=list)
     issuer: str | None = None
     delegations: list[Delegation] = Field(default_factory=list)
+
+    @field_validator("issue")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        return [_pattern(p) for p in patterns]
 
 
 class Admin(_Model):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from certdepot.acme import crypto, csr_template
+from certdepot.acme import csr_template, dnsname
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import csrpolicy, policy, validity
 from certdepot.repository import orders as order_logic
@@ -64,7 +64,14 @@ def cancel(store: Store, tenant: str, name: str) -> int:
 def _template_names(d: Delegation) -> list[str]:
     san = (d.csr_template.get("extensions") or {}).get("subjectAltName") or {}
     names = san.get("DNS") or san.get("dNSName") or []
-    return [n.lower() for n in names if isinstance(n, str) and n not in ("*", "**")]
+    out = []
+    for n in names:
+        if isinstance(n, str) and n not in ("*", "**"):
+            try:
+                out.append(dnsname.normalize(n))
+            except dnsname.InvalidName:
+                continue  # config validation reports it; it grants nothing
+    return out
 
 
 def name_allowed(d: Delegation, name: str) -> bool:
@@ -166,7 +173,7 @@ def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
     csr, csr_der = csrpolicy.finalize_csr(payload)
     csr_template.check_csr(d.csr_template, csr)
     csrpolicy.check(csr)  # a permissive template still cannot buy a CA certificate
-    _refuse_names(d, crypto.csr_dns_names(csr))
+    _refuse_names(d, csrpolicy.csr_names(csr))
     wanted = csrpolicy.check_order_names(csr, data["identifiers"])
     win = issue_window(repo, d, data)
     new_data = {**data, "processing_started": repo.clock()}

@@ -15,7 +15,7 @@ import logging
 import secrets
 from typing import Any
 
-from certdepot.acme import keywrap
+from certdepot.acme import dnsname, keywrap
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import certstore, csrpolicy, grants, policy, validity
 from certdepot.repository import store as tables
@@ -32,10 +32,13 @@ FINALIZE_WAIT = 3.0
 
 
 def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """The order's identifiers in canonical form (dnsname.normalize), repeats dropped;
+    ``rejectedIdentifier`` with one subproblem per name that is not a DNS name."""
     idents = payload.get("identifiers")
     if not isinstance(idents, list) or not idents:
         raise AcmeProblem("malformed", "identifiers must be a non-empty array")
     out: list[dict[str, str]] = []
+    bad: list[AcmeProblem] = []
     seen: set[str] = set()
     for ident in idents:
         if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
@@ -43,13 +46,24 @@ def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
         if ident.get("type") != "dns":
             raise AcmeProblem("unsupportedIdentifier",
                               f"identifier type {ident.get('type')!r} is not supported",
-                              identifier=ident)
-        value = ident["value"].lower().rstrip(".")
-        if not value or value in seen:
+                              identifier=_echo(ident))
+        try:
+            value = dnsname.normalize(ident["value"])
+        except dnsname.InvalidName as exc:
+            bad.append(AcmeProblem("rejectedIdentifier", str(exc), identifier=_echo(ident)))
             continue
-        seen.add(value)
-        out.append({"type": "dns", "value": value})
+        if value not in seen:
+            seen.add(value)
+            out.append({"type": "dns", "value": value})
+    if bad:
+        raise AcmeProblem("rejectedIdentifier", "not DNS names this server accepts",
+                          subproblems=bad)
     return out
+
+
+def _echo(ident: dict[str, Any]) -> dict[str, str]:
+    """An identifier as a problem document repeats it: strings only, bounded."""
+    return {k: str(ident.get(k))[:300] for k in ("type", "value")}
 
 
 def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: bool,
@@ -70,6 +84,7 @@ def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: 
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
     tenant = repo.tenant(account.get("tenant"))
+    profile = _requested_profile(repo, payload)
     if payload.get("delegation") is not None:
         # delegation.py builds on this module; importing it here avoids the cycle.
         from certdepot.repository import delegation
@@ -78,10 +93,8 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     idents = parse_identifiers(payload)
     names = [i["value"] for i in idents]
     data: dict[str, Any] = {"identifiers": idents}
-    if payload.get("profile") is not None:
-        if not isinstance(payload["profile"], str):
-            raise AcmeProblem("malformed", "profile must be a string")
-        data["profile"] = payload["profile"]
+    if profile is not None:
+        data["profile"] = profile
     if payload.get("replaces") is not None:
         data["replaces"] = str(payload["replaces"])
     validity.parse_request(payload, delegated=False)  # plain orders take no dates
@@ -104,6 +117,9 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         if not granted and not managed.download_by_proof:
             raise AcmeProblem("unauthorized",
                               "this account may not download that certificate")
+        if data.get("profile", managed.profile) != managed.profile:
+            raise AcmeProblem("invalidProfile", f"certificate {managed.name!r} is issued "
+                              f"with profile {managed.profile!r}, not {data['profile']!r}")
         data.update(download=True, managed=managed.name)
         grants = [granted] * len(names)
     else:
@@ -119,6 +135,9 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         issuer = tenant.issuer or repo.config.default_issuer
         if issuer is None or not repo.issuers[issuer].can_issue:
             raise AcmeProblem("serverInternal", "no issuer is configured for this tenant")
+        why = policy.profile_problem(repo.config, data.get("profile"), issuer)
+        if why:
+            raise AcmeProblem("invalidProfile", why)
         data["issuer"] = issuer
         grants = [True] * len(names)
     data["authzs"] = [
@@ -132,6 +151,21 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
            "created": repo.clock()}
     repo.store.insert(tables.orders, **row)
     return row
+
+
+def _requested_profile(repo: Repo, payload: dict[str, Any]) -> str | None:
+    """The newOrder ``profile``, if any, once the directory offers it. Checked again against
+    the issuer once that is known: a profile is honoured or refused (invalidProfile), never
+    silently replaced by the default."""
+    profile = payload.get("profile")
+    if profile is None:
+        return None
+    if not isinstance(profile, str):
+        raise AcmeProblem("malformed", "profile must be a string")
+    why = policy.profile_problem(repo.config, profile, None)
+    if why:
+        raise AcmeProblem("invalidProfile", why)
+    return profile
 
 
 def get_order_for(repo: Repo, order_id: str, account: dict[str, Any]) -> dict[str, Any]:

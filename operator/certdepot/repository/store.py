@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from certdepot.repository.sqlitefiles import secure_sqlite_files
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer))
@@ -236,6 +238,8 @@ class Store:
             kwargs["max_overflow"] = 20
         self.engine: Engine = sa.create_engine(url, **kwargs)
         if sqlite and not memory:
+            if self.engine.url.database and not self.engine.url.database.startswith("file:"):
+                secure_sqlite_files(self.engine.url.database)
             sa.event.listen(self.engine, "connect", _sqlite_file_pragmas)
         # SQLite has one writer. Threads taking turns on one lock is cheaper than threads
         # spinning in SQLite's busy handler, and it rules out the immediate SQLITE_BUSY a

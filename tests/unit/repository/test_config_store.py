@@ -56,7 +56,8 @@ def test_delegation_lifetime_issuer_check(tmp_path: Path) -> None:
     cfg = base_config()
     cfg["issuers"].append({"name": "up", "type": "acme", "directory": "https://x",
                            "maxLifetime": "90d"})
-    template = {"keyTypes": [{"PublicKeyType": "id-ecPublicKey", "namedCurve": "secp256r1"}],
+    template = {"keyTypes": [{"PublicKeyType": "id-ecPublicKey", "namedCurve": "secp256r1",
+                              "SignatureType": "ecdsa-with-SHA256"}],
                 "extensions": {"subjectAltName": {"DNS": ["**"]}}}
     cfg["tenants"][0]["delegations"] = [{"name": "cdn", "csrTemplate": template,
                                          "issuer": "up", "maxLifetime": "7d"}]

@@ -7,14 +7,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from certdepot.repository.http import acme_headers, acme_json, repo_of, threaded
+from certdepot.repository.policy import advertised_profiles
 
 
 @threaded
 def directory(request: Request) -> Response:
     repo = repo_of(request)
     u = repo.urls
-    profiles = sorted({p for i in repo.config.issuers if (p := getattr(i, "profile", None))}
-                      | {c.profile for c in repo.config.certificates if c.profile})
+    profiles = advertised_profiles(repo.config)
     meta: dict[str, object] = {
         "externalAccountRequired": repo.config.eab_required,
         "download-enabled": True,
