@@ -31,7 +31,8 @@ F = Callable[..., Any]
 def _kube_options(fn: F) -> F:
     fn = click.option("-n", "--namespace", help="Namespace (default: the context's).")(fn)
     fn = click.option("--context", help="kubeconfig context (default: the current one).")(fn)
-    fn = click.option("--kubeconfig", envvar="KUBECONFIG",
+    # No envvar here: the client reads $KUBECONFIG itself, a colon-separated list included.
+    fn = click.option("--kubeconfig",
                       help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config).")(fn)
     return fn
 
@@ -208,7 +209,10 @@ def inventory_cmd(certificate: str | None, repository_config: str | None, exec_t
                   container: str, config_path: str, kubeconfig: str | None,
                   context: str | None, namespace: str | None, output: str) -> None:
     """Which tenants and clusters (ACME accounts) hold which serial of the repository's
-    CERTIFICATE (all certificates when omitted), as the repository reports it."""
+    CERTIFICATE (all certificates when omitted), as the repository reports it.
+
+    Without --repository-config, runs the repository's CLI through `kubectl exec` in the
+    --exec target in namespace -n (default: certdepot)."""
     if repository_config is not None:
         argv = inventory.local_command(repository_config)
     else:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller import download, renewrequest
+from certdepot.controller import delegated, download, renewrequest
 from certdepot.controller.deps import Deps, Step
 from certdepot.controller.runtime import Runtime
 from certdepot.controller.supervisor import Supervisor
@@ -79,3 +79,16 @@ async def test_supervisor_wakes_the_loop_when_a_renewal_is_requested(ca: MiniCA)
             break
     await sup.stop_all()
     assert len(steps) == 2
+
+
+async def test_request_reissues_a_delegated_certificate(deps: Deps, repo: FakeRepository) -> None:
+    from .test_delegated_ingress import body as delegated_body
+
+    b = delegated_body()
+    b["status"] = (await delegated.reconcile(b, deps)).status
+    first = b["status"]["serial"]
+    _request(b, "2026-12-06T18:00:00.000001Z")
+    step = await delegated.reconcile(b, deps)
+    assert len(repo.csrs) == 2  # a new order although the certificate is good
+    assert step.status["serial"] != first
+    assert step.status[renewrequest.STATUS_FIELD] == "2026-12-06T18:00:00.000001Z"
