@@ -247,22 +247,27 @@ def test_both_targets_are_scraped(world: World) -> None:
 
 def test_the_alerts_fire_for_what_is_wrong_and_only_for_that(world: World) -> None:
     p, op = world.prometheus, world.setup.op
+    expected = {
+        "CertdepotCertificateDownloadNotReady": {("monitoring-b", "refused")},
+        "CertdepotCertificateRenewalOverdue": {("monitoring-a", "overdue")},
+        "CertdepotRepositoryRenewalsFailing": {("", "unreachable")},
+    }
 
-    def all_three() -> dict[str, list[dict[str, str]]] | None:
-        firing = p.firing()
-        wanted = {"CertdepotCertificateDownloadNotReady", "CertdepotCertificateRenewalOverdue",
-                  "CertdepotRepositoryRenewalsFailing"}
-        return firing if wanted <= set(firing) else None
+    def ours() -> dict[str, set[tuple[str, str]]]:
+        # The API server is shared by the session: other modules' objects are there too,
+        # and rightly alerted on; this module judges its own namespaces and certificates.
+        return {alert: {(a.get("namespace", ""), a["name"]) for a in series
+                        if a.get("namespace", "monitoring-").startswith("monitoring-")}
+                for alert, series in p.firing().items()}
 
-    firing = wait_for("the three alerts to fire", all_three, timeout=120, proc=op.proc)
-    def where(alert: str) -> set[tuple[str, str]]:
-        return {(a["namespace"], a["name"]) for a in firing[alert]}
+    def all_fired() -> dict[str, set[tuple[str, str]]] | None:
+        firing = ours()
+        done = all(firing.get(alert, set()) >= want for alert, want in expected.items())
+        return firing if done else None
 
-    assert where("CertdepotCertificateDownloadNotReady") == {("monitoring-b", "refused")}
-    assert where("CertdepotCertificateRenewalOverdue") == {("monitoring-a", "overdue")}
-    failing = {a["name"] for a in firing["CertdepotRepositoryRenewalsFailing"]}
-    assert failing == {"unreachable"}
-    assert all(a["severity"] for alerts in firing.values() for a in alerts)
+    firing = wait_for("the three alerts to fire", all_fired, timeout=120, proc=op.proc)
+    assert {k: v for k, v in firing.items() if v} == expected
+    assert all(a["severity"] for series in p.firing().values() for a in series)
 
 
 def test_consumers_superseded_rule_evaluates(world: World) -> None:
