@@ -10,6 +10,7 @@ import click
 from certdepot import __version__
 from certdepot.controller.cli import operator_group
 from certdepot.demo.cli import demo
+from certdepot.kubectl.cli import plugin
 from certdepot.repository.cli import repository
 from certdepot.testenv.cli import dev
 
@@ -28,6 +29,8 @@ main.add_command(repository)
 main.add_command(operator_group)
 main.add_command(demo)
 main.add_command(dev)
+# The kubectl plugin's commands, also installed as `kubectl-certdepot` (kubectl certdepot).
+main.add_command(plugin, "kubectl")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from certdepot.controller import failures, repolookup, secrets
+from certdepot.controller import failures, renewrequest, repolookup, secrets
 from certdepot.controller.deps import Deps, Memory, Step
 from certdepot.controller.gateway import Endpoint
 
@@ -30,6 +30,8 @@ class Start:
     memory: Memory
     state: secrets.SecretState
     endpoint: Endpoint
+    # A `kubectl certdepot renew` request not yet honoured (see renewrequest).
+    renewal_request: str | None = None
 
 
 async def run(
@@ -62,7 +64,11 @@ async def run(
             memory=memory,
             state=state,
             endpoint=endpoint,
+            renewal_request=renewrequest.pending(
+                body.get("metadata") or {}, body.get("status") or {}
+            ),
         )
-        return await act(start)
+        step = await act(start)
+        return Step(renewrequest.record(step.status, start.renewal_request), step.delay)
     except Exception as error:
         return failures.failure(body, deps, memory, error, state, now, kind)

@@ -65,12 +65,14 @@ def decide(
     window: RenewalWindow | None = None,
     recheck: timedelta = timedelta(minutes=10),
     spec_needs_new_certificate: bool = False,
+    renewal_requested: bool = False,
 ) -> Decision:
     """Decide one reconcile step for a Secret-producing resource.
 
     ``spec_needs_new_certificate`` is for specs whose change invalidates the certificate
     itself (a DelegatedCertificate's key or lifetime); a CertificateDownload only needs a new
     one when the names change, which this function sees from the certificate.
+    ``renewal_requested``: someone asked for a fetch now (``kubectl certdepot renew``).
     """
     if not state.exists:
         return Decision(True, "SecretMissing", "the Secret does not exist")
@@ -102,6 +104,10 @@ def decide(
     if spec_needs_new_certificate:
         return Decision(
             True, "SpecChanged", "the spec changed in a way that needs a new certificate"
+        )
+    if renewal_requested:
+        return Decision(
+            True, "RenewalRequested", "a renewal was requested (kubectl certdepot renew)"
         )
     if now >= info.not_after:
         return Decision(True, "Expired", "the certificate in the Secret has expired")

@@ -165,6 +165,7 @@ async def _step(start: certstep.Start, deps: Deps) -> Step:
         adopt=bool(spec.get("adoptExistingSecret")),
         now=now,
         recheck=deps.settings.recheck,
+        renewal_requested=start.renewal_request is not None,
         spec_needs_new_certificate=_spec_changed(spec, status, state, wanted_hash),
     )
     if decision.conflict:

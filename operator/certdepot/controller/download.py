@@ -44,6 +44,7 @@ async def _step(start: certstep.Start, deps: Deps) -> Step:
         now=now,
         window=window,
         recheck=deps.settings.recheck,
+        renewal_requested=start.renewal_request is not None,
     )
     if decision.conflict:
         raise SecretConflict(decision.message)

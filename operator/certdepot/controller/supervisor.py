@@ -3,8 +3,9 @@
 kopf's daemons and timers put a finalizer on every object they serve, so deleting a
 CertificateDownload would hang while the operator is down or gone (cert-manager has no
 such finalizer either). Watch events need none: the supervisor starts a loop when an
-object appears, wakes it when its generation changes (not on our own status patches), and
-cancels it when the object is deleted.
+object appears, wakes it when its generation changes (not on our own status patches) or a
+renewal is requested (:mod:`renewrequest`'s annotation), and cancels it when the object is
+deleted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from certdepot.controller import loop
+from certdepot.controller import loop, renewrequest
 from certdepot.controller.deps import Step
 from certdepot.controller.kubeapi import lean_copy
 from certdepot.controller.runtime import Runtime
@@ -38,6 +39,7 @@ class _Entry:
     task: asyncio.Task[None]
     stop: _Stop
     generation: Any
+    renewal_request: str | None = None
 
 
 @dataclass
@@ -69,11 +71,15 @@ class Supervisor:
             task = asyncio.create_task(
                 loop.run(key, step, self.runtime.wakeups, stop), name=f"reconcile {key}"
             )
-            self.entries[key] = _Entry(holder, task, stop, meta.get("generation"))
+            self.entries[key] = _Entry(
+                holder, task, stop, meta.get("generation"), renewrequest.requested(meta)
+            )
             return
         entry.body = lean_copy(body)
-        if meta.get("generation") != entry.generation:
+        request = renewrequest.requested(meta)
+        if meta.get("generation") != entry.generation or request != entry.renewal_request:
             entry.generation = meta.get("generation")
+            entry.renewal_request = request
             self.runtime.wakeups.wake(key)
 
     def forget(self, key: str, kind: str, meta: Mapping[str, Any]) -> None:

@@ -65,11 +65,15 @@ class GoBuild:
     # k8s.io/kubernetes requires its staging modules at v0.0.0 (they are `replace`d by
     # local paths in its own repository); a consumer must replace them with real versions.
     replace_staging: bool = False
+    # Go build tags, e.g. Prometheus's remove_all_sd (no cloud service discovery to compile).
+    tags: tuple[str, ...] = ()
 
     def stamp(self, name: str) -> str:
         """What a binary was built from; any change of pin or flags forces a rebuild."""
         flags = " ".join(self.ldflags)
-        return f"{self.module}@{self.version} {self.packages[name]} ldflags={flags}\n"
+        # Tags only when set, so the stamps of builds without tags stay as they were.
+        tags = f" tags={','.join(self.tags)}" if self.tags else ""
+        return f"{self.module}@{self.version} {self.packages[name]} ldflags={flags}{tags}\n"
 
 
 def _kube_version_ldflags(version: str) -> tuple[str, ...]:
@@ -91,6 +95,8 @@ KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 PEBBLE_VERSION = "v2.10.3"
 HELM_VERSION = "v4.3.2"
+# Prometheus 3.x is published to Go as v0.3MM.P (3.16.0 -> v0.316.0).
+PROMETHEUS_VERSION = "v0.316.0"
 
 BUILDS: tuple[GoBuild, ...] = (
     GoBuild(
@@ -126,6 +132,22 @@ BUILDS: tuple[GoBuild, ...] = (
         version=HELM_VERSION,
         packages={"helm": "helm.sh/helm/v4/cmd/helm"},
         ldflags=(f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",),
+    ),
+    # The chart's alert rules: `promtool check rules`, and a real Prometheus evaluating them
+    # against the operator and repository (tests/integration/test_chart_monitoring.py).
+    # remove_all_sd leaves out the cloud service discoveries (static targets are all the
+    # tests use), most of the build; without the builtinassets tag the web UI is not
+    # embedded, the HTTP API is served all the same.
+    GoBuild(
+        key="prometheus",
+        module="github.com/prometheus/prometheus",
+        version=PROMETHEUS_VERSION,
+        packages={
+            "prometheus": "github.com/prometheus/prometheus/cmd/prometheus",
+            "promtool": "github.com/prometheus/prometheus/cmd/promtool",
+        },
+        ldflags=(f"-X github.com/prometheus/common/version.Version={PROMETHEUS_VERSION}",),
+        tags=("remove_all_sd",),
     ),
 )
 
@@ -271,6 +293,7 @@ package) and run `make provision` again, or supply the binaries yourself:
   TEST_ASSET_KUBE_APISERVER, TEST_ASSET_ETCD, TEST_ASSET_KUBECTL   single binaries instead
   TEST_ASSET_PEBBLE, TEST_ASSET_PEBBLE_CHALLTESTSRV                Pebble >= 2.7
   TEST_ASSET_HELM                                                  helm 3 or 4
+  TEST_ASSET_PROMETHEUS, TEST_ASSET_PROMTOOL                       Prometheus 3
 See docs/testing.md."""
 
 
@@ -375,8 +398,9 @@ def _build(build: GoBuild, names: list[str], run: _Runner, root: Path) -> None:
     outdir = Path(tempfile.mkdtemp(prefix=f"{build.key}-", dir=root))
     try:
         for name in names:
+            tags = [f"-tags={','.join(build.tags)}"] if build.tags else []
             run(
-                ["build", "-mod=mod", "-trimpath", f"-ldflags={ldflags}",
+                ["build", "-mod=mod", "-trimpath", f"-ldflags={ldflags}", *tags,
                  "-o", str(outdir / name), build.packages[name]],
                 workdir,
             )

@@ -32,7 +32,8 @@ def test_env_var_names() -> None:
     assert prov.env_var("kube-apiserver") == "TEST_ASSET_KUBE_APISERVER"
     assert prov.env_var("pebble-challtestsrv") == "TEST_ASSET_PEBBLE_CHALLTESTSRV"
     assert set(prov.BINARIES) == {
-        "kube-apiserver", "kubectl", "etcd", "pebble", "pebble-challtestsrv", "helm"
+        "kube-apiserver", "kubectl", "etcd", "pebble", "pebble-challtestsrv", "helm",
+        "prometheus", "promtool",
     }
 
 

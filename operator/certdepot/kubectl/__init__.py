@@ -1,0 +1,1 @@
+"""``kubectl certdepot``: the day-two command line (status, renew, inspect, inventory)."""
