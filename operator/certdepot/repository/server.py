@@ -29,6 +29,7 @@ from certdepot.repository.httpproto import (
     ClientConnections,
     ProtocolLimits,
     bounded_protocol,
+    fix_mmap_threshold,
 )
 
 log = logging.getLogger("certdepot.repository.server")
@@ -94,6 +95,7 @@ async def serve(config: Config, log_level: str = "info") -> None:
     app = create_app(repo, run_background=True)
     servers: list[uvicorn.Server] = []
     proto = http_protocol(config)
+    fix_mmap_threshold()
     lifespan: Literal["on", "off"] = "on"
     with tempfile.TemporaryDirectory(prefix="certdepot-tls-") as tmp:
         ls = config.listeners
