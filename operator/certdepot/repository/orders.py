@@ -17,9 +17,10 @@ from typing import Any
 
 from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore, csrpolicy, policy, quotas
+from certdepot.repository import certstore, csrpolicy, policy
 from certdepot.repository import store as tables
 from certdepot.repository.issuers import IssueRequest, IssuerError
+from certdepot.repository.quotas import check_new_order, check_replaces
 from certdepot.repository.state import Repo
 from certdepot.repository.store import new_id
 
@@ -69,7 +70,7 @@ def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: 
 
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
-    quotas.check_new_order(repo, account, payload)
+    check_new_order(repo, account, payload)
     tenant = repo.tenant(account.get("tenant"))
     if payload.get("delegation") is not None:
         # delegation.py builds on this module; importing it here avoids the cycle.
@@ -84,8 +85,8 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
             raise AcmeProblem("malformed", "profile must be a string")
         data["profile"] = payload["profile"]
     if payload.get("replaces") is not None:
-        quotas.check_replaces(repo, account, payload["replaces"], names)
-        data["replaces"] = payload["replaces"]
+        check_replaces(repo, account, payload["replaces"], names)
+        data["replaces"] = str(payload["replaces"])
     for key in ("notBefore", "notAfter", "auto-renewal"):
         if payload.get(key) is not None:
             raise AcmeProblem("malformed", f"{key} is only supported for delegated orders")
