@@ -29,6 +29,7 @@ from hostile_limits import (
 )
 from repository_harness import RepoProcess, base_config, create_tenant, running, write_config
 
+from certdepot.acme import ari
 from certdepot.repository import certstore
 from certdepot.repository import store as tables
 from certdepot.repository.httpproto import TRIM_DELAY
@@ -96,6 +97,18 @@ async def test_protocol_case(served: Served, c: RawCase) -> None:
     if c.status == 408:  # cut at the deadline, not long after it
         limit = max(LIMITS["headerReadTimeout"], LIMITS["bodyReadTimeout"])
         assert time.monotonic() - started < limit + 2
+
+
+async def test_replaces_own_certificate_is_accepted(served: Served) -> None:
+    """The bound is not a wall: a renewal naming the account's own certificate, with a
+    name in common, is ordered and remembers what it replaces (RFC 9773)."""
+    w = served.w
+    from cryptography import x509
+
+    cert_id = ari.cert_id(x509.load_der_x509_certificate(w.ders["plain_cert"]))
+    r = await w.a.new_order(["x1.a.example.test"], replaces=cert_id)
+    assert r.status_code == 201, r.text
+    assert r.json().get("replaces") == cert_id, r.json()
 
 
 def test_table_size() -> None:
