@@ -14,7 +14,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import delegated, distribution, economy, machine, procstat, profile, report, stats
+from bench import (
+    delegated,
+    distribution,
+    economy,
+    machine,
+    procstat,
+    profile,
+    report,
+    rotation,
+    stats,
+)
 from bench import throughput as tp
 from bench.stack import (
     CLUSTER_REPOSITORY,
@@ -410,7 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.publish:
         here = Path(__file__).resolve().parent
         (here / "RESULTS.json").write_text(path.read_text())
-        (here / "RESULTS.md").write_text(report.markdown(results))
+        md = here / "RESULTS.md"
+        old = md.read_text() if md.exists() else ""
+        # The rotation section comes from its own run (python -m bench.rotation): kept.
+        md.write_text(rotation.carry_section(report.markdown(results), old))
         if chart:
             (here / "results.png").write_bytes(chart.read_bytes())
         print(f"published to {here}/RESULTS.json, RESULTS.md, results.png")

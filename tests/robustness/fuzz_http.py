@@ -13,10 +13,9 @@ the fuzzer and the server to tidy headers up), with a header block and a body dr
 The answer must never be a 5xx, and every 4xx must be an ACME problem document
 (``application/problem+json`` with an ``urn:ietf:params:acme:error:`` type and the status).
 
-Left out on purpose: JSON nested thousands deep (a body of 3,000 ``[``). It raised
-RecursionError (a 500) in acme/jws.py and acme/eab.py; the bounded-depth parser that fixes
-it at the root comes from the "input" work (acme/jsonparse.py) and has its own tests. The
-JSON drawn here is at most a few levels deep.
+Deeply nested JSON (up to 5,000 levels, as the body, inside the protected header and as
+the payload) is drawn too: a body of 3,000 ``[`` once raised RecursionError (a 500) in
+acme/jws.py and acme/eab.py; the bounded-depth parser (acme/jsonparse.py) answers it.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from hostile import es256
 from hypothesis import strategies as st
 
 from certdepot.acme import crypto, jws
@@ -127,10 +127,12 @@ def check_answer(reply: bytes, what: str) -> tuple[int, str]:
 
 json_leaf = (st.none() | st.booleans() | st.integers(-2**70, 2**70)
              | st.floats(allow_nan=False) | st.text(max_size=40))
-# Shallow on purpose: see the module docstring.
 json_values = st.recursive(json_leaf, lambda c: st.lists(c, max_size=4)
                            | st.dictionaries(st.text(max_size=10), c, max_size=4),
                            max_leaves=10)
+deep_json = st.tuples(st.integers(30, 5000), st.sampled_from(['[', '{"a":']),
+                      st.booleans()).map(
+    lambda t: t[1] * t[0] + ("1" + ("]" if t[1] == "[" else "}") * t[0] if t[2] else ""))
 b64_junk = st.binary(max_size=300).map(jws.b64encode) | st.text(max_size=60)
 
 identifier = st.fixed_dictionaries({
@@ -214,10 +216,12 @@ def header_lists(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
 @st.composite
 def bodies(draw: st.DrawFn, t: FuzzTarget, ep: FuzzEndpoint) -> bytes:
     """One request body: unauthenticated shapes, or a properly signed request."""
-    kind = draw(st.sampled_from(["bytes", "json", "jws-shaped", "signed", "signed",
+    kind = draw(st.sampled_from(["bytes", "json", "deep", "jws-shaped", "signed", "signed",
                                  "signed"]))
     if kind == "bytes":
         return draw(st.binary(max_size=600))
+    if kind == "deep":
+        return draw(deep_json).encode()
     if kind == "json":
         return json.dumps(draw(json_values)).encode()
     url = t.base + ep.path
@@ -230,11 +234,24 @@ def bodies(draw: st.DrawFn, t: FuzzTarget, ep: FuzzEndpoint) -> bytes:
             ["protected", "payload", "signature", "header", "signatures"]),
             b64_junk | json_values, max_size=2)))
         return json.dumps(doc).encode()
-    payload = draw(payloads)
     key = crypto.generate_private_key() if ep.uses_jwk else t.key
-    signed = jws.sign(payload, key, url=url, nonce=fresh_nonce(t),
+    nonce = fresh_nonce(t)
+    if draw(st.integers(0, 9)) == 0:  # a properly signed, deeply nested payload
+        return _signed_raw(draw(deep_json).encode(), key, url, nonce,
+                           None if ep.uses_jwk else t.kid)
+    signed = jws.sign(draw(payloads), key, url=url, nonce=nonce,
                       kid=None if ep.uses_jwk else t.kid)
     return json.dumps(signed).encode()
+
+
+def _signed_raw(payload: bytes, key: crypto.PrivateKey, url: str, nonce: str,
+                kid: str | None) -> bytes:
+    """A JWS over payload bytes that need not be valid JSON (jws.sign takes objects)."""
+    template = jws.sign({}, key, url=url, nonce=nonce, kid=kid)
+    p64 = jws.b64encode(payload)
+    signing_input = f"{template['protected']}.{p64}".encode()
+    return json.dumps({"protected": template["protected"], "payload": p64,
+                       "signature": jws.b64encode(es256(key, signing_input))}).encode()
 
 
 def path_of(t: FuzzTarget, ep: FuzzEndpoint, suffix: str) -> str:

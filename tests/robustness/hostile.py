@@ -739,7 +739,7 @@ def _sent_nonces(r: httpx.Response) -> set[str]:
     try:
         doc = json.loads(r.request.content or b"{}")
         return {json.loads(jws.b64decode(doc["protected"]))["nonce"]}
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # hostile bodies: 3,000 '['
         return set()
 
 
@@ -1254,6 +1254,54 @@ async def _rv_b(w: World, s: Any) -> httpx.Response:
 @case("revoke-managed-cert-by-downloader", 403, "unauthorized")
 async def _rv_managed(w: World, s: Any) -> httpx.Response:
     return await w.a.post(w.refs["revoke"], {"certificate": jws.b64encode(w.ders["web_cert"])})
+
+
+# Issue 15 item 6: a downloaded key gives no revocation right over a shared certificate,
+# whatever the reason; and no tenant without the policy's ``revoke`` grant may revoke it.
+def _web_key_client(w: World) -> RClient:
+    return w.client(crypto.load_private_key(w.ders["web_key"]))
+
+
+for _reason in (None, 0, 1, 4, 5):
+    @case(f"revoke-managed-cert-with-downloaded-key-reason-{_reason}", 403, "unauthorized")
+    async def _rv_dl_key(w: World, s: Any, reason: int | None = _reason) -> httpx.Response:
+        payload: dict[str, Any] = {"certificate": jws.b64encode(w.ders["web_cert"])}
+        if reason is not None:
+            payload["reason"] = reason
+        return await _web_key_client(w).post(w.refs["revoke"], payload, use_jwk=True)
+
+
+@case("revoke-managed-cert-by-ungranted-tenant", 403, "unauthorized")
+async def _rv_managed_b(w: World, s: Any) -> httpx.Response:
+    return await w.b.post(w.refs["revoke"], {"certificate": jws.b64encode(w.ders["web_cert"]),
+                                             "reason": 1})
+
+
+@case("revoke-managed-cert-reason-bool", 400, "badRevocationReason")
+async def _rv_managed_bool(w: World, s: Any) -> httpx.Response:
+    return await _web_key_client(w).post(
+        w.refs["revoke"], {"certificate": jws.b64encode(w.ders["web_cert"]), "reason": True},
+        use_jwk=True)
+
+
+@case("admin-rotate-when-admin-api-off", 404, "malformed")
+async def _admin_off(w: World, s: Any) -> httpx.Response:
+    return await w.http.post(w.base + "/admin/v1/certificates/web/rotate",
+                             json={"reason": "keyCompromise"},
+                             headers={"Authorization": "Bearer " + "x" * 40})
+
+
+@case("admin-inventory-when-admin-api-off", 404, "malformed")
+async def _admin_inv_off(w: World, s: Any) -> httpx.Response:
+    return await w.http.get(w.base + "/admin/v1/inventory")
+
+
+@case("rotation-page-of-unrevoked-cert", 404, "malformed")
+async def _rotation_page(w: World, s: Any) -> httpx.Response:
+    cert = x509.load_der_x509_certificate(w.ders["web_cert"])
+    from certdepot.acme import ari
+
+    return await _get(w, "/rotation/" + ari.cert_id(cert))
 
 
 @case("revoke-with-wrong-cert-key", 403, "unauthorized")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import hostile_input  # noqa: F401  (its cases join hostile.CASES)
 import httpx
 import pytest
 from hostile import (

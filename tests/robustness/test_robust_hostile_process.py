@@ -13,6 +13,7 @@ import ssl
 import time
 from pathlib import Path
 
+import hostile_input  # noqa: F401  (its cases join hostile.CASES)
 import httpx
 from hostile import (
     CASES,

@@ -26,7 +26,8 @@ API (pure):
   field, detail prefixed with the field path; empty when the CSR fits. ``TemplateError``
   when the template itself is invalid (a configuration error, not the client's).
 - ``check_csr(template, csr)``: raises ``AcmeProblem(badCSR, subproblems=...)`` when not.
-- ``validate_template(template) -> list[str]``: structural errors of a template itself.
+- ``validate_template(template) -> list[str]``: errors of a template itself, by RFC 9115's
+  JSON Schema and the checks it leaves to the recipient (acme/templateschema.py).
 - ``build_csr_for_template(template, key, dns_names, subject=None) -> bytes`` (DER):
   ``TemplateError`` if the key type is not allowed or a required value is missing.
 """
@@ -42,7 +43,6 @@ from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from certdepot.acme.crypto import (
     EXTENDED_KEY_USAGES,
-    KEY_USAGES,
     SUBJECT_ATTRIBUTES,
     PrivateKey,
     PublicKey,
@@ -161,63 +161,11 @@ def _san_lists(extensions: Any) -> dict[str, list[str]]:
 
 
 def validate_template(template: Any) -> list[str]:
-    """Structural problems of a template (empty list when usable)."""
-    errors: list[str] = []
-    if not isinstance(template, Mapping):
-        return ["template is not a JSON object"]
-    for key in template:
-        if key not in ("keyTypes", "subject", "extensions"):
-            errors.append(f"unknown template member {key!r}")
-    key_types = template.get("keyTypes")
-    if not isinstance(key_types, list) or not key_types:
-        errors.append("keyTypes must be a non-empty list")
-    else:
-        for index, entry in enumerate(key_types):
-            if not isinstance(entry, Mapping) or entry.get("PublicKeyType") not in (
-                "rsaEncryption",
-                "id-ecPublicKey",
-                "Ed25519",
-            ):
-                errors.append(f"keyTypes[{index}] has no known PublicKeyType")
-    subject = template.get("subject", {})
-    if not isinstance(subject, Mapping):
-        errors.append("subject must be an object")
-    else:
-        errors += [
-            f"unknown subject attribute {k!r}" for k in subject if k not in SUBJECT_ATTRIBUTES
-        ]
-        errors += [
-            f"subject.{k} must be a string" for k, v in subject.items() if not isinstance(v, str)
-        ]
-    extensions = template.get("extensions", {})
-    if not isinstance(extensions, Mapping):
-        errors.append("extensions must be an object")
-        return errors
-    for key in extensions:
-        if key not in ("subjectAltName", "keyUsage", "extendedKeyUsage"):
-            errors.append(f"unsupported extension {key!r}")
-    san = extensions.get("subjectAltName")
-    if not isinstance(san, Mapping) or not _san_lists(extensions):
-        errors.append("extensions.subjectAltName needs a DNS, Email or URI list")
-    else:
-        for key, value in san.items():
-            if (key not in _SAN_KEYS and key not in _SAN_KINDS) or not isinstance(value, list):
-                errors.append(f"extensions.subjectAltName.{key} is not a DNS/Email/URI list")
-            elif key in ("Email", "URI") and any(v in (REQUIRED, OPTIONAL) for v in value):
-                errors.append(f"extensions.subjectAltName.{key} takes literal values only")
-    usages = extensions.get("keyUsage")
-    if usages is not None and (not isinstance(usages, list) or not set(usages) <= set(KEY_USAGES)):
-        errors.append(f"extensions.keyUsage must be a list of {', '.join(KEY_USAGES)}")
-    ekus = extensions.get("extendedKeyUsage")
-    if ekus is not None:
-        try:
-            if not isinstance(ekus, list):
-                raise ValueError
-            for eku in ekus:
-                eku_oid(str(eku))
-        except ValueError:
-            errors.append("extensions.extendedKeyUsage must list known names or dotted OIDs")
-    return errors
+    """Problems of a template itself (empty list when usable): RFC 9115's JSON Schema,
+    then what the schema cannot say (acme/templateschema.py)."""
+    from certdepot.acme import templateschema
+
+    return templateschema.validate(template)
 
 
 def _match_subject(

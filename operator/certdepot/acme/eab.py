@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from certdepot.acme import jsonparse
 from certdepot.acme.crypto import PrivateKey
 from certdepot.acme.jws import b64decode, b64encode, jwk_thumbprint, public_jwk
 from certdepot.acme.problems import AcmeProblem
@@ -33,7 +34,8 @@ EAB_ALGORITHMS: dict[str, Callable[[], Any]] = {
 def decode_hmac_key(hmac_key_b64: str) -> bytes:
     """The raw HMAC key from its base64url form (how CAs hand them out)."""
     try:
-        key = b64decode(hmac_key_b64.strip())
+        # Padding is tolerated here (an operator's configuration, not a request).
+        key = b64decode(hmac_key_b64.strip().rstrip("="))
     except ValueError:
         raise ValueError("EAB HMAC key is not base64url") from None
     if not key:
@@ -69,12 +71,14 @@ def verify_eab(
         raise AcmeProblem("malformed", "externalAccountBinding is not a JWS object")
     try:
         protected_b64, payload_b64, sig_b64 = eab["protected"], eab["payload"], eab["signature"]
-        protected = json.loads(b64decode(protected_b64))
-        payload = json.loads(b64decode(payload_b64))
+        # The same strict, bounded parser as the outer JWS: duplicate names, deep nesting
+        # and non-canonical base64url are refused here too.
+        protected = jsonparse.loads(b64decode(protected_b64))
+        payload = jsonparse.loads(b64decode(payload_b64))
         signature = b64decode(sig_b64)
     except KeyError as exc:
         raise AcmeProblem("malformed", f"externalAccountBinding lacks {exc.args[0]!r}") from None
-    except (ValueError, TypeError, UnicodeDecodeError):
+    except (ValueError, TypeError):
         raise AcmeProblem(
             "malformed", "externalAccountBinding is not valid base64url JSON"
         ) from None
@@ -89,6 +93,12 @@ def verify_eab(
         )
     if "nonce" in protected:
         raise AcmeProblem("malformed", "externalAccountBinding must not carry a nonce")
+    if "crit" in protected or "b64" in protected:
+        raise AcmeProblem("malformed", "externalAccountBinding header parameters crit/b64 "
+                          "are not supported")
+    if set(eab) - {"protected", "payload", "signature"}:
+        raise AcmeProblem("malformed", "externalAccountBinding must be a flattened JWS with "
+                          "only protected, payload and signature")
     kid = protected.get("kid")
     if not isinstance(kid, str) or not kid:
         raise AcmeProblem("malformed", "externalAccountBinding lacks kid")

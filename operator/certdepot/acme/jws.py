@@ -34,6 +34,7 @@ import binascii
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from josepy import errors as josepy_errors
 from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
+from certdepot.acme import jsonparse
 from certdepot.acme.crypto import PrivateKey as PrivateKey
 from certdepot.acme.crypto import PublicKey as PublicKey
 from certdepot.acme.problems import AcmeProblem
@@ -72,19 +74,52 @@ _THUMBPRINT_MEMBERS = {
 }
 
 
+#: RSA moduli above this are refused: verifying with them costs the server, not the client.
+MAX_RSA_BITS = 8192
+#: Header parameters this server understands. RFC 7515 §4.1.11: a ``crit`` naming anything
+#: must be refused unless understood, and RFC 8555 §6.2 forbids the unencoded payload
+#: (``b64``, RFC 7797), so neither may appear at all.
+_FORBIDDEN_HEADERS = ("crit", "b64")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64encode(data: bytes) -> str:
     """Unpadded base64url."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64decode(text: str) -> bytes:
-    """Decode unpadded (or padded) base64url; ``ValueError`` on anything else."""
-    if not isinstance(text, str) or any(c in text for c in "+/ \n"):
+    """Decode canonical unpadded base64url; ``ValueError`` on anything else.
+
+    RFC 8555 §6.1 (and RFC 7515 §2): no ``=`` padding, no characters outside the URL-safe
+    alphabet, no whitespace, and (RFC 4648 §3.5) no set bits in the unused low bits of the
+    last character, so every byte string has exactly one accepted text form.
+    """
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise ValueError("not base64url") from exc
+    if b64encode(data) != text:
+        raise ValueError("not canonical base64url (unused bits set)")
+    return data
+
+
+def check_key_use(jwk: Mapping[str, Any], *, use: str, ops: frozenset[str],
+                  what: str = "jwk") -> None:
+    """RFC 7517 §4.2/§4.3: a key that says what it is for must say ``use``; ``badPublicKey``
+    when its ``use`` differs or its ``key_ops`` allow none of ``ops`` (or are malformed)."""
+    if "use" in jwk and jwk["use"] != use:
+        raise AcmeProblem("badPublicKey", f"{what} has use {jwk['use']!r}, not {use!r}")
+    if "key_ops" in jwk:
+        key_ops = jwk["key_ops"]
+        if not isinstance(key_ops, list) or not all(isinstance(o, str) for o in key_ops) \
+                or len(set(key_ops)) != len(key_ops):
+            raise AcmeProblem("badPublicKey", f"{what} key_ops is not a list of unique strings")
+        if not ops.intersection(key_ops):
+            raise AcmeProblem("badPublicKey",
+                              f"{what} key_ops {key_ops} allow none of {sorted(ops)}")
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -138,8 +173,9 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
     """
     if not isinstance(jwk, Mapping):
         raise AcmeProblem("malformed", "jwk is not a JSON object")
-    if "d" in jwk:
-        raise AcmeProblem("badPublicKey", "jwk contains private key material")
+    if any(m in jwk for m in ("d", "p", "q", "dp", "dq", "qi", "oth", "k")):
+        raise AcmeProblem("badPublicKey", "jwk contains private or secret key material")
+    check_key_use(jwk, use="sig", ops=frozenset({"verify"}))
     kty = jwk.get("kty")
     try:
         if kty == "EC":
@@ -154,8 +190,9 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
         if kty == "RSA":
             n = int.from_bytes(b64decode(str(jwk["n"])), "big")
             e = int.from_bytes(b64decode(str(jwk["e"])), "big")
-            if n.bit_length() < 2048:
-                raise AcmeProblem("badPublicKey", "RSA keys must have at least 2048 bits")
+            if not 2048 <= n.bit_length() <= MAX_RSA_BITS:
+                raise AcmeProblem("badPublicKey",
+                                  f"RSA keys must have 2048 to {MAX_RSA_BITS} bits")
             return rsa.RSAPublicNumbers(e, n).public_key()
         if kty == "OKP":
             if jwk.get("crv") != "Ed25519":
@@ -188,6 +225,18 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> bytes:
     except KeyError as exc:
         raise ValueError(f"JWK lacks member {exc.args[0]!r}") from None
     return hashlib.sha256(_json_bytes(canonical)).digest()
+
+
+def canonical_jwk(jwk: Mapping[str, Any]) -> dict[str, str]:
+    """Only the members RFC 7638 names for the key type (what a server stores of a client's
+    key: nothing else the client put in its JWK is kept); ``ValueError`` if one lacks."""
+    members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")))
+    if members is None:
+        raise ValueError(f"no thumbprint rule for kty {jwk.get('kty')!r}")
+    try:
+        return {m: str(jwk[m]) for m in members}
+    except KeyError as exc:
+        raise ValueError(f"JWK lacks member {exc.args[0]!r}") from None
 
 
 def thumbprint_b64(jwk: Mapping[str, Any]) -> str:
@@ -307,12 +356,9 @@ class ParsedJws:
         if self.payload == b"":
             return None
         try:
-            doc = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError):
-            raise AcmeProblem("malformed", "JWS payload is not JSON") from None
-        if not isinstance(doc, dict):
-            raise AcmeProblem("malformed", "JWS payload is not a JSON object")
-        return doc
+            return jsonparse.loads_object(self.payload, what="JWS payload")
+        except jsonparse.JsonError as exc:
+            raise AcmeProblem("malformed", f"JWS payload: {exc}") from None
 
 
 def parse_jws(
@@ -323,17 +369,19 @@ def parse_jws(
 ) -> ParsedJws:
     """Parse a flattened JWS and apply RFC 8555 §6.2's header rules (no signature check).
 
-    Rejects: non-JSON or general serialization (multiple signatures), an unprotected
-    ``header``, an ``alg`` outside ``algorithms`` (``badSignatureAlgorithm``), both or neither
-    of ``kid``/``jwk``, a missing ``url``, and (when ``require_nonce``) a missing ``nonce``.
+    Rejects: non-JSON (or JSON with duplicate member names, or nested too deep) or general
+    serialization (multiple signatures), an unprotected ``header``, non-canonical base64url,
+    ``crit`` or ``b64`` in the header, an ``alg`` outside ``algorithms``
+    (``badSignatureAlgorithm``), both or neither of ``kid``/``jwk``, a missing ``url``, and
+    (when ``require_nonce``) a missing ``nonce`` or one that is not base64url (``badNonce``).
     """
     if isinstance(body, Mapping):
         doc: Any = body
     else:
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise AcmeProblem("malformed", "request body is not JSON") from None
+            doc = jsonparse.loads(body)
+        except jsonparse.JsonError as exc:
+            raise AcmeProblem("malformed", f"request body: {exc}") from None
     if not isinstance(doc, Mapping):
         raise AcmeProblem("malformed", "request body is not a JSON object")
     if "signatures" in doc:
@@ -346,15 +394,18 @@ def parse_jws(
         signature_b64 = doc["signature"]
         if not all(isinstance(v, str) for v in (protected_b64, payload_b64, signature_b64)):
             raise ValueError("JWS members must be strings")
-        protected = json.loads(b64decode(protected_b64))
+        protected = jsonparse.loads(b64decode(protected_b64))
         payload = b64decode(payload_b64)
         signature = b64decode(signature_b64)
     except KeyError as exc:
         raise AcmeProblem("malformed", f"JWS lacks {exc.args[0]!r}") from None
-    except (ValueError, UnicodeDecodeError):
-        raise AcmeProblem("malformed", "JWS members are not valid base64url / JSON") from None
+    except jsonparse.JsonError as exc:
+        raise AcmeProblem("malformed", f"JWS protected header: {exc}") from None
+    except ValueError:
+        raise AcmeProblem("malformed", "JWS members are not valid base64url") from None
     if not isinstance(protected, dict):
         raise AcmeProblem("malformed", "JWS protected header is not a JSON object")
+    _check_header_members(protected)
     alg = protected.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
         raise AcmeProblem(
@@ -377,6 +428,9 @@ def parse_jws(
         raise AcmeProblem("badNonce", "JWS nonce is not a string")
     if require_nonce and not nonce:
         raise AcmeProblem("badNonce", "JWS protected header lacks nonce")
+    if nonce is not None and not _B64URL.fullmatch(nonce):
+        # RFC 8555 §6.5.1: a nonce that is not base64url is refused as badNonce.
+        raise AcmeProblem("badNonce", "JWS nonce is not base64url")
     return ParsedJws(
         protected=protected,
         payload=payload,
@@ -388,6 +442,16 @@ def parse_jws(
         url=url,
         nonce=nonce,
     )
+
+
+def _check_header_members(protected: Mapping[str, Any]) -> None:
+    for name in _FORBIDDEN_HEADERS:
+        if name in protected:
+            raise AcmeProblem("malformed", f"JWS header parameter {name!r} is not supported "
+                              "(RFC 7515 §4.1.11, RFC 8555 §6.2)")
+    for name in ("url", "kid"):
+        if name in protected and not isinstance(protected[name], str):
+            raise AcmeProblem("malformed", f"JWS {name} is not a string")
 
 
 def verify_jws(

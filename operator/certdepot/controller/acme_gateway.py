@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -26,15 +27,28 @@ from certdepot.controller.gateway import (
 )
 from certdepot.controller.metrics import Metrics
 
+#: Consumer-identity headers for the requests of the current task (docs/protocol.md,
+#: "Consumer identity"): set around a download or a renewalInfo poll.
+_consumer_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "certdepot_consumer_headers", default=None
+)
+
+#: At most this many CertificateDownloads are named per download (the repository's bound).
+MAX_NAMED_RESOURCES = 200
+
 
 class MeasuredTransport(httpx.AsyncBaseTransport):
-    """Counts and times every HTTP request to a repository (method, status)."""
+    """Counts and times every HTTP request to a repository (method, status), and adds the
+    consumer-identity headers of the task sending it."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, metrics: Metrics) -> None:
         self._inner = inner
         self._metrics = metrics
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        extra = _consumer_headers.get()
+        if extra:
+            request.headers.update(extra)
         start = time.monotonic()
         status = "error"
         try:
@@ -65,7 +79,13 @@ class AcmeGateway:
         transport: httpx.AsyncBaseTransport | None = None,
         download_reuse: float = 0.0,
         renewal_info_reuse: float = 0.0,
+        cluster_id: str = "",
     ) -> None:
+        # Sent to repositories so their inventory can tell clusters apart ("" = not sent).
+        self.cluster_id = cluster_id
+        # CertificateDownloads (namespace/name) that downloaded each (account, names) here:
+        # a download names them all, as one coalesced download serves them all.
+        self._resources: dict[tuple[Any, ...], set[str]] = {}
         self._metrics = metrics
         self._timeout = timeout
         self._poll_timeout = poll_timeout
@@ -141,29 +161,62 @@ class AcmeGateway:
                 delegations=delegations,
             )
 
+    def _identity(
+        self, resources: Sequence[str] = (), account: str | None = None
+    ) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.cluster_id:
+            headers["Certdepot-Cluster"] = self.cluster_id
+        if resources:
+            headers["Certdepot-Resources"] = " ".join(sorted(resources)[:MAX_NAMED_RESOURCES])
+        if account:
+            headers["Certdepot-Account"] = account
+        return headers
+
     async def download(
-        self, endpoint: Endpoint, dns_names: Sequence[str], current_serial: str | None = None
+        self,
+        endpoint: Endpoint,
+        dns_names: Sequence[str],
+        current_serial: str | None = None,
+        resource: str | None = None,
     ) -> Downloaded:
         names = list(dns_names)
+        key = (endpoint_key(endpoint), names_key(names))
+        resources = self._resources.setdefault(key, set())
+        if resource and len(resources) < MAX_NAMED_RESOURCES:
+            resources.add(resource)
 
         async def fetch() -> Downloaded:
+            _consumer_headers.set(self._identity(sorted(resources)))
             async with self._client(endpoint) as client:
                 chain, key = await client.download_certificate(names)
                 return Downloaded(chain_pem=chain, key=key)
 
-        key = (endpoint_key(endpoint), names_key(names))
         return await self.downloads.download(key, current_serial, fetch)
+
+    def forget_resource(self, resource: str) -> None:
+        """A CertificateDownload is gone: downloads stop naming it."""
+        for resources in self._resources.values():
+            resources.discard(resource)
 
     async def renewal_window(
         self, endpoint: Endpoint, cert: x509.Certificate
     ) -> RenewalWindow | None:
         async def ask() -> RenewalWindow | None:
+            # A poll naming the account is a check-in in the repository's inventory.
+            _consumer_headers.set(self._identity(account=endpoint.account_url))
             async with self._client(endpoint) as client:
                 if not (await client.directory()).renewal_info:
                     return None
                 info = await client.renewal_info(cert)
+                revoked = info.extra.get("revoked")
+                reason = revoked.get("reason") if isinstance(revoked, dict) else None
                 return RenewalWindow(
-                    start=info.start, end=info.end, serial=format(cert.serial_number, "x")
+                    start=info.start,
+                    end=info.end,
+                    serial=format(cert.serial_number, "x"),
+                    retry_after=info.retry_after,
+                    revoked=str(reason)[:64] if reason else None,
                 )
 
         key = (endpoint_key(endpoint), cert.issuer.public_bytes(), cert.serial_number)

@@ -77,7 +77,8 @@ def operator_group() -> None:
     type=float,
     default=300.0,
     show_default=True,
-    help="Ask a repository's renewal information (ARI) at most this often per certificate.",
+    help="Ask a repository's renewal information (ARI) about each certificate at least this "
+    "often; sooner when the repository's Retry-After says so.",
 )
 @click.option("--backoff-base-seconds", type=float, default=5.0, show_default=True)
 @click.option("--backoff-cap-seconds", type=float, default=300.0, show_default=True)
@@ -99,6 +100,21 @@ def operator_group() -> None:
     show_default=True,
     help="CertificateDownloads asking the same repository for the same names share one "
     "download, and its result for this long. 0: each downloads on its own.",
+)
+@click.option(
+    "--renewal-info-min-seconds",
+    type=click.FloatRange(min=1.0),
+    default=5.0,
+    show_default=True,
+    help="Follow the repository's Retry-After on renewal information, but never ask about "
+    "one certificate more often than this.",
+)
+@click.option(
+    "--cluster-id",
+    default="",
+    envvar="CERTDEPOT_CLUSTER_ID",
+    help="This cluster's name, sent to repositories (Certdepot-Cluster header) so their "
+    "inventory tells clusters apart. Default: not sent.",
 )
 @click.option(
     "--verbose",
@@ -125,6 +141,8 @@ def run(
     log_json: bool,
     ingress_shim: bool,
     download_reuse_seconds: float,
+    renewal_info_min_seconds: float,
+    cluster_id: str,
     verbose: bool,
 ) -> None:
     """Reconcile repositories, certificate resources and annotated Ingresses into Secrets."""
@@ -149,6 +167,8 @@ def run(
         log_json=log_json,
         ingress_shim=ingress_shim,
         download_reuse_seconds=download_reuse_seconds,
+        renewal_info_min_seconds=renewal_info_min_seconds,
+        cluster_id=cluster_id,
         verbose=verbose,
     )
     # uvloop, as `kopf run` picks when it is installed: a cheaper event loop for the many

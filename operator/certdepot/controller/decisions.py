@@ -19,6 +19,10 @@ class RenewalWindow:
     start: datetime
     end: datetime
     serial: str
+    # The answer's Retry-After: when the repository wants to be asked again.
+    retry_after: float | None = None
+    # Set when the repository revoked this certificate (a rotation): the reason.
+    revoked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,13 @@ def decide(
             renewal_time=renew_at,
         )
     if window is not None and window.serial == info.serial and window.start <= now:
+        if window.revoked:
+            return Decision(
+                True,
+                "Revoked",
+                f"the repository revoked certificate {info.serial} ({window.revoked})",
+                renewal_time=renew_at,
+            )
         return Decision(
             True,
             "RenewalWindowOpen",

@@ -12,6 +12,7 @@ from certdepot.controller.decisions import RenewalWindow
 from certdepot.controller.gateway import RepositoryGateway
 from certdepot.controller.kubeapi import KubeApi
 from certdepot.controller.metrics import Metrics
+from certdepot.controller.renewalwatch import RenewalWatch
 from certdepot.controller.settings import Settings
 from certdepot.controller.watchcache import WatchCache
 
@@ -45,6 +46,9 @@ class Deps:
     memories: dict[str, Memory] = field(default_factory=dict)
     # Repository objects and namespace labels from the watches (GET on a miss).
     objects: WatchCache = field(default_factory=WatchCache)
+    # One ARI poll per certificate on the repository's schedule (None: each object asks
+    # on its own, every settings.renewal_info_interval; unit tests).
+    renewals: RenewalWatch | None = None
 
     def memory(self, uid: str) -> Memory:
         return self.memories.setdefault(uid, Memory())

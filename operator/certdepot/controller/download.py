@@ -10,6 +10,7 @@ from typing import Any
 from certdepot.controller import (
     certstep,
     decisions,
+    loop,
     ready,
     secrets,
     secretwriter,
@@ -31,7 +32,8 @@ async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
 
 async def _step(start: certstep.Start, deps: Deps) -> Step:
     body, spec, state, now = start.body, start.spec, start.state, start.now
-    window = await _renewal_window(deps, start.memory, start.endpoint, state, now)
+    wake_key = loop.key_of(KIND, start.owner.namespace, start.owner.name)
+    window = await _renewal_window(deps, start.memory, start.endpoint, state, now, wake_key)
     decision = decisions.decide(
         dns_names=spec.get("dnsNames") or [],
         renew_before=optional_duration(spec.get("renewBefore")),
@@ -51,11 +53,21 @@ async def _step(start: certstep.Start, deps: Deps) -> Step:
 
 
 async def _renewal_window(
-    deps: Deps, memory: Memory, endpoint: Endpoint, state: secrets.SecretState, now: datetime
+    deps: Deps,
+    memory: Memory,
+    endpoint: Endpoint,
+    state: secrets.SecretState,
+    now: datetime,
+    wake_key: str,
 ) -> decisions.RenewalWindow | None:
     """Ask ARI at most every renewal_info_interval; an ARI failure never blocks a reconcile."""
     if not state.ours or state.bundle is None or state.info is None:
         return None
+    if deps.renewals is not None:
+        # Polled once per certificate on the repository's schedule (renewalwatch), which
+        # wakes this object when the answer says "renew now".
+        memory.window = deps.renewals.watch(wake_key, endpoint, state.bundle.chain[0])
+        return memory.window
     fresh = memory.window is not None and memory.window.serial == state.info.serial
     due = (
         memory.window_checked_at is None
@@ -85,7 +97,9 @@ async def _fetch(
     names = list(spec.get("dnsNames") or [])
     # Our own serial asks for a download begun after this call, never a shared older one.
     current = state.info.serial if state.info is not None else None
-    result = await deps.gateway.download(endpoint, names, current)
+    result = await deps.gateway.download(
+        endpoint, names, current, resource=f"{owner.namespace}/{owner.name}"
+    )
     chain, root = tlsdata.separate_root(tlsdata.split_chain(result.chain_pem))
     leaf = tlsdata.cert_info(chain[0])
     if not tlsdata.key_matches(chain[0], result.key):
@@ -105,19 +119,33 @@ async def _fetch(
     if state.info is not None and state.ours and leaf.serial == state.info.serial:
         # The repository has nothing newer: don't ask again for this serial until ARI changes.
         memory.window = None
+    elif deps.renewals is not None:
+        # Follow the new certificate's renewal information from now on (a second rotation
+        # soon after the first must reach this object too).
+        deps.renewals.watch(loop.key_of(KIND, owner.namespace, owner.name), endpoint, chain[0])
+    # Replaced in one update (never deleted first): consumers never see it empty.
     await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, result.key)
     renew_before = optional_duration(spec.get("renewBefore"))
     renew_at = decisions.renewal_time(renew_before, leaf.not_before, leaf.not_after)
     message = (
         f"certificate {leaf.serial} written to Secret {spec['secretName']} ({decision.reason})"
     )
+    reason = "Downloaded"
+    revoked = memory.window.revoked if memory.window is not None else None
+    if revoked and current is not None and leaf.serial != current:
+        # The repository rotated the certificate (a leaked key, say): say so, with why.
+        reason = "Rotated"
+        message = (
+            f"certificate {current} was revoked by the repository ({revoked}); "
+            f"certificate {leaf.serial} written to Secret {spec['secretName']}"
+        )
     new_status = ready.new_certificate(
         body,
         deps,
         owner,
         leaf=leaf,
         renew_at=renew_at,
-        reason="Downloaded",
+        reason=reason,
         fetch_reason=decision.reason,
         message=message,
         now=now,

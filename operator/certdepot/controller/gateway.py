@@ -75,11 +75,16 @@ class RepositoryGateway(Protocol):
     ) -> AccountInfo: ...
 
     async def download(
-        self, endpoint: Endpoint, dns_names: Sequence[str], current_serial: str | None = None
+        self,
+        endpoint: Endpoint,
+        dns_names: Sequence[str],
+        current_serial: str | None = None,
+        resource: str | None = None,
     ) -> Downloaded:
         """The repository's certificate for ``dns_names``. ``current_serial`` is the one the
         caller already has: an implementation that shares results never answers with it
-        from a download begun before the call (see coalesce)."""
+        from a download begun before the call (see coalesce). ``resource`` (namespace/name)
+        names the caller in the repository's inventory."""
         ...
 
     async def renewal_window(

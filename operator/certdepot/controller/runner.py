@@ -21,6 +21,7 @@ from certdepot.controller.health import start_health, start_metrics
 from certdepot.controller.kubeapi import RealKubeApi
 from certdepot.controller.leader import LeaseElector
 from certdepot.controller.metrics import Metrics
+from certdepot.controller.renewalwatch import RenewalWatch
 from certdepot.controller.runtime import Runtime
 from certdepot.controller.settings import Settings
 
@@ -49,6 +50,10 @@ class RunOptions:
     # Seconds one completed download serves other CertificateDownloads asking the same
     # repository, as the same account, for the same names (0: no sharing at all).
     download_reuse_seconds: float = 30.0
+    # The repository's Retry-After on renewalInfo is followed, but no closer than this.
+    renewal_info_min_seconds: float = 5.0
+    # Sent to repositories (Certdepot-Cluster) so their inventory tells clusters apart.
+    cluster_id: str = ""
 
 
 def post_event(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -113,6 +118,7 @@ async def run(options: RunOptions) -> int:
         # One ARI answer serves every CertificateDownload of a certificate for a moment:
         # at most a quarter of the interval each asks at, so a changed window is seen soon.
         renewal_info_reuse=min(5.0, options.renewal_info_seconds / 4),
+        cluster_id=options.cluster_id,
     )
     settings = Settings(
         cluster_resource_namespace=options.cluster_resource_namespace,
@@ -128,6 +134,13 @@ async def run(options: RunOptions) -> int:
         metrics=metrics,
     )
     runtime = Runtime(deps)
+    deps.renewals = RenewalWatch(
+        gateway.renewal_window,
+        runtime.wakeups.wake,
+        deps.clock,
+        floor=options.renewal_info_min_seconds,
+        ceiling=options.renewal_info_seconds,
+    )
     state = {"operator_ready": False, "standby": options.leader_election}
     ready_flag = asyncio.Event()
     stop_flag = asyncio.Event()
@@ -205,5 +218,6 @@ async def run(options: RunOptions) -> int:
             await asyncio.to_thread(elector.release)
         await health.cleanup()
         await metrics_server.cleanup()
+        await deps.renewals.aclose()
         await gateway.aclose()
     return exit_code

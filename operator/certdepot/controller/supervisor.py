@@ -85,9 +85,19 @@ class Supervisor:
             # else name) goes with it; kept, it grew with every object ever seen.
             old = entry.body.get("metadata") or {}
             self.runtime.deps.memories.pop(str(old.get("uid") or old.get("name")), None)
+            self._forget_consumer(key, kind, meta)
         self.runtime.deps.metrics.forget(
             kind, str(meta.get("namespace") or ""), str(meta.get("name"))
         )
+
+    def _forget_consumer(self, key: str, kind: str, meta: Mapping[str, Any]) -> None:
+        """Its certificate's renewalInfo poll and its name in downloads go with it."""
+        deps = self.runtime.deps
+        if deps.renewals is not None:
+            deps.renewals.forget(key)
+        forget = getattr(deps.gateway, "forget_resource", None)
+        if callable(forget):
+            forget(f"{meta.get('namespace') or ''}/{meta.get('name')}")
 
     async def stop_all(self) -> None:
         entries = list(self.entries.values())

@@ -24,6 +24,7 @@ from certdepot.repository.http import (
 )
 from certdepot.repository.routes import (
     accounts,
+    admin,
     ari,
     authz,
     certificates,
@@ -31,6 +32,7 @@ from certdepot.repository.routes import (
     directory,
     download,
     orders,
+    pki,
     star,
 )
 from certdepot.repository.state import Repo
@@ -80,7 +82,8 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
     routes: list[BaseRoute] = [
         *directory.routes, *accounts.routes, *orders.routes, *authz.routes,
         *certificates.routes, *download.routes, *ari.routes, *delegations.routes,
-        *star.routes, *metrics.routes,
+        *star.routes, *metrics.routes, *admin.routes,
+        *pki.routes,
     ]
 
     @asynccontextmanager
@@ -108,5 +111,7 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
                                         Exception: _crash})
     app.state.repo = repo
     app.state.metrics = metrics.Metrics()
+    counter = app.state.metrics.policy_refusals
+    repo.count_refusal = lambda step, reason: counter.labels(step, reason).inc()
     app.add_middleware(metrics.RequestCounter, metrics=app.state.metrics)
     return app

@@ -34,7 +34,7 @@ def build_issuers(config: Config, store: Store, vault: KeyVault, urls: Urls
     issuers: dict[str, Issuer] = {}
     for cfg in config.issuers:
         if isinstance(cfg, LocalCaIssuer):
-            issuers[cfg.name] = LocalCa(cfg, store, vault)
+            issuers[cfg.name] = LocalCa(cfg, store, vault, urls.base)
         elif isinstance(cfg, ImportedIssuer):
             issuers[cfg.name] = Imported(cfg)
         elif isinstance(cfg, AcmeIssuer):

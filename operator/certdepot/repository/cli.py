@@ -7,12 +7,14 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import uvloop
 
 from certdepot.repository.config import Config, ConfigError, load_config
 from certdepot.repository.keyvault import KeyVault
+from certdepot.repository.rotation import REASONS
 from certdepot.repository.store import Store
 
 _config_option = click.option(
@@ -165,14 +167,17 @@ def _ts(value: float) -> str:
 @repository.command()
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inventory(config_path: Path, as_json: bool) -> None:
-    """Each certificate with its expiry, issuer, and who downloaded which serial."""
+@click.option("--stale", is_flag=True,
+              help="Only consumers still holding a revoked or superseded serial.")
+def inventory(config_path: Path, as_json: bool, stale: bool) -> None:
+    """Each certificate with its expiry, issuer, who downloaded which serial, and each
+    consumer with the serial it holds and its last check-in."""
     from certdepot.repository.inventory import collect
 
     config = _load(config_path)
     store, _ = _open(config)
     try:
-        entries = collect(config, store)
+        entries = collect(config, store, stale=stale)
     finally:
         store.close()
     if as_json:
@@ -180,21 +185,77 @@ def inventory(config_path: Path, as_json: bool) -> None:
 
         click.echo(json.dumps(entries, indent=2))
         return
+    if stale and not entries:
+        click.echo("no consumer holds a revoked or superseded serial")
+        return
     for e in entries:
-        cur = e["current"]
-        state = (f"serial {cur['serial']} expires {_ts(cur['not_after'])}" if cur
-                 else "no certificate yet")
-        click.echo(f"{e['name']}  [{', '.join(e['dns_names'])}]  issuer {e['issuer']}  "
-                   f"{state}")
-        if e.get("last_error"):
-            click.echo(f"    last error: {e['last_error']}")
-        for c in e["certificates"]:
-            marker = "*" if cur and c["serial"] == cur["serial"] else " "
-            click.echo(f"  {marker} serial {c['serial']}  {_ts(c['not_before'])} .. "
-                       f"{_ts(c['not_after'])}")
-            for d in c["deliveries"]:
-                click.echo(f"      -> tenant {d['tenant']} account {d['account_id']} at "
-                           f"{_ts(d['delivered'])}")
+        _print_entry(e, stale)
+
+
+def _print_entry(e: dict[str, Any], stale: bool) -> None:
+    cur = e["current"]
+    state = (f"serial {cur['serial']} expires {_ts(cur['not_after'])}" if cur
+             else "no certificate yet")
+    click.echo(f"{e['name']}  [{', '.join(e['dns_names'])}]  issuer {e['issuer']}  {state}")
+    if e.get("last_error"):
+        click.echo(f"    last error: {e['last_error']}")
+    for c in [] if stale else e["certificates"]:
+        marker = "*" if cur and c["serial"] == cur["serial"] else " "
+        revoked = (f"  REVOKED {c['revocation']['reason']}" if c.get("revocation") else "")
+        click.echo(f"  {marker} serial {c['serial']}  {_ts(c['not_before'])} .. "
+                   f"{_ts(c['not_after'])}{revoked}")
+        for d in c["deliveries"]:
+            click.echo(f"      -> tenant {d['tenant']} account {d['account_id']} at "
+                       f"{_ts(d['delivered'])}")
+    if e["consumers"]:
+        click.echo("  consumers:")
+    for p in e["consumers"]:
+        where = "".join(f" {k} {p[k]}" for k in ("cluster", "resource") if p[k])
+        click.echo(f"    tenant {p['tenant']} account {p['account_id']}{where}: serial "
+                   f"{p['serial']} ({p['state']}), last check-in {_ts(p['last_checkin'])}")
+
+
+@repository.command()
+@_config_option
+@click.argument("name")
+@click.option("--reason", default="keyCompromise", show_default=True,
+              type=click.Choice(sorted(REASONS)),
+              help="RFC 5280 revocation reason, sent to the upstream CA.")
+def rotate(config_path: Path, name: str, reason: str) -> None:
+    """Replace managed certificate NAME now with a new key and revoke the old one."""
+    from certdepot.repository.bootstrap import build_repo
+    from certdepot.repository.rotation import RotationError
+    from certdepot.repository.rotation import rotate as run_rotation
+
+    config = _load(config_path)
+    if config.certificate(name) is None:
+        click.echo(f"error: no managed certificate {name!r}", err=True)
+        sys.exit(2)
+    store, vault = _open(config)
+    repo = build_repo(config, store, vault)
+
+    async def go() -> Any:
+        try:
+            return await run_rotation(repo, name, reason, requested_by="admin (command line)")
+        finally:
+            for issuer in repo.issuers.values():
+                await issuer.close()
+
+    try:
+        done = asyncio.run(go())
+    except RotationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    retry = int(config.ari_retry_after.total_seconds())
+    click.echo(f"rotated {name} (reason {reason})\n"
+               f"  revoked serial  {done.old_serial}\n"
+               f"  new serial      {done.new_serial}\n"
+               f"  upstream        {done.upstream}\n"
+               f"  consumers       {done.consumers} held the revoked serial; renewalInfo tells "
+               f"them now (they poll every {retry}s)\n"
+               f"follow with: certdepot repository inventory --stale")
 
 
 @repository.group()

@@ -270,6 +270,26 @@ class ImportedIssuer(_Model):
 Issuer = Annotated[AcmeIssuer | LocalCaIssuer | ImportedIssuer, Field(discriminator="type")]
 
 
+def _name(value: str) -> str:
+    # The one normaliser (IDNA 2008, lower-case, no trailing dot) for configured names too,
+    # so they compare equal to what clients send.
+    from certdepot.acme import dnsname
+
+    try:
+        return dnsname.normalize(value)
+    except dnsname.InvalidName as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+
+
+def _pattern(value: str) -> str:
+    from certdepot.acme import dnsname
+
+    try:
+        return dnsname.normalize_pattern(value)
+    except dnsname.InvalidName as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+
+
 class ManagedCertificate(_Model):
     name: str
     dns_names: list[str] = Field(min_length=1)
@@ -284,8 +304,8 @@ class ManagedCertificate(_Model):
 
     @field_validator("dns_names")
     @classmethod
-    def _lower(cls, names: list[str]) -> list[str]:
-        return [n.lower().rstrip(".") for n in names]
+    def _names(cls, names: list[str]) -> list[str]:
+        return [_name(n) for n in names]
 
 
 class Delegation(_Model):
@@ -301,6 +321,11 @@ class Delegation(_Model):
     cname_map: dict[str, str] | None = None
     allow_certificate_get: bool = False
 
+    @field_validator("name_patterns")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        return [_pattern(p) for p in patterns]
+
     @field_validator("csr_template")
     @classmethod
     def _template(cls, template: dict[str, Any]) -> dict[str, Any]:
@@ -315,9 +340,50 @@ class Delegation(_Model):
 class Tenant(_Model):
     name: str
     download: list[str] = Field(default_factory=list)
+    # Managed certificates this tenant may revoke (ACME revokeCert signed by its account):
+    # the repository then rotates them (rotation.py). Holding a downloaded key gives no
+    # such right.
+    revoke: list[str] = Field(default_factory=list)
     issue: list[str] = Field(default_factory=list)
     issuer: str | None = None
     delegations: list[Delegation] = Field(default_factory=list)
+
+    @field_validator("issue")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        return [_pattern(p) for p in patterns]
+
+
+class Admin(_Model):
+    """The admin HTTP API (``/admin/v1/...``), authenticated by a bearer token read from a
+    file (a mounted Secret) or an environment variable at every request, so replacing the
+    Secret rotates the token without a restart. Absent: the admin API answers 404."""
+
+    token_file: Path | None = None
+    token_env: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Admin:
+        if (self.token_file is None) == (self.token_env is None):
+            raise ValueError("give exactly one of tokenFile and tokenEnv")
+        return self
+
+    def token(self) -> str | None:
+        """The current token, or None when unreadable or shorter than ADMIN_TOKEN_MIN."""
+        if self.token_env is not None:
+            value = os.environ.get(self.token_env, "")
+        else:
+            assert self.token_file is not None
+            try:
+                value = self.token_file.read_text()
+            except OSError:
+                return None
+        value = value.strip()
+        return value if len(value) >= ADMIN_TOKEN_MIN else None
+
+
+#: A shorter admin token is refused (treated as none): 32 characters of a random token.
+ADMIN_TOKEN_MIN = 32
 
 
 class Validation(_Model):
@@ -336,8 +402,15 @@ class Config(_Model):
     validation: Validation = Field(default_factory=Validation)
     # Shortest STAR (RFC 8739) certificate lifetime a client may ask for.
     star_min_lifetime: Duration = timedelta(hours=1)
+    # RFC 8739 max-duration (advertised in the directory): the longest span from a STAR
+    # order's start to its end-date.
+    star_max_duration: Duration = timedelta(days=365)
+    # How far a certificate's notBefore may lie from the repository's clock, either way:
+    # requests that backdate (or post-date) further are refused (validity.py).
+    clock_skew_allowance: Duration = timedelta(minutes=5)
     # How long an ARI response tells clients to wait before asking again.
-    ari_retry_after: Duration = timedelta(hours=6)
+    ari_retry_after: Duration = timedelta(seconds=30)  # the operator follows it: it bounds
+    # how fast a rotation reaches every cluster
     listeners: Listeners
     storage: Storage = Field(default_factory=Storage)
     key_encryption_key: KeyEncryptionKey
@@ -350,6 +423,7 @@ class Config(_Model):
     certificates: list[ManagedCertificate] = Field(default_factory=list)
     tenants: list[Tenant] = Field(default_factory=list)
     default_issuer: str | None = None
+    admin: Admin | None = None  # the admin HTTP API (routes/admin.py); None: off
 
     @field_validator("base_url")
     @classmethod
@@ -385,9 +459,10 @@ class Config(_Model):
             need(f"certificates.{i}.issuer", c.issuer)
         for i, t in enumerate(self.tenants):
             need(f"tenants.{i}.issuer", t.issuer)
-            for d in t.download:
-                if d not in certs:
-                    raise ValueError(f"tenants.{i}.download: unknown certificate {d!r}")
+            for what, listed in (("download", t.download), ("revoke", t.revoke)):
+                for d in listed:
+                    if d not in certs:
+                        raise ValueError(f"tenants.{i}.{what}: unknown certificate {d!r}")
             for j, dl in enumerate(t.delegations):
                 need(f"tenants.{i}.delegations.{j}.issuer", dl.issuer)
                 iss = issuers[dl.issuer]

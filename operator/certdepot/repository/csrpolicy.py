@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from certdepot.acme import crypto
+from certdepot.acme import crypto, dnsname
 from certdepot.acme.jws import b64decode
 from certdepot.acme.problems import AcmeProblem
 
@@ -49,6 +49,10 @@ def usage_problems(csr: x509.CertificateSigningRequest) -> list[str]:
             extra = [u.dotted_string for u in value if u not in ALLOWED_EKUS]
             if extra:
                 problems.append(f"extendedKeyUsage: only serverAuth/clientAuth, not {extra}")
+        elif isinstance(value, x509.TLSFeature):
+            # Refused, not dropped (docs/protocol.md): no issuer here guarantees the OCSP
+            # responses a must-staple certificate needs to be usable at all.
+            problems.append("TLS feature (must-staple) certificates are not issued here")
     return problems
 
 
@@ -76,11 +80,28 @@ def finalize_csr(payload: Mapping[str, Any]) -> tuple[x509.CertificateSigningReq
     return csr, csr_der
 
 
+def csr_names(csr: x509.CertificateSigningRequest) -> list[str]:
+    """The CSR's DNS names (SANs, and a CN not among them) in canonical form;
+    ``rejectedIdentifier`` with a subproblem per name that is not a DNS name."""
+    out: list[str] = []
+    bad: list[AcmeProblem] = []
+    for raw in crypto.csr_dns_names(csr):
+        try:
+            out.append(dnsname.normalize(raw))
+        except dnsname.InvalidName as exc:
+            bad.append(AcmeProblem("rejectedIdentifier", f"CSR name: {exc}",
+                                   identifier={"type": "dns", "value": raw[:300]}))
+    if bad:
+        raise AcmeProblem("rejectedIdentifier", "the CSR names what is not a DNS name",
+                          subproblems=bad)
+    return out
+
+
 def check_order_names(csr: x509.CertificateSigningRequest,
                       identifiers: Iterable[Mapping[str, str]]) -> list[str]:
     """The order's names, sorted; badCSR unless the CSR names exactly those (order and
     repeats aside)."""
-    names = sorted(set(crypto.csr_dns_names(csr)))
+    names = sorted(set(csr_names(csr)))
     wanted = sorted(i["value"] for i in identifiers)
     if names != wanted:
         raise AcmeProblem("badCSR", f"CSR names {names} differ from the order's {wanted}")

@@ -11,10 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from certdepot.acme import crypto, csr_template
-from certdepot.acme.messages import parse_time
+from certdepot.acme import csr_template, dnsname
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import csrpolicy, policy
+from certdepot.repository import csrpolicy, policy, validity
 from certdepot.repository import orders as order_logic
 from certdepot.repository import store as tables
 from certdepot.repository.config import Delegation
@@ -65,7 +64,14 @@ def cancel(store: Store, tenant: str, name: str) -> int:
 def _template_names(d: Delegation) -> list[str]:
     san = (d.csr_template.get("extensions") or {}).get("subjectAltName") or {}
     names = san.get("DNS") or san.get("dNSName") or []
-    return [n.lower() for n in names if isinstance(n, str) and n not in ("*", "**")]
+    out = []
+    for n in names:
+        if isinstance(n, str) and n not in ("*", "**"):
+            try:
+                out.append(dnsname.normalize(n))
+            except dnsname.InvalidName:
+                continue  # config validation reports it; it grants nothing
+    return out
 
 
 def name_allowed(d: Delegation, name: str) -> bool:
@@ -82,50 +88,43 @@ def _refuse_names(d: Delegation, names: list[str]) -> None:
                                      identifier={"type": "dns", "value": n}) for n in bad])
 
 
-def _seconds(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise AcmeProblem("malformed", f"{what} must be a positive number of seconds")
-    return value
-
-
-def _lifetime(repo: Repo, d: Delegation, payload: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """(certificate lifetime in seconds, auto-renewal settings or {})."""
-    limit = d.max_lifetime.total_seconds()
+def _validity(repo: Repo, d: Delegation, payload: dict[str, Any]
+              ) -> tuple[validity.Requested, validity.Window, dict[str, Any]]:
+    """The order's requested validity, checked now against every limit (validity.py), and
+    its auto-renewal settings as stored and shown ({} for a one-off order)."""
+    req = validity.parse_request(payload, delegated=True)
+    lim = validity.limits(repo, d.issuer, d)
     now = repo.clock()
-    ar = payload.get("auto-renewal")
-    if ar is not None:
-        if not isinstance(ar, dict):
-            raise AcmeProblem("malformed", "auto-renewal must be an object")
-        lifetime = _seconds(ar.get("lifetime"), "auto-renewal lifetime")
-        end = parse_time(ar.get("end-date"), "auto-renewal end-date")
-        if end is None or end.timestamp() <= now:
-            raise AcmeProblem("malformed", "auto-renewal end-date must be in the future")
-        if lifetime < repo.config.star_min_lifetime.total_seconds():
-            raise AcmeProblem("malformed", f"auto-renewal lifetime below the minimum "
-                              f"{int(repo.config.star_min_lifetime.total_seconds())}s")
-        if lifetime > limit:
-            raise AcmeProblem("malformed", f"auto-renewal lifetime {lifetime}s exceeds the "
-                              f"delegation's maximum {int(limit)}s")
-        get = bool(ar.get("allow-certificate-get", False))
-        if get and not d.allow_certificate_get:
-            raise AcmeProblem("malformed", "this delegation does not allow certificate GET")
-        settings = {"end-date": ar["end-date"], "lifetime": lifetime,
-                    "allow-certificate-get": get}
-        if ar.get("start-date"):
-            settings["start-date"] = ar["start-date"]
-        return float(lifetime), settings
-    start = parse_time(payload.get("notBefore"), "notBefore")
-    end = parse_time(payload.get("notAfter"), "notAfter")
-    if end is None:
-        return limit, {}
-    begin = start.timestamp() if start else now
-    asked = end.timestamp() - begin
-    if asked <= 0:
-        raise AcmeProblem("malformed", "notAfter must be after notBefore")
-    if asked > limit + 1:  # +1: clients round to seconds
-        raise AcmeProblem("malformed", f"requested lifetime {int(asked)}s exceeds the "
-                          f"delegation's maximum {int(limit)}s")
-    return asked, {}
+    if not req.star:
+        return req, validity.window(req, lim, now), {}
+    validity.check_star_request(
+        req, lim, now, min_lifetime=repo.config.star_min_lifetime.total_seconds(),
+        max_duration=repo.config.star_max_duration.total_seconds())
+    ar = payload["auto-renewal"]
+    get = ar.get("allow-certificate-get", False)
+    if not isinstance(get, bool):
+        raise AcmeProblem("malformed", "allow-certificate-get must be a boolean")
+    if get and not d.allow_certificate_get:
+        raise AcmeProblem("malformed", "this delegation does not allow certificate GET")
+    settings: dict[str, Any] = {"end-date": req.end_date, "lifetime": req.lifetime,
+                                "allow-certificate-get": get}
+    if req.start_date:
+        settings["start-date"] = req.start_date
+    if req.predate:
+        settings["lifetime-adjust"] = req.predate
+    return req, validity.window(req, lim, now), settings
+
+
+def requested(data: dict[str, Any]) -> validity.Requested:
+    """The validity a stored delegated order asked for (to compute each issuance's
+    window again with the limits then in force)."""
+    ar = data.get("auto_renewal")
+    if ar:
+        return validity.Requested(lifetime=int(ar["lifetime"]),
+                                  predate=int(ar.get("lifetime-adjust", 0)),
+                                  end_date=ar["end-date"], start_date=ar.get("start-date"))
+    return validity.Requested(not_before=data.get("notBefore"),
+                              not_after=data.get("notAfter"))
 
 
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
@@ -133,20 +132,21 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     d = find(repo, account, payload.get("delegation"))
     names = [i["value"] for i in order_logic.parse_identifiers(payload)]
     _refuse_names(d, names)
-    lifetime, auto_renewal = _lifetime(repo, d, payload)
+    req, first, auto_renewal = _validity(repo, d, payload)
     order_id = new_id()
     data: dict[str, Any] = {
         "identifiers": [{"type": "dns", "value": n} for n in names], "authzs": [],
         "delegation": d.name, "delegation_url": payload["delegation"],
-        "tenant": account.get("tenant"), "issuer": d.issuer, "lifetime": lifetime,
+        "tenant": account.get("tenant"), "issuer": d.issuer, "lifetime": first.lifetime,
     }
     if d.profile:
         data["profile"] = d.profile
     if auto_renewal:
         data["auto_renewal"] = auto_renewal
-    for key in ("notBefore", "notAfter"):
-        if payload.get(key):
-            data[key] = payload[key]
+    if req.not_before:
+        data["notBefore"] = req.not_before
+    if req.not_after:
+        data["notAfter"] = req.not_after
     row = {"id": order_id, "account_id": account["id"], "status": "ready",
            "expires": repo.clock() + order_logic.ORDER_LIFETIME, "data": data,
            "cert_id": None, "created": repo.clock()}
@@ -154,28 +154,39 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     return row
 
 
+def issue_window(repo: Repo, d: Delegation, data: dict[str, Any]) -> validity.Window:
+    """The window of the order's next certificate, with the limits in force now."""
+    return validity.window(requested(data), validity.limits(repo, d.issuer, d), repo.clock())
+
+
+def active(repo: Repo, account: dict[str, Any], name: str) -> Delegation:
+    d = next((x for x in delegations_for(repo, account) if x.name == name), None)
+    if d is None:
+        raise AcmeProblem("unknownDelegation", "the delegation was withdrawn")
+    return d
+
+
 def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
              payload: dict[str, Any]) -> dict[str, Any]:
     data = row["data"]
-    d = next((x for x in delegations_for(repo, account) if x.name == data["delegation"]), None)
-    if d is None:
-        raise AcmeProblem("unknownDelegation", "the delegation was withdrawn")
+    d = active(repo, account, data["delegation"])
     csr, csr_der = csrpolicy.finalize_csr(payload)
     csr_template.check_csr(d.csr_template, csr)
     csrpolicy.check(csr)  # a permissive template still cannot buy a CA certificate
-    _refuse_names(d, crypto.csr_dns_names(csr))
+    _refuse_names(d, csrpolicy.csr_names(csr))
     wanted = csrpolicy.check_order_names(csr, data["identifiers"])
+    win = issue_window(repo, d, data)
     new_data = {**data, "processing_started": repo.clock()}
     if data.get("auto_renewal"):
         new_data["csr"] = payload["csr"]  # STAR re-issues from it
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
                              status="processing", data=new_data):
         raise AcmeProblem("orderNotReady", "order is already being finalized")
+    not_before, not_after = win.datetimes()
     request = IssueRequest(csr_der=csr_der, dns_names=wanted,
-                           lifetime=dt.timedelta(seconds=round(data["lifetime"])),
+                           lifetime=dt.timedelta(seconds=round(win.lifetime)),
                            profile=data.get("profile"),
-                           not_before=parse_time(data.get("notBefore"), "notBefore"),
-                           not_after=parse_time(data.get("notAfter"), "notAfter"))
+                           not_before=not_before, not_after=not_after)
     repo.start_and_wait(
         order_logic.issue_in_background(repo, row, data["issuer"], request, account["id"]),
         f"issue-{row['id']}", order_logic.FINALIZE_WAIT)

@@ -250,7 +250,8 @@ def _verify(repo: Repo, body: bytes, url: str, use_jwk: bool | None,
         if parsed.jwk is None:
             raise AcmeProblem("malformed", "this resource must be signed with a jwk, not kid")
         key = public_key_of(parsed.jwk)
-        signer_jwk = parsed.jwk
+        # What is kept of a client's key: its RFC 7638 members, nothing else it sent.
+        signer_jwk = jws.canonical_jwk(parsed.jwk)
     else:
         if parsed.kid is None:
             raise AcmeProblem("malformed", "this resource must be signed with kid")

@@ -2,7 +2,8 @@
 
 ``/healthz``: the process answers (no store access: liveness must not restart every pod
 during a database outage). ``/readyz``: the store answers. ``/metrics``: request counts
-by endpoint and status, key deliveries by tenant, and per managed certificate its expiry
+by endpoint and status, key deliveries by tenant, policy refusals by step and reason
+(grants.py), and per managed certificate its expiry
 and consecutive renewal failures (read from the store at scrape time, so every replica
 reports the shared truth).
 """
@@ -25,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from certdepot.repository import certstore
+from certdepot.repository import certstore, consumers
 from certdepot.repository import store as tables
 
 Scope = MutableMapping[str, Any]
@@ -44,12 +45,26 @@ class Metrics:
         self.deliveries = Counter("certdepot_repository_key_deliveries",
                                   "Private keys delivered (download extension)", ["tenant"],
                                   registry=self.registry)
+        self.policy_refusals = Counter(
+            "certdepot_repository_policy_refusals",
+            "Requests and renewals refused because the grant they relied on no longer holds",
+            ["step", "reason"], registry=self.registry)
         self.not_after = Gauge("certdepot_repository_certificate_not_after_seconds",
                                "Expiry of the current certificate of a managed entry",
                                ["name"], registry=self.registry)
         self.failures = Gauge("certdepot_repository_renewal_failures",
                               "Consecutive failed renewal attempts of a managed entry",
                               ["name"], registry=self.registry)
+        # Per managed certificate: its consumers, and those on a revoked or superseded serial
+        # (consumers.py; read from the store at scrape time like the gauges above).
+        self.consumers = Gauge("certdepot_repository_consumers",
+                               "Consumers (tenant, account, cluster, resource) known to hold "
+                               "a serial of a managed certificate", ["certificate"],
+                               registry=self.registry)
+        self.superseded = Gauge("certdepot_repository_consumers_superseded",
+                                "Consumers whose last delivery was a revoked or superseded "
+                                "serial of a managed certificate", ["certificate"],
+                                registry=self.registry)
         self.store_errors = Counter("certdepot_repository_metrics_store_errors",
                                     "Scrapes that could not read the store (gauges stale)",
                                     registry=self.registry)
@@ -91,6 +106,9 @@ def _scrape(request: Request) -> bytes:
                 metrics.not_after.labels(cfg.name).set(cur["not_after"])
             state = repo.store.get(tables.managed, cfg.name)
             metrics.failures.labels(cfg.name).set(state["failures"] if state else 0)
+            total, behind = consumers.counts(repo, cfg.name, cur["id"] if cur else None)
+            metrics.consumers.labels(cfg.name).set(total)
+            metrics.superseded.labels(cfg.name).set(behind)
     except sa.exc.SQLAlchemyError:
         # During a database outage the request counts (its 503s) matter most: serve them
         # with the per-certificate gauges as last read.

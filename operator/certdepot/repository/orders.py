@@ -15,9 +15,9 @@ import logging
 import secrets
 from typing import Any
 
-from certdepot.acme import keywrap
+from certdepot.acme import dnsname, keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore, csrpolicy, policy
+from certdepot.repository import certstore, csrpolicy, grants, policy, validity
 from certdepot.repository import store as tables
 from certdepot.repository.issuers import IssueRequest, IssuerError
 from certdepot.repository.quotas import check_new_order, check_replaces
@@ -33,10 +33,13 @@ FINALIZE_WAIT = 3.0
 
 
 def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """The order's identifiers in canonical form (dnsname.normalize), repeats dropped;
+    ``rejectedIdentifier`` with one subproblem per name that is not a DNS name."""
     idents = payload.get("identifiers")
     if not isinstance(idents, list) or not idents:
         raise AcmeProblem("malformed", "identifiers must be a non-empty array")
     out: list[dict[str, str]] = []
+    bad: list[AcmeProblem] = []
     seen: set[str] = set()
     for ident in idents:
         if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
@@ -44,13 +47,24 @@ def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
         if ident.get("type") != "dns":
             raise AcmeProblem("unsupportedIdentifier",
                               f"identifier type {ident.get('type')!r} is not supported",
-                              identifier=ident)
-        value = ident["value"].lower().rstrip(".")
-        if not value or value in seen:
+                              identifier=_echo(ident))
+        try:
+            value = dnsname.normalize(ident["value"])
+        except dnsname.InvalidName as exc:
+            bad.append(AcmeProblem("rejectedIdentifier", str(exc), identifier=_echo(ident)))
             continue
-        seen.add(value)
-        out.append({"type": "dns", "value": value})
+        if value not in seen:
+            seen.add(value)
+            out.append({"type": "dns", "value": value})
+    if bad:
+        raise AcmeProblem("rejectedIdentifier", "not DNS names this server accepts",
+                          subproblems=bad)
     return out
+
+
+def _echo(ident: dict[str, Any]) -> dict[str, str]:
+    """An identifier as a problem document repeats it: strings only, bounded."""
+    return {k: str(ident.get(k))[:300] for k in ("type", "value")}
 
 
 def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: bool,
@@ -72,6 +86,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
     check_new_order(repo, account, payload)
     tenant = repo.tenant(account.get("tenant"))
+    profile = _requested_profile(repo, payload)
     if payload.get("delegation") is not None:
         # delegation.py builds on this module; importing it here avoids the cycle.
         from certdepot.repository import delegation
@@ -80,16 +95,12 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     idents = parse_identifiers(payload)
     names = [i["value"] for i in idents]
     data: dict[str, Any] = {"identifiers": idents}
-    if payload.get("profile") is not None:
-        if not isinstance(payload["profile"], str):
-            raise AcmeProblem("malformed", "profile must be a string")
-        data["profile"] = payload["profile"]
+    if profile is not None:
+        data["profile"] = profile
     if payload.get("replaces") is not None:
         check_replaces(repo, account, payload["replaces"], names)
         data["replaces"] = str(payload["replaces"])
-    for key in ("notBefore", "notAfter", "auto-renewal"):
-        if payload.get(key) is not None:
-            raise AcmeProblem("malformed", f"{key} is only supported for delegated orders")
+    validity.parse_request(payload, delegated=False)  # plain orders take no dates
     order_id = new_id()
     grants: list[bool] = []
     challenge_types = ["http-01", "dns-01"]
@@ -109,6 +120,9 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         if not granted and not managed.download_by_proof:
             raise AcmeProblem("unauthorized",
                               "this account may not download that certificate")
+        if data.get("profile", managed.profile) != managed.profile:
+            raise AcmeProblem("invalidProfile", f"certificate {managed.name!r} is issued "
+                              f"with profile {managed.profile!r}, not {data['profile']!r}")
         data.update(download=True, managed=managed.name)
         grants = [granted] * len(names)
     else:
@@ -124,6 +138,9 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         issuer = tenant.issuer or repo.config.default_issuer
         if issuer is None or not repo.issuers[issuer].can_issue:
             raise AcmeProblem("serverInternal", "no issuer is configured for this tenant")
+        why = policy.profile_problem(repo.config, data.get("profile"), issuer)
+        if why:
+            raise AcmeProblem("invalidProfile", why)
         data["issuer"] = issuer
         grants = [True] * len(names)
     data["authzs"] = [
@@ -137,6 +154,21 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
            "created": repo.clock()}
     repo.store.insert(tables.orders, **row)
     return row
+
+
+def _requested_profile(repo: Repo, payload: dict[str, Any]) -> str | None:
+    """The newOrder ``profile``, if any, once the directory offers it. Checked again against
+    the issuer once that is known: a profile is honoured or refused (invalidProfile), never
+    silently replaced by the default."""
+    profile = payload.get("profile")
+    if profile is None:
+        return None
+    if not isinstance(profile, str):
+        raise AcmeProblem("malformed", "profile must be a string")
+    why = policy.profile_problem(repo.config, profile, None)
+    if why:
+        raise AcmeProblem("invalidProfile", why)
+    return profile
 
 
 def get_order_for(repo: Repo, order_id: str, account: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +218,10 @@ def finalize(repo: Repo, account: dict[str, Any], order_id: str,
     if row["status"] != "ready":
         raise AcmeProblem("orderNotReady", f"order is {row['status']}, not ready")
     data = row["data"]
+    if data.get("star_cancelled"):
+        # RFC 8739 §3.1.2: a canceled order issues nothing more (RFC 8555 §7.4: not ready).
+        raise AcmeProblem("orderNotReady", "order is canceled, not ready")
+    grants.require(repo, row, account, "finalize")  # the grant may be gone since newOrder
     if data.get("download"):
         return _finalize_download(repo, row, payload)
     if data.get("delegation"):
@@ -246,6 +282,9 @@ def _finalize_download(repo: Repo, row: dict[str, Any], payload: dict[str, Any]
     if cert is None or cert["key"] is None:
         raise AcmeProblem("orderNotReady", "the certificate has not been obtained yet; retry",
                           extra={"retry-after": 10})
+    if cert["revoked"]:  # revoked through ACME; its replacement is being issued
+        raise AcmeProblem("orderNotReady", "the certificate was revoked and is being "
+                          "replaced; retry", extra={"retry-after": 5})
     data = {**row["data"], "ephemeral_jwk": jwk}
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
                              status="valid", cert_id=cert["id"], data=data):

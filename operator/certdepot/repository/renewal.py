@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from certdepot.acme import ari, crypto
-from certdepot.repository import certstore, leases, star
+from certdepot.repository import certstore, leases, rotation, star
 from certdepot.repository import store as tables
 from certdepot.repository.config import ManagedCertificate
 from certdepot.repository.issuers import IssueRequest
@@ -108,7 +108,9 @@ async def check_one(repo: Repo, cfg: ManagedCertificate) -> None:
                         cfg.name, (cur["not_after"] - now) / 86400)
         return
     reason = "requested" if state["renew_requested"] else (
-        "no certificate yet" if cur is None else await is_due(repo, cfg, cur))
+        "no certificate yet" if cur is None else
+        "the current certificate is revoked" if cur["revoked"] else
+        await is_due(repo, cfg, cur))
     if reason is None:
         return
     log.info("%s: obtaining a certificate (%s)", cfg.name, reason)
@@ -131,6 +133,7 @@ async def run_once(repo: Repo) -> None:
         async with leases.held(repo, lease) as mine:
             if mine:
                 await check_one(repo, cfg)
+    await rotation.retry_upstream(repo)
 
 
 def request_renewal(repo_store: tables.Store, name: str) -> bool:

@@ -1,7 +1,10 @@
 """STAR-style auto-renewal (RFC 8739) of delegated orders.
 
 A valid auto-renewal order keeps its CSR; before half of the current certificate's lifetime
-has passed the repository (one replica, under a lease) issues the next one from that CSR.
+has passed the repository (one replica, under a lease) issues the next one from that CSR,
+after checking the order's grant again (grants.py) and computing the new certificate's
+window with the limits then in force (validity.py); the last certificate ends at the
+order's end-date. An order whose grant or limits no longer hold is canceled.
 The order's ``star-certificate`` URL always serves the current certificate. Cancellation
 (admin CLI, delegation removed from the configuration, or the client) stops renewal.
 """
@@ -15,7 +18,8 @@ from typing import Any
 
 from certdepot.acme.jws import b64decode
 from certdepot.acme.messages import parse_time
-from certdepot.repository import certstore, delegation, leases
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import certstore, delegation, grants, leases, validity
 from certdepot.repository import store as tables
 from certdepot.repository.issuers import IssueRequest
 from certdepot.repository.state import Repo
@@ -34,23 +38,52 @@ def state(repo: Repo, row: dict[str, Any]) -> str:
     return "active"
 
 
-def _withdrawn(repo: Repo, data: dict[str, Any]) -> bool:
-    tenant = repo.tenant(data.get("tenant"))
-    if tenant is None:
-        return True
-    names = {d.name for d in tenant.delegations} - delegation.cancelled_names(
-        repo.store, tenant.name)
-    return data.get("delegation") not in names
+def require_active(repo: Repo, row: dict[str, Any]) -> None:
+    """RFC 8739 §3.3: a canceled or ended STAR order serves no certificate."""
+    st = state(repo, row)
+    if st == "canceled":
+        raise AcmeProblem("autoRenewalCanceled", "auto-renewal was canceled")
+    if st == "expired":
+        raise AcmeProblem("autoRenewalExpired", "auto-renewal has ended")
 
 
-async def renew_order(repo: Repo, row: dict[str, Any]) -> str:
+def _stop(repo: Repo, row: dict[str, Any], why: str) -> None:
+    repo.store.update(tables.orders, row["id"], data={**row["data"], "star_cancelled": True})
+    log.warning("STAR order %s: renewal stopped: %s", row["id"], why)
+
+
+async def renew_order(repo: Repo, row: dict[str, Any]) -> str | None:
+    """Issue the order's next certificate; None when policy refused it (the order is then
+    canceled: its grant or its limits no longer hold)."""
     data = row["data"]
-    lifetime = dt.timedelta(seconds=int(data["auto_renewal"]["lifetime"]))
+    try:
+        win = await asyncio.to_thread(_next_window, repo, row)
+    except AcmeProblem as exc:
+        await asyncio.to_thread(_stop, repo, row, exc.detail)
+        return None
+    not_before, not_after = win.datetimes()
     names = sorted(i["value"] for i in data["identifiers"])
     chain = await repo.issuers[data["issuer"]].issue(IssueRequest(
-        csr_der=b64decode(data["csr"]), dns_names=names, lifetime=lifetime,
-        profile=data.get("profile")))
+        csr_der=b64decode(data["csr"]), dns_names=names,
+        lifetime=dt.timedelta(seconds=round(win.lifetime)), profile=data.get("profile"),
+        not_before=not_before, not_after=not_after))
     return await asyncio.to_thread(_save, repo, row, chain)
+
+
+def _next_window(repo: Repo, row: dict[str, Any]) -> validity.Window:
+    """Policy again for every renewal: the grant (grants.py), then the validity window
+    with the delegation's limits as they are now (validity.py)."""
+    account = grants.owner(repo, row)
+    reason = grants.refused(repo, row, account)
+    if reason is not None:
+        raise grants.refuse(repo, row, account, "star-renewal", reason)
+    assert account is not None
+    d = delegation.active(repo, account, row["data"]["delegation"])
+    try:
+        return delegation.issue_window(repo, d, row["data"])
+    except AcmeProblem:
+        repo.count_refusal("star-renewal", "validity-limits")
+        raise
 
 
 def _save(repo: Repo, row: dict[str, Any], chain: str) -> str:
@@ -64,21 +97,25 @@ def _save(repo: Repo, row: dict[str, Any], chain: str) -> str:
 
 def _due(repo: Repo) -> list[dict[str, Any]]:
     """Active auto-renewal orders whose certificate is at half-time (worker thread).
-    Orders whose delegation was withdrawn are cancelled on the way."""
+    Orders whose grant no longer holds (delegation withdrawn, names no longer covered,
+    account deactivated) are canceled on the way."""
     due = []
     for row in repo.store.select(tables.orders, tables.orders.c.status == "valid"):
         data = row["data"]
         if not data.get("auto_renewal") or data.get("star_cancelled") or not data.get("csr"):
             continue
-        if _withdrawn(repo, data):
-            repo.store.update(tables.orders, row["id"], data={**data, "star_cancelled": True})
-            log.info("STAR order %s: delegation withdrawn, renewal stopped", row["id"])
-            continue
         if state(repo, row) != "active":
             continue
-        cert = repo.store.get(tables.certificates, row["cert_id"]) if row["cert_id"] else None
-        if cert is None:
+        account = grants.owner(repo, row)
+        reason = grants.refused(repo, row, account)
+        if reason is not None:  # checked each pass, not only when due: stop it now
+            grants.refuse(repo, row, account, "star-renewal", reason)
+            _stop(repo, row, reason)
             continue
+        cert = repo.store.get(tables.certificates, row["cert_id"]) if row["cert_id"] else None
+        end = parse_time(data["auto_renewal"]["end-date"], "end-date")
+        if cert is None or (end is not None and cert["not_after"] >= end.timestamp()):
+            continue  # the current certificate already reaches the end-date: the last one
         life = cert["not_after"] - cert["not_before"]
         # Renew a little before half-time so the new certificate overlaps comfortably.
         if repo.clock() >= cert["not_before"] + life / 2 - min(60.0, life / 8):
@@ -98,7 +135,7 @@ async def run_once(repo: Repo) -> None:
             if not mine or not await asyncio.to_thread(_unchanged, repo, row):
                 continue
             try:
-                await renew_order(repo, row)
-                log.info("STAR order %s renewed", row["id"])
+                if await renew_order(repo, row) is not None:
+                    log.info("STAR order %s renewed", row["id"])
             except Exception as exc:  # keep serving the current one; next pass retries
                 log.warning("STAR order %s: renewal failed: %s", row["id"], exc)

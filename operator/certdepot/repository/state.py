@@ -34,6 +34,9 @@ class Repo:
     # The event loop serving requests; handlers run their blocking store work in worker
     # threads and hand background work back to this loop.
     loop: asyncio.AbstractEventLoop | None = None
+    # Counts one policy refusal (step, reason): grants.py calls it, create_app points it
+    # at the Prometheus counter.
+    count_refusal: Callable[[str, str], None] = field(default=lambda step, reason: None)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run work in the background, keeping a reference so it is not collected and

@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from certdepot.repository.sqlitefiles import secure_sqlite_files
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer))
@@ -121,6 +123,38 @@ blobs = sa.Table(  # sealed or plain named values: generated CA roots, cancellat
     sa.Column("value", sa.LargeBinary, nullable=False),
 )
 
+# A certificate's revocation as decided here (rotation.py): when, why, the renewalInfo
+# window fixed at that moment (so every poll answers the same past window), what replaced
+# it, and what the upstream CA answered when told.
+revocations = sa.Table(
+    "revocations", metadata,
+    sa.Column("cert_id", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.Integer, nullable=False),  # RFC 5280 CRLReason code
+    sa.Column("revoked_at", sa.Float, nullable=False),
+    sa.Column("window_start", sa.Float, nullable=False),
+    sa.Column("window_end", sa.Float, nullable=False),
+    sa.Column("replaced_by", sa.String(64), nullable=True),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("upstream", sa.String(500), nullable=True),  # the CA's answer, or why not told
+)
+# Who holds which serial of a managed certificate now (inventory): one row per consumer,
+# updated at each key delivery (the serial) and ARI poll (the check-in).
+consumers = sa.Table(
+    "consumers", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("managed_name", sa.String(200), nullable=False, index=True),
+    sa.Column("tenant", sa.String(200), nullable=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("cluster", sa.String(253), nullable=False),  # "" when not sent
+    sa.Column("resource", sa.String(320), nullable=False),  # namespace/name, "" when not sent
+    sa.Column("cert_id", sa.String(64), nullable=False),
+    sa.Column("serial", sa.String(80), nullable=False),
+    sa.Column("delivered", sa.Float, nullable=False),
+    sa.Column("last_checkin", sa.Float, nullable=False),
+    sa.UniqueConstraint("managed_name", "account_id", "cluster", "resource",
+                        name="uq_consumers_identity"),
+)
+
 _V1 = [schema_version, nonces, tenants, accounts, orders, authzs, certificates, managed,
        deliveries, leases, http01_tokens, blobs]
 
@@ -129,8 +163,12 @@ def _migrate_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=_V1)
 
 
+def _migrate_rotation(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[revocations, consumers])
+
+
 # Ordered history: index + 1 is the version a step produces. Append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_v1, _migrate_rotation]
 
 
 def new_id() -> str:
@@ -210,6 +248,8 @@ class Store:
             kwargs["max_overflow"] = 20
         self.engine: Engine = sa.create_engine(url, **kwargs)
         if sqlite and not memory:
+            if self.engine.url.database and not self.engine.url.database.startswith("file:"):
+                secure_sqlite_files(self.engine.url.database)
             sa.event.listen(self.engine, "connect", _sqlite_file_pragmas)
         # SQLite has one writer. Threads taking turns on one lock is cheaper than threads
         # spinning in SQLite's busy handler, and it rules out the immediate SQLITE_BUSY a

@@ -1,4 +1,5 @@
-"""System packages the test environment needs (PostgreSQL, Knot DNS), found or installed.
+"""System packages the test environment needs (PostgreSQL, Knot DNS, and the standard
+ACME clients lego and dehydrated), found or installed.
 
 These come from the distribution, not from Go modules: when one is missing and we are root
 on a machine with apt-get, :func:`ensure_system_tools` installs it; otherwise it fails with
@@ -20,6 +21,9 @@ from certdepot.testenv.provision import ProvisionError
 __all__ = ["ensure_system_tools", "find_knotd", "find_pg_bindir", "service_user"]
 
 APT_PACKAGES = {"postgresql": "postgresql", "knotd": "knot"}
+# Standard ACME clients the integration tests run against the repository: executable ->
+# Debian package. Debian's own builds are what users of those distributions get.
+CLIENT_PACKAGES = {"lego": "lego", "dehydrated": "dehydrated"}
 
 
 def find_pg_bindir() -> Path | None:
@@ -79,20 +83,26 @@ def missing_tools() -> list[str]:
         missing.append("postgresql")
     if find_knotd() is None:
         missing.append("knotd")
-    return missing
+    return missing + missing_clients()
+
+
+def missing_clients() -> list[str]:
+    """The standard ACME clients (:data:`CLIENT_PACKAGES`) not on PATH."""
+    return [name for name in CLIENT_PACKAGES if shutil.which(name) is None]
 
 
 def ensure_system_tools(*, install: bool = True, log: Callable[[str], None] = print) -> None:
     missing = missing_tools()
     if not missing:
         return
-    packages = [APT_PACKAGES[m] for m in missing]
+    packages = [{**APT_PACKAGES, **CLIENT_PACKAGES}[m] for m in missing]
     can_install = install and os.geteuid() == 0 and shutil.which("apt-get") is not None
     if not can_install:
         raise ProvisionError(
             f"missing system packages: {' '.join(packages)} (Debian/Ubuntu names). Install "
             f"them, e.g. `sudo apt-get install {' '.join(packages)}`, or point PG_BINDIR at "
-            "the directory holding initdb/postgres and KNOTD at knotd."
+            "the directory holding initdb/postgres and KNOTD at knotd (lego and dehydrated "
+            "must be on PATH)."
         )
     log(f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

@@ -379,7 +379,6 @@ class FakeAcme:
                             "SignatureType": "ecdsa-with-SHA256",
                         }
                     ],
-                    "subject": {},
                     "extensions": {"subjectAltName": {"DNS": ["**"]}},
                 },
                 "cname-map": {

@@ -35,7 +35,6 @@ TEMPLATE: dict[str, Any] = {
             "SignatureType": "ecdsa-with-SHA256",
         }
     ],
-    "subject": {},
     "extensions": {"subjectAltName": {"DNS": ["**"]}},
 }
 

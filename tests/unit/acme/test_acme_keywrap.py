@@ -61,3 +61,47 @@ def test_private_member_is_refused_and_valid_key_normalised() -> None:
     with_d = ECKey.import_key(private).as_dict(private=True)
     with pytest.raises(AcmeProblem, match="private"):
         keywrap.validate_ephemeral_jwk(with_d)
+
+
+# ---- the recipient key is checked fully at finalize (issue 15, item 3) -------------------
+
+_LOW_ORDER_X25519 = [  # RFC 7748 §6.1 / the points libsodium lists, canonical encodings
+    "00" * 32, "01" + "00" * 31,
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+    "ec" + "ff" * 30 + "7f",
+]
+_NON_CANONICAL_X25519 = ["ed" + "ff" * 30 + "7f", "ee" + "ff" * 30 + "7f",
+                         "cdeb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880",
+                         "d9" + "ff" * 31]
+
+
+@pytest.mark.parametrize("hex_x", _LOW_ORDER_X25519 + _NON_CANONICAL_X25519)
+def test_low_order_or_non_canonical_x25519_is_refused(hex_x: str) -> None:
+    jwk = {"kty": "OKP", "crv": "X25519", "x": jws.b64encode(bytes.fromhex(hex_x))}
+    with pytest.raises(AcmeProblem) as exc:
+        keywrap.validate_ephemeral_jwk(jwk)
+    assert exc.value.short_type == "badPublicKey"
+    with pytest.raises(AcmeProblem):  # and never a 500 later, at key fetch
+        keywrap.wrap_private_key(crypto.generate_private_key(), jwk)
+
+
+@pytest.mark.parametrize("curve", ["P-256", "P-384", "P-521", "X25519"])
+@pytest.mark.parametrize("over", [
+    {"use": "sig"}, {"key_ops": ["sign"]}, {"key_ops": ["verify"]}, {"key_ops": []},
+    {"key_ops": ["deriveKey", "encrypt"]}, {"key_ops": "deriveKey"}, {"alg": "ES256"},
+    {"d": "AQ"}, {"kty": "RSA"}, {"crv": "P-192"}, {"x": "AA=="}, {"x": "A"},
+])
+def test_ephemeral_mutations_are_bad_public_keys(curve: str, over: dict[str, object]) -> None:
+    _, jwk = keywrap.generate_ephemeral(curve)
+    with pytest.raises(AcmeProblem) as exc:
+        keywrap.validate_ephemeral_jwk({**jwk, **over})
+    assert exc.value.short_type == "badPublicKey"
+
+
+@pytest.mark.parametrize("curve", ["P-256", "X25519"])
+def test_declared_encryption_use_is_accepted_and_normalised(curve: str) -> None:
+    _, jwk = keywrap.generate_ephemeral(curve)
+    got = keywrap.validate_ephemeral_jwk({**jwk, "use": "enc", "key_ops": ["deriveBits"],
+                                          "alg": "ECDH-ES", "kid": "x" * 20})
+    assert got == jwk

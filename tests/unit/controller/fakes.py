@@ -210,7 +210,11 @@ class FakeRepository:
         )
 
     async def download(
-        self, endpoint: Endpoint, dns_names: Sequence[str], current_serial: str | None = None
+        self,
+        endpoint: Endpoint,
+        dns_names: Sequence[str],
+        current_serial: str | None = None,
+        resource: str | None = None,
     ) -> Downloaded:
         if self.fail_with:
             raise self.fail_with

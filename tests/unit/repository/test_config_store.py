@@ -14,7 +14,7 @@ from repository_testkit import base_config
 from certdepot.repository.config import ConfigError, load_config, parse_duration
 from certdepot.repository.keyvault import KeyVault, KeyVaultError
 from certdepot.repository.policy import name_matches
-from certdepot.repository.store import Store
+from certdepot.repository.store import MIGRATIONS, Store
 
 
 def _write(tmp_path: Path, cfg: dict[str, object]) -> Path:
@@ -56,7 +56,8 @@ def test_delegation_lifetime_issuer_check(tmp_path: Path) -> None:
     cfg = base_config()
     cfg["issuers"].append({"name": "up", "type": "acme", "directory": "https://x",
                            "maxLifetime": "90d"})
-    template = {"keyTypes": [{"PublicKeyType": "id-ecPublicKey", "namedCurve": "secp256r1"}],
+    template = {"keyTypes": [{"PublicKeyType": "id-ecPublicKey", "namedCurve": "secp256r1",
+                              "SignatureType": "ecdsa-with-SHA256"}],
                 "extensions": {"subjectAltName": {"DNS": ["**"]}}}
     cfg["tenants"][0]["delegations"] = [{"name": "cdn", "csrTemplate": template,
                                          "issuer": "up", "maxLifetime": "7d"}]
@@ -121,7 +122,7 @@ def test_lease_exclusive_until_expiry() -> None:
 
 def test_migrations_idempotent(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    assert Store(url).migrate() == Store(url).migrate() == 1
+    assert Store(url).migrate() == Store(url).migrate() == len(MIGRATIONS)
 
 
 @pytest.mark.parametrize(("name", "pattern", "ok"), [

@@ -132,3 +132,34 @@ def test_old_pooled_nonces_are_not_handed_out(tmp_path: Path,
     now[0] += Store.NONCE_MAX_AGE + 1  # the rest of the batch is too old to hand out
     s.new_nonce(600)
     assert _nonce_rows(s) == 2 * Store.NONCE_BATCH  # a second batch was minted
+
+
+def _modes(tmp_path: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()
+            if p.name.startswith("mode.db")}
+
+
+def test_database_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    """Issue 15 item 10: the database, its WAL and shared-memory files are 0600."""
+    old = os.umask(0o022)
+    try:
+        store = Store(f"sqlite:///{tmp_path / 'mode.db'}")
+        store.migrate()
+        store.put_blob("probe", b"x" * 5000)  # a write: the WAL and -shm files exist now
+        modes = _modes(tmp_path)
+        store.close()
+    finally:
+        os.umask(old)
+    assert {"mode.db", "mode.db-wal", "mode.db-shm"} <= set(modes), modes
+    assert all(m == 0o600 for m in modes.values()), {k: oct(v) for k, v in modes.items()}
+
+
+def test_existing_world_readable_database_is_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "mode.db"
+    Store(f"sqlite:///{path}").close()
+    for p in tmp_path.iterdir():
+        p.chmod(0o644)
+    store = Store(f"sqlite:///{path}")
+    store.migrate()
+    store.close()
+    assert all(m == 0o600 for m in _modes(tmp_path).values()), _modes(tmp_path)

@@ -131,6 +131,20 @@ class AcmeUpstream:
         self._ari[key] = (window, time.monotonic() + retry)
         return window
 
+    async def revoke(self, cert: x509.Certificate, reason: int) -> str:
+        """RFC 8555 §7.6 as the account that ordered it (rotation.Revoker)."""
+        async with self._client() as client:
+            await self._ensure_account(client)
+            try:
+                await client.revoke(cert, reason)
+            except AcmeProblem as exc:
+                if exc.short_type == "alreadyRevoked":
+                    return f"already revoked at {self.cfg.directory}"
+                raise IssuerError(f"issuer {self.name}: {exc}") from None
+        log.info("issuer %s: serial %s revoked upstream (reason %d)", self.name,
+                 crypto.serial_hex(cert), reason)
+        return f"revoked at {self.cfg.directory}"
+
     async def close(self) -> None:
         return None
 

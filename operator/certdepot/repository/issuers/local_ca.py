@@ -12,12 +12,13 @@ import time
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
+import certdepot.repository.issuers.revocation_status as revocation_status
 from certdepot.acme import crypto
 from certdepot.repository import csrpolicy
 from certdepot.repository.config import LocalCaIssuer
-from certdepot.repository.issuers import IssueRequest, IssuerError
+from certdepot.repository.issuers import IssueRequest, IssuerError, leafprofile
 from certdepot.repository.keyvault import KeyVault
 from certdepot.repository.store import Store
 
@@ -52,9 +53,11 @@ def generate_root(common_name: str) -> tuple[crypto.PrivateKey, x509.Certificate
 class LocalCa:
     can_issue = True
 
-    def __init__(self, cfg: LocalCaIssuer, store: Store, vault: KeyVault) -> None:
+    def __init__(self, cfg: LocalCaIssuer, store: Store, vault: KeyVault,
+                 base_url: str | None = None) -> None:
         self.name = cfg.name
         self.cfg = cfg
+        self.base_url = base_url  # where its CRL and OCSP are served (revocation_status)
         if cfg.root is not None:
             self.key = crypto.load_private_key(cfg.root.key.read_bytes())
             self.root = crypto.load_certificate(cfg.root.cert.read_bytes())
@@ -62,6 +65,7 @@ class LocalCa:
                 raise IssuerError(f"issuer {cfg.name}: root key does not match root cert")
         else:
             self.key, self.root = self._generated_root(store, vault)
+        self.status = revocation_status.StatusPublisher(self.name, self.root, self.key)
 
     def _generated_root(self, store: Store, vault: KeyVault
                         ) -> tuple[crypto.PrivateKey, x509.Certificate]:
@@ -100,38 +104,34 @@ class LocalCa:
             raise IssuerError(f"issuer {self.name}: lifetime exceeds the root's validity")
         builder = (
             x509.CertificateBuilder()
-            .subject_name(csr.subject)
             .issuer_name(self.root.subject)
             .public_key(csr.public_key())
             .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1 or 1)
             .not_valid_before(now)
             .not_valid_after(not_after)
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName(n) for n in request.dns_names]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 self.key.public_key()), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()),
                            critical=False)
         )
+        builder = revocation_status.add_status_urls(builder, self.base_url, self.name)
         if csrpolicy.key_problem(csr) or csrpolicy.usage_problems(csr):
-            raise IssuerError(f"issuer {self.name}: the CSR asks for a weak key or CA usages")
-        eku: x509.ExtendedKeyUsage | None = None
-        ku: x509.KeyUsage | None = None
-        for ext in csr.extensions:
-            if isinstance(ext.value, x509.ExtendedKeyUsage):
-                eku = ext.value
-            elif isinstance(ext.value, x509.KeyUsage):
-                ku = ext.value
-        builder = builder.add_extension(
-            eku or x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        if ku is not None:  # end-entity usages only: csrpolicy refused keyCertSign/cRLSign
-            builder = builder.add_extension(ku, critical=True)
+            raise IssuerError(f"issuer {self.name}: the CSR asks for a weak key, CA usages "
+                              "or a feature this CA does not issue")
+        if not request.dns_names:
+            raise IssuerError(f"issuer {self.name}: no DNS names to issue for")
+        # Subject, SAN, key usages: from policy and the order's names, never the CSR's.
+        builder = leafprofile.apply(builder, csr, request.dns_names)
         cert = builder.sign(self.key, hashes.SHA256())
         return (cert.public_bytes(serialization.Encoding.PEM).decode() + self.root_pem())
 
     async def suggested_renewal(self, cert: x509.Certificate) -> tuple[float, float] | None:
         return None
+
+    async def revoke(self, cert: x509.Certificate, reason: int) -> str:
+        # The revocation row (rotation.py) is what this CA's CRL and OCSP responses list.
+        return f"listed by issuer {self.name}'s CRL and OCSP responder"
 
     async def close(self) -> None:
         return None

@@ -113,6 +113,14 @@ def orders_list(request: Request, signed: Signed) -> Response:
     return acme_json(repo, {"orders": [repo.urls.order(o["id"]) for o in orders]})
 
 
+def _is_key(jwk: Any, thumbprint: str) -> bool:
+    """Whether ``jwk`` is a JWK with that thumbprint (False, not an error, for junk)."""
+    try:
+        return isinstance(jwk, dict) and jws.thumbprint_b64(jwk) == thumbprint
+    except ValueError:
+        return False
+
+
 @acme_post()
 def key_change(request: Request, signed: Signed) -> Response:
     """RFC 8555 §7.3.5: the inner JWS, signed by the new key, names the account and the
@@ -130,16 +138,16 @@ def key_change(request: Request, signed: Signed) -> Response:
     body = inner.payload_json() or {}
     if body.get("account") != repo.urls.account(signed.account["id"]):
         raise AcmeProblem("malformed", "inner payload account does not match the signer")
-    old = body.get("oldKey")
-    if not isinstance(old, dict) or jws.thumbprint_b64(old) != signed.account["thumbprint"]:
+    if not _is_key(body.get("oldKey"), signed.account["thumbprint"]):
         raise AcmeProblem("malformed", "oldKey is not the account's current key")
-    thumb = jws.thumbprint_b64(inner.jwk)
+    new_jwk = jws.canonical_jwk(inner.jwk)  # public_key_from_jwk accepted it: complete
+    thumb = jws.thumbprint_b64(new_jwk)
     clash = repo.store.select(tables.accounts, tables.accounts.c.thumbprint == thumb)
     if clash:
         return problem_response(
             repo, AcmeProblem("malformed", "new key is already in use", status=409),
             headers={"Location": repo.urls.account(clash[0]["id"])})
-    repo.store.update(tables.accounts, signed.account["id"], jwk=inner.jwk, thumbprint=thumb)
+    repo.store.update(tables.accounts, signed.account["id"], jwk=new_jwk, thumbprint=thumb)
     row = repo.store.get(tables.accounts, signed.account["id"]) or signed.account
     return acme_json(repo, account_json(repo, row), location=repo.urls.account(row["id"]))
 

@@ -7,21 +7,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from certdepot.repository.http import acme_headers, acme_json, repo_of, threaded
+from certdepot.repository.policy import advertised_profiles
 
 
 @threaded
 def directory(request: Request) -> Response:
     repo = repo_of(request)
     u = repo.urls
-    profiles = sorted({p for i in repo.config.issuers if (p := getattr(i, "profile", None))}
-                      | {c.profile for c in repo.config.certificates if c.profile})
+    profiles = advertised_profiles(repo.config)
     meta: dict[str, object] = {
         "externalAccountRequired": repo.config.eab_required,
         "download-enabled": True,
         "delegation-enabled": any(t.delegations for t in repo.config.tenants),
         "auto-renewal": {
             "min-lifetime": int(repo.config.star_min_lifetime.total_seconds()),
-            "max-duration": 365 * 86400,
+            "max-duration": int(repo.config.star_max_duration.total_seconds()),
             "allow-certificate-get": any(d.allow_certificate_get for t in repo.config.tenants
                                          for d in t.delegations)},
     }

@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+import certdepot.repository.consumers as consumers
 from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore
+from certdepot.repository import certstore, grants
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 
@@ -31,6 +32,8 @@ def private_key(request: Request, signed: Signed) -> Response:
         raise AcmeProblem("unauthorized", "only the ordering account may fetch this key")
     if order["status"] != "valid" or not order["cert_id"]:
         raise AcmeProblem("orderNotReady", f"order is {order['status']}, not valid")
+    # Every fetch, not only the first: the grant may have been withdrawn since finalize.
+    grants.require(repo, order, signed.account, "private-key")
     cert = repo.store.get(tables.certificates, order["cert_id"])
     if cert is None or cert["key"] is None:
         raise AcmeProblem("serverInternal", "the certificate's key is not held here")
@@ -39,6 +42,7 @@ def private_key(request: Request, signed: Signed) -> Response:
     repo.store.insert(tables.deliveries, tenant=signed.account.get("tenant"),
                       account_id=signed.account["id"], managed_name=cert["managed_name"],
                       cert_id=cert["id"], serial=cert["serial"], delivered=repo.clock())
+    consumers.delivered(repo, signed.account, cert, consumers.identity_from(request.headers))
     request.app.state.metrics.deliveries.labels(signed.account.get("tenant") or "").inc()
     log.info("key of %s serial %s delivered to tenant %s account %s", cert["managed_name"],
              cert["serial"], signed.account.get("tenant"), signed.account["id"])

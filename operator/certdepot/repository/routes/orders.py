@@ -34,9 +34,11 @@ def order(request: Request, signed: Signed) -> Response:
     row = logic.get_order_for(repo, request.path_params["order"], signed.account)
     if signed.payload and signed.payload.get("status") == "canceled":
         # RFC 8739 §3.1.2: the client stops auto-renewal.
-        if not row["data"].get("auto_renewal") or row["data"].get("star_cancelled"):
+        # RFC 8739 §3.1.2 and §3.6: only a valid (issuing) STAR order can be canceled.
+        if not row["data"].get("auto_renewal") or row["data"].get("star_cancelled") or \
+                row["status"] != "valid":
             raise AcmeProblem("autoRenewalCancellationInvalid",
-                              "not an active auto-renewal order")
+                              "not a valid, active auto-renewal order")
         data = {**row["data"], "star_cancelled": True}
         repo.store.update(tables.orders, row["id"], data=data)
         row = {**row, "data": data}

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import star
+from certdepot.repository import grants, star
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, repo_of, verify_post
 from certdepot.repository.routes.certificates import pem_response
@@ -38,11 +38,11 @@ def _star_certificate(request: Request, signed: Signed | None) -> Response:
         raise AcmeProblem("malformed", "no such certificate", status=404)
     if order is None or not order["data"].get("auto_renewal") or not order["cert_id"]:
         raise AcmeProblem("malformed", "no such certificate", status=404)
-    st = star.state(repo, order)
-    if st == "canceled":
-        raise AcmeProblem("autoRenewalCanceled", "auto-renewal was canceled")
-    if st == "expired":
-        raise AcmeProblem("autoRenewalExpired", "auto-renewal has ended")
+    star.require_active(repo, order)
+    # The unauthenticated GET is served to whoever holds the URL: check the grant of the
+    # account that placed the order.
+    grants.require(repo, order, signed.account if signed else grants.owner(repo, order),
+                   "star-certificate")
     cert = repo.store.get(tables.certificates, order["cert_id"])
     assert cert is not None
     return pem_response(repo, cert, {"Cert-Not-Before": _http_date(cert["not_before"]),

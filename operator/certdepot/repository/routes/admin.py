@@ -1,0 +1,99 @@
+"""The admin HTTP API: what ``certdepot repository rotate`` and ``inventory`` do, over HTTPS.
+
+Authentication: ``Authorization: Bearer <token>``, compared in constant time with the token
+the configuration names (``admin.tokenFile`` / ``admin.tokenEnv``, read at each request).
+No ``admin`` section: every admin path answers 404, as if it did not exist. Errors are
+problem documents like the ACME API's (docs/operations.md, "Admin API").
+
+- ``POST /admin/v1/certificates/{name}/rotate``  body ``{"reason": "keyCompromise"}``
+- ``GET  /admin/v1/inventory[?stale=true]``
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import inventory, rotation
+from certdepot.repository.http import problem_response, read_body, repo_of
+
+log = logging.getLogger("certdepot.repository.admin")
+
+#: An admin request body is a small JSON object.
+MAX_ADMIN_BODY = 4096
+
+
+ROTATION_FAILED = "urn:certdepot:error:rotationFailed"
+
+
+def _refusal(request: Request) -> Response | None:
+    """None when the request carries the admin token; else the answer to give."""
+    repo = repo_of(request)
+    admin = repo.config.admin
+    if admin is None:
+        return problem_response(repo, AcmeProblem("malformed", "no such resource", status=404))
+    expected = admin.token()
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if expected is None:
+        log.error("admin API: the configured token is unreadable or too short")
+    if (expected is not None and scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), expected.encode())):
+        return None
+    log.warning("admin API: %s %s refused (no valid bearer token)", request.method,
+                request.url.path)
+    return problem_response(
+        repo, AcmeProblem("unauthorized", "admin API: a valid bearer token is required",
+                          status=401), headers={"WWW-Authenticate": 'Bearer realm="certdepot"'})
+
+
+def _json(doc: object, status: int = 200) -> Response:
+    return Response(json.dumps(doc, indent=1), status_code=status,
+                    media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def rotate(request: Request) -> Response:
+    if (refused := await run_in_threadpool(_refusal, request)) is not None:
+        return refused
+    repo = repo_of(request)
+    body = await read_body(request, MAX_ADMIN_BODY)
+    try:
+        doc = json.loads(body or b"{}")
+    except (ValueError, RecursionError):
+        raise AcmeProblem("malformed", "the body must be a JSON object") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("reason", "unspecified"), str):
+        raise AcmeProblem("malformed", 'the body must be {"reason": "<CRLReason name>"}')
+    name = request.path_params["name"]
+    reason = str(doc.get("reason", "unspecified"))
+    if reason not in rotation.REASONS:
+        raise AcmeProblem("badRevocationReason", f"unknown reason {reason!r} (use one of "
+                          f"{', '.join(rotation.REASONS)})")
+    if repo.config.certificate(name) is None:
+        raise AcmeProblem("malformed", f"no managed certificate {name!r}", status=404)
+    client = request.client.host if request.client else "?"
+    try:
+        done = await rotation.rotate(repo, name, reason, requested_by=f"admin API from {client}")
+    except rotation.RotationError as exc:
+        raise AcmeProblem(ROTATION_FAILED, str(exc), status=409) from None
+    return _json(done.as_json())
+
+
+async def inventory_doc(request: Request) -> Response:
+    if (refused := await run_in_threadpool(_refusal, request)) is not None:
+        return refused
+    repo = repo_of(request)
+    stale = request.query_params.get("stale", "").lower() in ("1", "true", "yes")
+    doc = await run_in_threadpool(inventory.document, repo.config, repo.store, stale=stale)
+    return _json(doc)
+
+
+routes = [
+    Route("/admin/v1/certificates/{name}/rotate", rotate, methods=["POST"]),
+    Route("/admin/v1/inventory", inventory_doc, methods=["GET"]),
+]

@@ -1,0 +1,108 @@
+"""The operator's renewalInfo polling (renewalwatch): one poll per certificate on the
+repository's Retry-After, every holder woken when the answer says renew; and the Rotated
+event of a CertificateDownload whose certificate the repository revoked."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from cryptography import x509
+
+from certdepot.controller import download
+from certdepot.controller.decisions import RenewalWindow
+from certdepot.controller.deps import Deps
+from certdepot.controller.gateway import Endpoint
+from certdepot.controller.renewalwatch import RenewalWatch
+
+from .conftest import Clock, Events, download_body
+from .fakes import FakeKube, FakeRepository, MiniCA
+from .test_download_reconcile import NAMES, secret_chain
+
+
+class Answers:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.asked = 0
+        self.due = False
+        self.retry_after: float | None = 0.01
+
+    async def __call__(self, endpoint: Endpoint, cert: x509.Certificate) -> RenewalWindow:
+        self.asked += 1
+        start = self.clock.now + dt.timedelta(days=-1 if self.due else 30)
+        return RenewalWindow(
+            start,
+            start + dt.timedelta(hours=1),
+            format(cert.serial_number, "x"),
+            retry_after=self.retry_after,
+            revoked="keyCompromise" if self.due else None,
+        )
+
+
+async def test_one_poll_per_certificate_wakes_every_holder(
+    ca: MiniCA, clock: Clock, repo: FakeRepository
+) -> None:
+    chain = repo.manage(NAMES)
+    answers = Answers(clock)
+    woken: list[str] = []
+    watch = RenewalWatch(answers, woken.append, clock, floor=0.01, ceiling=0.05)
+    endpoint = Endpoint("https://repo.test/directory", ca.int_key, account_url="https://a/1")
+    try:
+        for n in range(3):
+            assert watch.watch(f"CertificateDownload/ns/d{n}", endpoint, chain[0]) is None
+        await asyncio.sleep(0.1)
+        assert answers.asked >= 2 and not woken  # polled on Retry-After, nothing due
+        asked = answers.asked
+        await asyncio.sleep(0.1)
+        assert answers.asked - asked <= 0.1 / 0.01 + 1  # never closer than the floor
+        answers.due = True
+        for _ in range(50):
+            if len(woken) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(woken) == [f"CertificateDownload/ns/d{n}" for n in range(3)]
+        await asyncio.sleep(0.1)
+        assert len(woken) == 3  # the same answer wakes each holder once
+        window = watch.watch("CertificateDownload/ns/d0", endpoint, chain[0])
+        assert window is not None and window.revoked == "keyCompromise"
+        for n in range(3):
+            watch.forget(f"CertificateDownload/ns/d{n}")
+        asked = answers.asked
+        await asyncio.sleep(0.1)
+        assert answers.asked == asked  # nobody holds it: no more polls
+    finally:
+        await watch.aclose()
+
+
+def test_delay_follows_retry_after_within_bounds(clock: Clock) -> None:
+    watch = RenewalWatch(Answers(clock), lambda _: None, clock, floor=5, ceiling=300)
+    start = clock.now
+    window = RenewalWindow(start, start, "ab", retry_after=30)
+    assert watch.delay(window) == 30
+    assert watch.delay(RenewalWindow(start, start, "ab", retry_after=1)) == 5
+    assert watch.delay(RenewalWindow(start, start, "ab", retry_after=86400)) == 300
+    assert watch.delay(None) == 300
+
+
+async def test_revoked_certificate_is_rotated_with_an_event(
+    deps: Deps, kube: FakeKube, repo: FakeRepository, clock: Clock, events: Events
+) -> None:
+    first = repo.manage(NAMES)
+    body = download_body()
+    body["status"] = (await download.reconcile(body, deps)).status
+    newer = repo.manage(NAMES)
+    serial = format(first[0].serial_number, "x")
+    repo.windows[serial] = RenewalWindow(
+        clock.now - dt.timedelta(hours=1),
+        clock.now - dt.timedelta(minutes=1),
+        serial,
+        retry_after=30,
+        revoked="keyCompromise",
+    )
+    clock.now += deps.settings.renewal_info_interval
+    step = await download.reconcile(body, deps)
+    assert secret_chain(kube)[0] == newer[0]
+    ready = step.status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("True", "Rotated")
+    assert "keyCompromise" in ready["message"] and serial in ready["message"]
+    assert events[-1][:2] == ("Normal", "Rotated") and "keyCompromise" in events[-1][2]
