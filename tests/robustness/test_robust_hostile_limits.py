@@ -111,6 +111,20 @@ async def test_replaces_own_certificate_is_accepted(served: Served) -> None:
     assert r.json().get("replaces") == cert_id, r.json()
 
 
+async def test_quota_refusals_are_counted(served: Served) -> None:
+    """After the cases above, /metrics counts each kind of quota refusal."""
+    text = (await served.w.http.get(f"{served.proc.base_url}/metrics")).text
+    for step, reason in (("newOrder", "quota-identifiers-per-order"),
+                         ("newOrder", "quota-value-length"),
+                         ("newOrder", "quota-open-orders"),
+                         ("newOrder", "replaces-not-replaceable"),
+                         ("newAccount", "quota-accounts-per-eab-key")):
+        line = next((ln for ln in text.splitlines()
+                     if ln.startswith("certdepot_repository_policy_refusals_total{")
+                     and f'step="{step}"' in ln and f'reason="{reason}"' in ln), None)
+        assert line is not None and float(line.rsplit(" ", 1)[1]) >= 1, (step, reason)
+
+
 def test_table_size() -> None:
     assert len(LIMIT_CASES) + len(RAW_CASES) >= 20
 

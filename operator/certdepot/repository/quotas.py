@@ -9,7 +9,8 @@ as it was (its nonce aside). Without them one account made 10,000 authorization 
 Refusals: a request that is malformed whatever the server's state (too many identifiers,
 an overlong value, a ``replaces`` naming no certificate of this account) is ``malformed``;
 one refused only because of what the client already holds is ``rateLimited`` (429 with
-Retry-After), as RFC 8555 §6.7 defines it.
+Retry-After), as RFC 8555 §6.7 defines it. Each is counted in
+``certdepot_repository_policy_refusals_total{step,reason}`` with a reason below.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from certdepot.repository.state import Repo
 
 log = logging.getLogger("certdepot.repository.quotas")
 
+# Reason codes (metric label values: a fixed set).
+IDENTIFIERS = "quota-identifiers-per-order"
+VALUE_LENGTH = "quota-value-length"
+OPEN_ORDERS = "quota-open-orders"
+ACCOUNTS = "quota-accounts-per-eab-key"
+REPLACES = "replaces-not-replaceable"
+
 #: Orders that still hold authorizations a client could act on.
 OPEN_ORDER_STATUSES = ("pending", "ready")
 
@@ -35,6 +43,7 @@ def check_new_account(repo: Repo, tenant: str) -> None:
     limit = repo.config.limits.accounts_per_eab_key
     held = repo.store.count(tables.accounts, tables.accounts.c.tenant == tenant)
     if held >= limit:
+        repo.count_refusal("newAccount", ACCOUNTS)
         log.info("tenant %s: account refused, %d accounts exist (limit %d)", tenant, held,
                  limit)
         raise AcmeProblem("rateLimited", f"this External Account Binding key already has "
@@ -46,6 +55,7 @@ def check_new_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     lim = repo.config.limits
     idents = payload.get("identifiers")
     if isinstance(idents, list) and len(idents) > lim.identifiers_per_order:
+        repo.count_refusal("newOrder", IDENTIFIERS)
         raise AcmeProblem("malformed", f"an order may name at most {lim.identifiers_per_order}"
                           f" identifiers, not {len(idents)}")
     for key, limit in (("profile", lim.max_profile_length),
@@ -54,11 +64,13 @@ def check_new_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         if value is not None and not isinstance(value, str):
             raise AcmeProblem("malformed", f"{key} must be a string")
         if isinstance(value, str) and len(value) > limit:
+            repo.count_refusal("newOrder", VALUE_LENGTH)
             raise AcmeProblem("malformed", f"{key} longer than {limit} characters")
     held = repo.store.count(tables.orders, tables.orders.c.account_id == account["id"],
                             tables.orders.c.status.in_(OPEN_ORDER_STATUSES),
                             tables.orders.c.expires > repo.clock())
     if held >= lim.pending_orders_per_account:
+        repo.count_refusal("newOrder", OPEN_ORDERS)
         log.info("account %s: order refused, %d open orders (limit %d)", account["id"], held,
                  lim.pending_orders_per_account)
         raise AcmeProblem("rateLimited", f"this account has {held} pending or ready orders "
@@ -75,6 +87,7 @@ def check_replaces(repo: Repo, account: dict[str, Any], cert_id: str,
     for row in rows:
         if _may_replace(repo, account, row) and set(names) & _dns_names(row):
             return
+    repo.count_refusal("newOrder", REPLACES)
     raise AcmeProblem("malformed", "replaces does not name a certificate of this account "
                       "that shares an identifier with this order")
 
