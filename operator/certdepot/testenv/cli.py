@@ -8,7 +8,7 @@ import time
 import click
 
 from certdepot.testenv import provision as prov
-from certdepot.testenv.system import ensure_system_tools
+from certdepot.testenv.system import ensure_node_tools, ensure_system_tools
 
 
 @click.group()
@@ -21,7 +21,7 @@ def dev() -> None:
     "--only",
     "only",
     multiple=True,
-    type=click.Choice(list(prov.BINARIES)),
+    type=click.Choice(list(prov.ALL_BINARIES)),
     help="Provision only this binary (repeatable). Default: all.",
 )
 @click.option("--force", is_flag=True, help="Rebuild even when the cached binary is current.")
@@ -31,7 +31,15 @@ def dev() -> None:
     help="Do not check (or apt-get install) PostgreSQL and Knot DNS.",
 )
 @click.option("--check", is_flag=True, help="Only report what is there; build nothing.")
-def provision_command(only: tuple[str, ...], force: bool, no_system: bool, check: bool) -> None:
+@click.option(
+    "--node",
+    is_flag=True,
+    help="Also the one-node cluster's binaries (kubelet, scheduler, controller-manager, "
+    "kube-proxy, CoreDNS, Traefik) and system packages (containerd, runc, CNI, docker.io).",
+)
+def provision_command(
+    only: tuple[str, ...], force: bool, no_system: bool, check: bool, node: bool
+) -> None:
     """Build or reuse pinned kube-apiserver, etcd, kubectl, pebble, challtestsrv and helm.
 
     Binaries are cached in $CERTDEPOT_CACHE (default .cache/testenv in a checkout) and
@@ -39,15 +47,15 @@ def provision_command(only: tuple[str, ...], force: bool, no_system: bool, check
     KUBEBUILDER_ASSETS override the cache; see docs/testing.md.
     """
     started = time.monotonic()
-    names = list(only) or list(prov.BINARIES)
+    names = list(only) or list(prov.NODE_BINARIES if node else prov.BINARIES)
     try:
         if check:
             results = {n: prov.resolve(n) for n in names}
         else:
             if not no_system:
-                ensure_system_tools(log=click.echo)
+                ensure_node_tools(log=click.echo) if node else ensure_system_tools(log=click.echo)
             results = prov.provision(names, force=force, log=click.echo)
-            if not only:
+            if not only and not node:
                 files = prov.provision_files(force=force, log=click.echo)
                 for name, path in files.items():
                     click.echo(f"{name:26} {'cache':20} {path}")
@@ -61,3 +69,22 @@ def provision_command(only: tuple[str, ...], force: bool, no_system: bool, check
     click.echo(f"cache: {prov.cache_dir()}  ({time.monotonic() - started:.1f}s)")
     if bad:
         sys.exit(1)
+
+
+@dev.command("image")
+@click.option("--tag", default="certdepot:dev", show_default=True, help="Image name and tag.")
+@click.option("--force-base", is_flag=True, help="Make the Debian base again with mmdebstrap.")
+def image_command(tag: str, force_base: bool) -> None:
+    """Build the image from the Dockerfile on a local Debian base; no registry, no pull.
+
+    Needs root, mmdebstrap and docker.io (`certdepot dev provision --node` installs them).
+    The saved image (docker save) lands in $CERTDEPOT_CACHE/image/.
+    """
+    from certdepot.testenv.image import build_image
+
+    try:
+        path = build_image(tag, force_base=force_base, log=click.echo)
+    except prov.ProvisionError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(str(path))
