@@ -184,11 +184,14 @@ def test_future_times_print_as_times(kube: KubeEnv, namespace: str, kind: str, s
     )
     header, row = kube.kubectl("get", short, name, "-n", NS, "-o", "wide").stdout.splitlines()
     assert "<invalid>" not in row
-    cells = dict(zip(_columns(header), _columns(row), strict=True))
+    cells = _cells(header, row)
     assert cells["NOT AFTER"] == not_after
     assert cells["RENEWAL"] == renewal
 
 
-def _columns(line: str) -> list[str]:
-    # kubectl separates columns by 3+ spaces; a header may hold one space ("NOT AFTER").
-    return [c for c in re.split(r"\s{2,}", line.strip()) if c]
+def _cells(header: str, row: str) -> dict[str, str]:
+    # kubectl aligns each column under its header, which may hold one space ("NOT AFTER");
+    # columns are 3+ spaces apart, and an empty cell is blank.
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=\s{3}))\S", header)]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return {header[a:b].strip(): row[a:b].strip() for a, b in bounds}

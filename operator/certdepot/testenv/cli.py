@@ -73,8 +73,9 @@ def provision_command(
 
 @dev.command("image")
 @click.option("--tag", default="certdepot:dev", show_default=True, help="Image name and tag.")
+@click.option("--force", is_flag=True, help="Build even when the saved image is current.")
 @click.option("--force-base", is_flag=True, help="Make the Debian base again with mmdebstrap.")
-def image_command(tag: str, force_base: bool) -> None:
+def image_command(tag: str, force: bool, force_base: bool) -> None:
     """Build the image from the Dockerfile on a local Debian base; no registry, no pull.
 
     Needs root, mmdebstrap and docker.io (`certdepot dev provision --node` installs them).
@@ -83,7 +84,7 @@ def image_command(tag: str, force_base: bool) -> None:
     from certdepot.testenv.image import build_image
 
     try:
-        path = build_image(tag, force_base=force_base, log=click.echo)
+        path = build_image(tag, force=force, force_base=force_base, log=click.echo)
     except prov.ProvisionError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

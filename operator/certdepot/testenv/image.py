@@ -16,6 +16,7 @@ reach the runtime image.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import time
@@ -163,12 +164,34 @@ class DockerDaemon(procs.Service):
             procs.remove_workdir(self.workdir)
 
 
-def build_image(tag: str = DEFAULT_TAG, *, force_base: bool = False, log: Log = print) -> Path:
-    """Build the Dockerfile on the local base; return the saved image tarball."""
+def context_digest(base: Path) -> str:
+    """A hash of what the image is built from: the Dockerfile, the files of the build
+    context (.dockerignore keeps pyproject.toml, constraints.txt, README.md, operator/) and
+    the base's stamp. Equal digests: the saved image is current."""
+    digest = hashlib.sha256()
+    files = [ROOT / n for n in ("Dockerfile", "pyproject.toml", "constraints.txt", "README.md")]
+    files += sorted(p for p in (ROOT / "operator").rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+                    and ".egg-info" not in str(p))
+    for path in [*files, base.with_name(base.name + ".stamp")]:
+        digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name)
+                      .encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def build_image(tag: str = DEFAULT_TAG, *, force: bool = False, force_base: bool = False,
+                log: Log = print) -> Path:
+    """Build the Dockerfile on the local base; return the saved image tarball. Reused
+    when nothing it is built from changed (``force`` builds anyway)."""
     base = base_tarball(force=force_base, log=log)
     outdir = cache_dir() / "image"
     build_log = outdir / "build.log"
     output = outdir / (tag.replace("/", "_").replace(":", "_") + ".tar")
+    stamp = output.with_name(output.name + ".stamp")
+    wanted = f"{tag} {context_digest(base)}\n"
+    if not force and output.is_file() and stamp.is_file() and stamp.read_text() == wanted:
+        log(f"{tag}: {output} is current")
+        return output
     started = time.monotonic()
     with DockerDaemon() as daemon:
         log(f"importing the base as {BASE_TAG}")
@@ -188,5 +211,6 @@ def build_image(tag: str = DEFAULT_TAG, *, force_base: bool = False, log: Log = 
         tmp = output.with_name(output.name + ".tmp")
         daemon.docker("save", f"--output={tmp}", tag, log_path=build_log)
         tmp.replace(output)
+    stamp.write_text(wanted)
     log(f"  {tag} saved to {output} in {time.monotonic() - started:.0f}s")
     return output
