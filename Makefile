@@ -26,6 +26,11 @@ provision: venv
 provision-node: venv
 	$(BIN)/certdepot dev provision --node
 
+# The install path on a real one-node cluster (root; docs/testing.md): the image, both chart
+# topologies, Traefik. Separate from `test` so that `make test` needs no root; .ci/run runs both.
+test-node: provision provision-node
+	CERTDEPOT_NODE=1 $(BIN)/pytest -o timeout=1500 tests/node $(PYTEST_ARGS)
+
 demo: venv
 	$(BIN)/certdepot demo $(DEMO_ARGS)
 

@@ -48,6 +48,7 @@ NODE_NAME = "certdepot-node"
 CGROUP_ROOT = "/certdepot-node"
 CGROUP_FS = Path("/sys/fs/cgroup")
 CNI_BIN = Path("/usr/lib/cni")
+SERVICE_RANGE = "10.0.0.0/24"  # KubeEnv's --service-cluster-ip-range
 NODE_BINARIES = ("kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "coredns")
 
 
@@ -70,7 +71,12 @@ class NodeCluster(procs.Service):
         self.images = list(images)
         self.bridge = bridge or Bridge()
         self.start_timeout = start_timeout
-        self.kube = KubeEnv(self.workdir / "control", address=self.bridge.gateway)
+        self.kube = KubeEnv(
+            self.workdir / "control", address=self.bridge.gateway,
+            # The node's name resolves nowhere (nothing is resolved outside): logs and exec
+            # reach kubelet at the node's address.
+            extra_apiserver_args=["--kubelet-preferred-address-types=InternalIP"],
+        )
         self.socket = self.workdir / "containerd" / "containerd.sock"
         self.containerd: procs.ManagedProcess | None = None
         self.kubelet: procs.ManagedProcess | None = None
@@ -191,6 +197,9 @@ class NodeCluster(procs.Service):
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": self.bridge.subnet, "gateway": self.bridge.gateway}]],
+                    # Pods get a route to the Service range only, no default route: the
+                    # bridge and the ClusterIPs are all they can reach.
+                    "routes": [{"dst": SERVICE_RANGE}],
                     "dataDir": str(self.workdir / "cni-ipam"),
                 },
             }],
@@ -235,11 +244,12 @@ class NodeCluster(procs.Service):
              f"--service-account-private-key-file={pki / 'sa.key'}",
              "--use-service-account-credentials=false",
              "--allocate-node-cidrs=false",
-             "--service-cluster-ip-range=10.0.0.0/24"],
+             f"--service-cluster-ip-range={SERVICE_RANGE}"],
             log_path=self.workdir / "kube-controller-manager.log",
         )
 
     def _start_node(self) -> None:
+        _make_cgroups()
         (self.workdir / "resolv.conf").write_text("# pods resolve cluster names only\n")
         self.proxy = procs.start(
             "kube-proxy",
@@ -300,7 +310,9 @@ class NodeCluster(procs.Service):
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
             "healthzPort": procs.free_port(),
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
+            # kube-apiserver calls kubelet (logs, exec) without a client certificate; kubelet
+            # listens on the bridge address only, which nodehost's rules keep local.
+            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False},
                                "x509": {"clientCAFile": str(self.kube.ca_path)}},
             "authorization": {"mode": "AlwaysAllow"},
             "containerRuntimeEndpoint": f"unix://{self.socket}",
@@ -404,6 +416,18 @@ def _our_cgroups() -> list[Path]:
                             key=lambda p: len(p.parts), reverse=True)
             found.append(root)
     return found
+
+
+def _make_cgroups() -> None:
+    """kubelet wants its cgroupRoot to exist in every hierarchy (cgroup v1)."""
+    for hierarchy in CGROUP_FS.iterdir():
+        if not (hierarchy / "cgroup.procs").exists():
+            continue
+        group = hierarchy / CGROUP_ROOT.lstrip("/")
+        group.mkdir(exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):  # empty in a new cpuset: copy them
+            if (group / name).exists() and not (group / name).read_text().strip():
+                (group / name).write_text((hierarchy / name).read_text())
 
 
 def _cgroup_pids() -> list[int]:
