@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from certdepot.testenv import procs
 from certdepot.testenv.node import NodeCluster
 from certdepot.testenv.pki import TestCA
 from certdepot.testenv.provision import binary
@@ -64,9 +67,12 @@ def depot_values() -> dict[str, Any]:
     }
 
 
-def consumer_values() -> dict[str, Any]:
+def consumer_values(**operator: Any) -> dict[str, Any]:
     return {"image": IMAGE, "repository": {"enabled": False},
-            "operator": {"watchNamespaces": [CONSUMER_NS], "verbose": True}}
+            "operator": {"watchNamespaces": [CONSUMER_NS], "verbose": True,
+                         # Ask the repository about renewals often, so a renewal shows soon.
+                         "extraArgs": ["--renewal-info-seconds=5", "--recheck-seconds=10"],
+                         **operator}}
 
 
 class Helm:
@@ -246,3 +252,130 @@ def _ingress(ns: str) -> dict[str, Any]:
         "spec": {"tls": [{"hosts": ["www.demo.test"], "secretName": "shop-tls"}],
                  "rules": [{**rule, "host": "www.demo.test"}]},
     }
+
+
+TRAEFIK_RBAC = [
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+     "metadata": {"name": "test-traefik"},
+     "rules": [{"apiGroups": ["", "discovery.k8s.io", "networking.k8s.io"],
+                "resources": ["services", "endpoints", "endpointslices", "secrets", "nodes",
+                              "ingresses", "ingressclasses", "ingresses/status"],
+                "verbs": ["get", "list", "watch", "update"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+     "metadata": {"name": "test-traefik"},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                 "name": "test-traefik"},
+     "subjects": [{"kind": "ServiceAccount", "name": "traefik", "namespace": CONSUMER_NS}]},
+]
+
+
+@pytest.fixture(scope="module")
+def traefik(node_cluster: NodeCluster, installed: tuple[Helm, TestCA]) -> Iterator[int]:
+    """Traefik out of the cluster, as an ingress controller with a ServiceAccount token,
+    serving HTTPS on 127.0.0.1 for the cluster's Ingresses."""
+    kube = node_cluster.kube
+    apply(node_cluster, *TRAEFIK_RBAC)
+    token = kube.token_for(CONSUMER_NS, "traefik")
+    port = procs.free_port()
+    proc = procs.start("traefik", [
+        binary("traefik"),
+        f"--entrypoints.websecure.address=127.0.0.1:{port}",
+        "--entrypoints.websecure.http.tls=true",
+        "--providers.kubernetesingress=true",
+        f"--providers.kubernetesingress.endpoint={kube.server}",
+        f"--providers.kubernetesingress.token={token}",
+        f"--providers.kubernetesingress.certauthfilepath={kube.ca_path}",
+        f"--providers.kubernetesingress.namespaces={CONSUMER_NS}",
+        "--global.checknewversion=false",
+        "--global.sendanonymoususage=false",
+        "--log.level=DEBUG",
+    ], log_path=node_cluster.workdir / "traefik.log", cwd=node_cluster.workdir)
+    try:
+        proc.wait_for_port(port, timeout=60)
+        yield port
+    finally:
+        proc.stop()
+
+
+def _secret_pem(cluster: NodeCluster, name: str, key: str) -> str:
+    out = cluster.kube.kubectl("get", "secret", name, "-n", CONSUMER_NS, "-o",
+                               f"jsonpath={{.data.{key.replace('.', chr(92) + '.')}}}").stdout
+    return base64.b64decode(out).decode()
+
+
+def _served_leaf(port: int, host: str, ca_pem: str) -> bytes:
+    """The leaf Traefik presents for ``host``, through a verifying TLS client."""
+    ctx = ssl.create_default_context(cadata=ca_pem)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        assert tls.recv(12).startswith(b"HTTP/1.1")
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def _leaf_der(pem: str) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(pem.split("-----END CERTIFICATE-----")[0]
+                                    + "-----END CERTIFICATE-----\n")
+
+
+def _wait_served(port: int, host: str, ca_pem: str, want: bytes, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            if _served_leaf(port, host, ca_pem) == want:
+                return
+            last = "a different certificate"
+        except (OSError, AssertionError) as exc:  # Traefik's default cert fails to verify
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(2)
+    raise AssertionError(f"Traefik did not serve the Secret's certificate for {host}: {last}")
+
+
+def test_traefik_serves_the_secrets_and_follows_a_renewal(
+        node_cluster: NodeCluster, installed: tuple[Helm, TestCA], traefik: int) -> None:
+    wait_ready(node_cluster, "certificatedownload", "shop-tls", CONSUMER_NS)
+    ca = _secret_pem(node_cluster, "shop-tls", "ca.crt")
+    first = _leaf_der(_secret_pem(node_cluster, "shop-tls", "tls.crt"))
+    _wait_served(traefik, "www.demo.test", ca, first)
+    # A renewal on the repository, as its administrator asks for it: nobody touches the
+    # consumer's objects, yet Traefik's answers change.
+    node_cluster.kube.kubectl(
+        "exec", "-n", DEPOT_NS, f"deploy/{REPO_SERVICE}", "--", "certdepot", "repository",
+        "renew", "--config", "/etc/certdepot/config/config.yaml", "www", timeout=120)
+    deadline = time.monotonic() + 240
+    renewed = first
+    while renewed == first and time.monotonic() < deadline:
+        time.sleep(3)
+        renewed = _leaf_der(_secret_pem(node_cluster, "shop-tls", "tls.crt"))
+    assert renewed != first, "the renewal never reached the consumer's Secret\n" + _diagnose(
+        node_cluster)
+    _wait_served(traefik, "www.demo.test", ca, renewed)
+
+
+def test_helm_upgrade_and_uninstall(node_cluster: NodeCluster,
+                                    installed: tuple[Helm, TestCA]) -> None:
+    helm, _ = installed
+    helm("upgrade", "consumer", str(CHART), "-n", CONSUMER_NS, "--wait", "--timeout=5m",
+         "-f", helm.values("consumer-2", consumer_values(verbose=False)))
+    wait_pods_ready(node_cluster, CONSUMER_NS, 1)
+    wait_ready(node_cluster, "certificatedownload", "www", CONSUMER_NS)
+    for release, ns in (("consumer", CONSUMER_NS), ("depot", DEPOT_NS)):
+        helm("uninstall", release, "-n", ns, "--wait", "--timeout=5m")
+        # The garbage collector removes the pods after their Deployment, each within its
+        # termination grace period.
+        deadline = time.monotonic() + 120
+        while True:
+            left = node_cluster.kube.kubectl(
+                "get", "all,configmaps,serviceaccounts,roles,rolebindings", "-n", ns,
+                "-l", f"app.kubernetes.io/instance={release}", "-o", "name").stdout.split()
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert left == [], left
+        cluster_left = node_cluster.kube.kubectl(
+            "get", "clusterroles,clusterrolebindings", "-l",
+            f"app.kubernetes.io/instance={release}", "-o", "name").stdout.split()
+        assert cluster_left == [], cluster_left
