@@ -355,6 +355,42 @@ def test_traefik_serves_the_secrets_and_follows_a_renewal(
     _wait_served(traefik, "www.demo.test", ca, renewed)
 
 
+def _pod_ready(cluster: NodeCluster, ns: str, selector: str) -> tuple[str, bool]:
+    pods = json.loads(cluster.kube.kubectl("get", "pods", "-n", ns, "-l", selector,
+                                           "-o", "json").stdout)["items"]
+    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert len(running) == 1, [p["metadata"]["name"] for p in pods]
+    conds = running[0]["status"].get("conditions", [])
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+    return running[0]["status"].get("podIP", ""), ready
+
+
+def _wait_pod_ready(cluster: NodeCluster, ns: str, selector: str, want: bool,
+                    timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while _pod_ready(cluster, ns, selector)[1] != want:
+        assert time.monotonic() < deadline, f"{selector} in {ns}: Ready never became {want}"
+        time.sleep(2)
+
+
+def test_an_operator_cut_off_from_the_api_is_not_ready(
+        node_cluster: NodeCluster, installed: tuple[Helm, TestCA]) -> None:
+    selector = "app.kubernetes.io/instance=consumer,app.kubernetes.io/component=operator"
+    _wait_pod_ready(node_cluster, CONSUMER_NS, selector, True)
+    pod_ip, _ = _pod_ready(node_cluster, CONSUMER_NS, selector)
+    api_port = str(node_cluster.kube.port)
+    # The pod's packets to kube-apiserver (the `kubernetes` Service, DNATed by kube-proxy
+    # to the node's address) are dropped; the comment lets the cluster's cleanup find it.
+    rule = ["INPUT", "-s", pod_ip, "-d", node_cluster.bridge.gateway, "-p", "tcp",
+            "--dport", api_port, "-m", "comment", "--comment", "certdepot-node", "-j", "DROP"]
+    subprocess.run(["iptables", "-w", "-I", *rule], check=True)
+    try:
+        _wait_pod_ready(node_cluster, CONSUMER_NS, selector, False)
+    finally:
+        subprocess.run(["iptables", "-w", "-D", *rule], check=True)
+    _wait_pod_ready(node_cluster, CONSUMER_NS, selector, True, timeout=300)
+
+
 def test_helm_upgrade_and_uninstall(node_cluster: NodeCluster,
                                     installed: tuple[Helm, TestCA]) -> None:
     helm, _ = installed
