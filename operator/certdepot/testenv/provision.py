@@ -314,6 +314,8 @@ package) and run `make provision` again, or supply the binaries yourself:
   TEST_ASSET_KUBE_APISERVER, TEST_ASSET_ETCD, TEST_ASSET_KUBECTL   single binaries instead
   TEST_ASSET_PEBBLE, TEST_ASSET_PEBBLE_CHALLTESTSRV                Pebble >= 2.7
   TEST_ASSET_HELM                                                  helm 3 or 4
+  TEST_ASSET_KUBELET, TEST_ASSET_KUBE_PROXY, TEST_ASSET_KUBE_SCHEDULER,
+  TEST_ASSET_KUBE_CONTROLLER_MANAGER, TEST_ASSET_COREDNS, TEST_ASSET_TRAEFIK  (node cluster)
 See docs/testing.md."""
 
 
