@@ -17,7 +17,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /src
-RUN python -m venv /opt/certdepot
+# A build behind a TLS-intercepting proxy (`make image` on a sandboxed machine) passes the
+# PEM of the CAs the host added to its trust store; pip of this stage trusts them too. The
+# file stays in this stage: the runtime stage copies /opt/certdepot only.
+ARG EXTRA_CA_CERTS=""
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+      cat /etc/ssl/certs/ca-certificates.crt > /etc/pip-ca.pem \
+      && printf '%s\n' "$EXTRA_CA_CERTS" >> /etc/pip-ca.pem \
+      && printf '[global]\ncert = /etc/pip-ca.pem\n' > /etc/pip.conf; \
+    fi \
+ && python -m venv /opt/certdepot
 
 # Dependencies first, from the pinned constraints, as wheels only: nothing is compiled, so
 # neither stage needs a compiler. This layer depends on pyproject.toml and the pins only,

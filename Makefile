@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 # Where provisioned binaries (kube-apiserver, etcd, kubectl, pebble, helm) are cached.
 export CERTDEPOT_CACHE ?= $(CURDIR)/.cache/testenv
 
-.PHONY: demo test lint bench soak provision venv clean kind-e2e
+.PHONY: demo test lint bench soak provision venv clean kind-e2e image provision-node test-node
 
 $(BIN)/certdepot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ venv: $(BIN)/certdepot
 
 provision: venv
 	$(BIN)/certdepot dev provision
+
+# The one-node cluster's binaries (kubelet, scheduler, controller-manager, kube-proxy,
+# CoreDNS, Traefik) and its Debian packages (containerd, runc, CNI, docker.io, mmdebstrap).
+provision-node: venv
+	$(BIN)/certdepot dev provision --node
+
+# The install path on a real one-node cluster (root; docs/testing.md): the image, both chart
+# topologies, Traefik. Separate from `test` so that `make test` needs no root; .ci/run runs both.
+test-node: provision provision-node
+	CERTDEPOT_NODE=1 $(BIN)/pytest -o timeout=1500 tests/node $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/certdepot demo $(DEMO_ARGS)
@@ -34,6 +44,10 @@ lint: venv
 bench: provision
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The project image from a local Debian base (mmdebstrap) and a private dockerd; no pull.
+image: venv
+	$(BIN)/certdepot dev image $(IMAGE_ARGS)
 
 kind-e2e: venv
 	./tests/e2e/kind.sh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -160,3 +161,37 @@ def test_explain_and_columns(kube: KubeEnv, namespace: str) -> None:
     assert table[:5] == ["NAME", "READY", "SECRET", "NOT", "AFTER"] and table[-1] == "AGE"
     listed = kube.kubectl("get", "certdepot", "-n", NS, "-o", "name").stdout
     assert "delegatedcertificate.certdepot.io/defaults" in listed  # the category
+
+
+@pytest.mark.parametrize(("kind", "short"), [("CertificateDownload", "certdl"),
+                                             ("DelegatedCertificate", "dcert")])
+def test_future_times_print_as_times(kube: KubeEnv, namespace: str, kind: str, short: str) -> None:
+    # A `type: date` column prints a time as its age, and kubectl's age of a future time is
+    # `<invalid>`; NOT AFTER and RENEWAL are always in the future while a certificate is good.
+    name = f"times-{short}"
+    doc = delegated(name) if kind == "DelegatedCertificate" else {
+        "apiVersion": "certdepot.io/v1alpha1",
+        "kind": "CertificateDownload",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"repositoryRef": {"name": "depot"}, "dnsNames": ["t.example.test"],
+                 "secretName": "t-tls"},
+    }
+    create(kube, doc)
+    not_after, renewal = "2031-05-04T03:02:01Z", "2031-04-04T03:02:01Z"
+    kube.kubectl(
+        "patch", short, name, "-n", NS, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"notAfter": not_after, "renewalTime": renewal}}),
+    )
+    header, row = kube.kubectl("get", short, name, "-n", NS, "-o", "wide").stdout.splitlines()
+    assert "<invalid>" not in row
+    cells = _cells(header, row)
+    assert cells["NOT AFTER"] == not_after
+    assert cells["RENEWAL"] == renewal
+
+
+def _cells(header: str, row: str) -> dict[str, str]:
+    # kubectl aligns each column under its header, which may hold one space ("NOT AFTER");
+    # columns are 3+ spaces apart, and an empty cell is blank.
+    starts = [m.start() for m in re.finditer(r"(?:^|(?<=\s{3}))\S", header)]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return {header[a:b].strip(): row[a:b].strip() for a, b in bounds}

@@ -98,3 +98,11 @@ def test_build_context_is_minimal() -> None:
     for sources in copied:
         for src in sources:
             assert f"!{src}" in lines or f"!{src.rstrip('/')}/" in lines, src
+
+
+def test_the_build_only_ca_stays_in_the_build_stage() -> None:
+    # `make image` passes the host's locally added CAs (a TLS-intercepting proxy's) for pip;
+    # they must not reach the runtime image.
+    build, final = _stages()[0], _stages()[-1]
+    assert any("EXTRA_CA_CERTS" in a for w, a in build if w in ("ARG", "RUN"))
+    assert not any("EXTRA_CA_CERTS" in a or "pip-ca" in a for _, a in final)

@@ -71,6 +71,13 @@ class RealKubeApi:
             )
         return cls(client.ApiClient(configuration))
 
+    async def version(self) -> dict[str, Any]:
+        """GET /version: the cheapest request every identity may make (readiness probe)."""
+        from kubernetes import client
+
+        api = client.VersionApi(self._client)
+        return await self._json(lambda **kw: api.get_code(_request_timeout=5, **kw))
+
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 

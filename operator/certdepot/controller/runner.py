@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import kopf
 
+from certdepot.controller.apireach import ApiReachability
 from certdepot.controller.deps import Deps
 from certdepot.controller.errors import BackoffPolicy
 from certdepot.controller.health import start_health, start_metrics
@@ -145,8 +146,13 @@ async def run(options: RunOptions) -> int:
     ready_flag = asyncio.Event()
     stop_flag = asyncio.Event()
 
+    api = ApiReachability(kube.version)
+
     def is_ready() -> bool:
-        return bool(state["standby"] or ready_flag.is_set()) and not stop_flag.is_set()
+        # A standby replica is ready too, but only while it could take over: both need
+        # the API server.
+        started = bool(state["standby"] or ready_flag.is_set())
+        return started and api.reachable() and not stop_flag.is_set()
 
     health = await start_health(options.bind, options.health_port, is_ready, lambda: True)
     metrics_server = await start_metrics(options.bind, options.metrics_port, metrics.registry)
@@ -157,6 +163,7 @@ async def run(options: RunOptions) -> int:
 
     elector: LeaseElector | None = None
     exit_code = 0
+    api_watch = asyncio.create_task(api.run())
     try:
         if options.leader_election:
             identity = options.identity or f"{socket.gethostname()}-{os.getpid()}"
@@ -213,6 +220,7 @@ async def run(options: RunOptions) -> int:
         if holder is not None and not holder.done():
             holder.cancel()
     finally:
+        api_watch.cancel()
         metrics.leader.set(0)
         if elector is not None:
             await asyncio.to_thread(elector.release)

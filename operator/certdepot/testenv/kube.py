@@ -58,16 +58,20 @@ class KubeEnv(procs.Service):
         *,
         extra_apiserver_args: Sequence[str] = (),
         start_timeout: float = 120.0,
+        address: str = "127.0.0.1",
     ) -> None:
         super().__init__(workdir, "certdepot-kube-")
         self.extra_apiserver_args = list(extra_apiserver_args)
         self.start_timeout = start_timeout
+        # Where kube-apiserver listens and what it advertises. Loopback unless a node's pods
+        # must reach it (testenv/node.py gives its bridge's own address).
+        self.address = address
         self.etcd: procs.ManagedProcess | None = None
         self.apiserver: procs.ManagedProcess | None = None
         self.etcd_port = procs.free_port()
         self.etcd_peer_port = procs.free_port()
         self.port = procs.free_port()
-        self.server = f"https://127.0.0.1:{self.port}"
+        self.server = f"https://{address}:{self.port}"
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         pki = self.workdir / "pki"
         self._pki = pki
@@ -135,8 +139,8 @@ class KubeEnv(procs.Service):
             [
                 apiserver,
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={self.port}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -149,8 +153,9 @@ class KubeEnv(procs.Service):
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
                 # The `kubernetes` Service endpoint may not point at loopback, and nothing
-                # in-cluster needs it.
-                "--endpoint-reconciler-type=none",
+                # in-cluster needs it unless pods run (then the address is not loopback).
+                "--endpoint-reconciler-type="
+                + ("none" if self.address.startswith("127.") else "lease"),
                 *self.extra_apiserver_args,
             ],
             log_path=self.workdir / "kube-apiserver.log",
@@ -172,7 +177,7 @@ class KubeEnv(procs.Service):
             pki, "apiserver", "kube-apiserver",
             dns_names=("localhost", "kubernetes", "kubernetes.default",
                        "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
-            ips=("127.0.0.1", "10.0.0.1"),
+            ips=tuple(dict.fromkeys(("127.0.0.1", "10.0.0.1", self.address))),
         )
         ca.issue(pki, "admin", "admin", organization="system:masters", client=True)
         sa_key = ec.generate_private_key(ec.SECP256R1())

@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "ALL_BINARIES",
     "BINARIES",
     "BUILDS",
+    "NODE_BINARIES",
+    "NODE_BUILDS",
     "GoBuild",
     "MissingBinaryError",
     "ProvisionError",
@@ -67,6 +70,10 @@ class GoBuild:
     replace_staging: bool = False
     # Go build tags, e.g. Prometheus's remove_all_sd (no cloud service discovery to compile).
     tags: tuple[str, ...] = ()
+    # Build inside a copy of the module's own source (its go.mod, go.sum and replace
+    # directives) instead of from a throwaway consumer module: some modules (Traefik) only
+    # resolve with their own replace directives.
+    in_module_source: bool = False
 
     def stamp(self, name: str) -> str:
         """What a binary was built from; any change of pin or flags forces a rebuild."""
@@ -151,7 +158,47 @@ BUILDS: tuple[GoBuild, ...] = (
     ),
 )
 
+# --- the one-node cluster (testenv/node.py): opt-in, `certdepot dev provision --node` ---
+COREDNS_VERSION = "v1.14.7"
+# v3.7 does not build from the module proxy (some of its modules are refused); v3.6 does.
+TRAEFIK_VERSION = "v3.6.12"
+NODE_BUILDS: tuple[GoBuild, ...] = (
+    GoBuild(
+        # Same module and flags as kube-apiserver; a separate key so that `make provision`
+        # (which does not build the node) never rebuilds these, nor these kube-apiserver.
+        key="kubernetes-node",
+        module="k8s.io/kubernetes",
+        version=KUBERNETES_VERSION,
+        packages={
+            "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+            "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+            "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+        },
+        ldflags=_kube_version_ldflags(KUBERNETES_VERSION),
+        replace_staging=True,
+    ),
+    GoBuild(
+        key="coredns",
+        module="github.com/coredns/coredns",
+        version=COREDNS_VERSION,
+        packages={"coredns": "github.com/coredns/coredns"},
+    ),
+    GoBuild(
+        key="traefik",
+        module="github.com/traefik/traefik/v3",
+        version=TRAEFIK_VERSION,
+        packages={"traefik": "github.com/traefik/traefik/v3/cmd/traefik"},
+        ldflags=(f"-X github.com/traefik/traefik/v3/pkg/version.Version={TRAEFIK_VERSION}",),
+        in_module_source=True,
+    ),
+)
+
+# What `make provision` builds (the node binaries are not in it).
 BINARIES: dict[str, GoBuild] = {name: b for b in BUILDS for name in b.packages}
+NODE_BINARIES: dict[str, GoBuild] = {name: b for b in NODE_BUILDS for name in b.packages}
+# Every binary the provisioner knows: what resolve(), binary() and provision() accept.
+ALL_BINARIES: dict[str, GoBuild] = {**BINARIES, **NODE_BINARIES}
 
 
 @dataclass(frozen=True)
@@ -218,8 +265,8 @@ class Resolution:
 
 def resolve(name: str) -> Resolution:
     """Where ``name`` comes from, without building anything."""
-    if name not in BINARIES:
-        raise ValueError(f"unknown binary {name!r}; known: {', '.join(BINARIES)}")
+    if name not in ALL_BINARIES:
+        raise ValueError(f"unknown binary {name!r}; known: {', '.join(ALL_BINARIES)}")
     var = env_var(name)
     if os.environ.get(var):
         return Resolution(name, Path(os.environ[var]).expanduser(), var)
@@ -230,14 +277,16 @@ def resolve(name: str) -> Resolution:
     stamp = path.with_name(name + ".stamp")
     if not path.is_file():
         return Resolution(name, None, "missing")
-    if not stamp.is_file() or stamp.read_text() != BINARIES[name].stamp(name):
+    if not stamp.is_file() or stamp.read_text() != ALL_BINARIES[name].stamp(name):
         return Resolution(name, path, "stale")
     return Resolution(name, path, "cache")
 
 
 def _how_to_get(name: str) -> str:
+    command = "make provision-node` (or `certdepot dev provision --node" if (
+        name in NODE_BINARIES) else "make provision` (or `certdepot dev provision"
     lines = [
-        "Run `make provision` (or `certdepot dev provision`) to build it with Go,",
+        f"Run `{command}`) to build it with Go,",
         f"or point {env_var(name)} at an executable",
     ]
     if name in ENVTEST_BINARIES:
@@ -294,6 +343,8 @@ package) and run `make provision` again, or supply the binaries yourself:
   TEST_ASSET_PEBBLE, TEST_ASSET_PEBBLE_CHALLTESTSRV                Pebble >= 2.7
   TEST_ASSET_HELM                                                  helm 3 or 4
   TEST_ASSET_PROMETHEUS, TEST_ASSET_PROMTOOL                       Prometheus 3
+  TEST_ASSET_KUBELET, TEST_ASSET_KUBE_PROXY, TEST_ASSET_KUBE_SCHEDULER,
+  TEST_ASSET_KUBE_CONTROLLER_MANAGER, TEST_ASSET_COREDNS, TEST_ASSET_TRAEFIK  (node cluster)
 See docs/testing.md."""
 
 
@@ -381,11 +432,7 @@ def staging_replacements(run: _Runner, build: GoBuild, cwd: Path) -> list[str]:
     ]
 
 
-def _build(build: GoBuild, names: list[str], run: _Runner, root: Path) -> None:
-    workdir = root / "build" / f"{build.key}-{build.version}"
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
+def _prepare_consumer(build: GoBuild, names: list[str], run: _Runner, workdir: Path) -> None:
     # A throwaway main module: it lets `replace` apply (a plain `go install m@v` refuses
     # modules whose go.mod has replace directives, as etcd's has) and pins exact versions.
     (workdir / "go.mod").write_text(f"module certdepot.invalid/build/{build.key}\n")
@@ -394,6 +441,29 @@ def _build(build: GoBuild, names: list[str], run: _Runner, root: Path) -> None:
         run(["mod", "edit", *edits], workdir)
     wanted = [build.packages[n] for n in names]
     run(["get", *(f"{pkg}@{build.version}" for pkg in wanted)], workdir)
+
+
+def _prepare_source(build: GoBuild, run: _Runner, workdir: Path) -> Path:
+    """A writable copy of the module's source (the module cache is read-only)."""
+    info = json.loads(run(["mod", "download", "-json", f"{build.module}@{build.version}"], workdir))
+    source = workdir / "src"
+    shutil.copytree(info["Dir"], source)
+    for dirpath, _dirs, _files in os.walk(source):
+        os.chmod(dirpath, 0o700)
+    return source
+
+
+def _build(build: GoBuild, names: list[str], run: _Runner, root: Path) -> None:
+    workdir = root / "build" / f"{build.key}-{build.version}"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    packages = {n: build.packages[n] for n in names}
+    if build.in_module_source:
+        workdir = _prepare_source(build, run, workdir)
+        packages = {n: "." + p.removeprefix(build.module) for n, p in packages.items()}
+    else:
+        _prepare_consumer(build, names, run, workdir)
     ldflags = " ".join(("-s", "-w", *build.ldflags))
     outdir = Path(tempfile.mkdtemp(prefix=f"{build.key}-", dir=root))
     try:
@@ -401,7 +471,7 @@ def _build(build: GoBuild, names: list[str], run: _Runner, root: Path) -> None:
             tags = [f"-tags={','.join(build.tags)}"] if build.tags else []
             run(
                 ["build", "-mod=mod", "-trimpath", f"-ldflags={ldflags}", *tags,
-                 "-o", str(outdir / name), build.packages[name]],
+                 "-o", str(outdir / name), packages[name]],
                 workdir,
             )
         bindir = root / "bin"
@@ -412,7 +482,7 @@ def _build(build: GoBuild, names: list[str], run: _Runner, root: Path) -> None:
             (bindir / f"{name}.stamp").write_text(build.stamp(name))
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
-    shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(root / "build" / f"{build.key}-{build.version}", ignore_errors=True)
 
 
 def _fetch(wanted: ModuleFile, run: _Runner, root: Path) -> None:
@@ -471,8 +541,8 @@ def provision(
     """
     wanted = list(names) if names is not None else list(BINARIES)
     for name in wanted:
-        if name not in BINARIES:
-            raise ValueError(f"unknown binary {name!r}; known: {', '.join(BINARIES)}")
+        if name not in ALL_BINARIES:
+            raise ValueError(f"unknown binary {name!r}; known: {', '.join(ALL_BINARIES)}")
     root = cache_dir()
     with _locked(root):
         todo: dict[str, list[str]] = {}
@@ -483,11 +553,11 @@ def provision(
                 continue
             if res.source == "cache" and not force:
                 continue
-            todo.setdefault(BINARIES[name].key, []).append(name)
+            todo.setdefault(ALL_BINARIES[name].key, []).append(name)
         if todo:
             go = _require_go(n for ns in todo.values() for n in ns)
             run = _Runner(go=go, log=log, log_file=root / "provision.log")
-            for build in BUILDS:
+            for build in (*BUILDS, *NODE_BUILDS):
                 if build.key not in todo:
                     continue
                 started = time.monotonic()

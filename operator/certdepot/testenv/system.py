@@ -1,5 +1,6 @@
-"""System packages the test environment needs (PostgreSQL, Knot DNS, and the standard
-ACME clients lego and dehydrated), found or installed.
+"""System packages the test environment needs (PostgreSQL, Knot DNS, the standard ACME
+clients lego and dehydrated; for the one-node cluster containerd, runc, CNI plugins,
+docker.io, mmdebstrap), found or installed.
 
 These come from the distribution, not from Go modules: when one is missing and we are root
 on a machine with apt-get, :func:`ensure_system_tools` installs it; otherwise it fails with
@@ -18,7 +19,14 @@ from pathlib import Path
 
 from certdepot.testenv.provision import ProvisionError
 
-__all__ = ["ensure_system_tools", "find_knotd", "find_pg_bindir", "service_user"]
+__all__ = [
+    "ensure_node_tools",
+    "ensure_system_tools",
+    "find_knotd",
+    "find_node_tool",
+    "find_pg_bindir",
+    "service_user",
+]
 
 APT_PACKAGES = {"postgresql": "postgresql", "knotd": "knot"}
 # Standard ACME clients the integration tests run against the repository: executable ->
@@ -92,17 +100,29 @@ def missing_clients() -> list[str]:
 
 
 def ensure_system_tools(*, install: bool = True, log: Callable[[str], None] = print) -> None:
-    missing = missing_tools()
+    packages = {**APT_PACKAGES, **CLIENT_PACKAGES}
+    _ensure({m: packages[m] for m in missing_tools()}, missing_tools, install, log,
+            hint=" or point PG_BINDIR at the directory holding initdb/postgres and KNOTD at knotd"
+            " (lego and dehydrated must be on PATH)")
+
+
+def _ensure(
+    missing: dict[str, str],
+    recheck: Callable[[], list[str]],
+    install: bool,
+    log: Callable[[str], None],
+    *,
+    hint: str = "",
+) -> None:
     if not missing:
         return
-    packages = [{**APT_PACKAGES, **CLIENT_PACKAGES}[m] for m in missing]
+    packages = sorted(set(missing.values()))
     can_install = install and os.geteuid() == 0 and shutil.which("apt-get") is not None
     if not can_install:
         raise ProvisionError(
             f"missing system packages: {' '.join(packages)} (Debian/Ubuntu names). Install "
-            f"them, e.g. `sudo apt-get install {' '.join(packages)}`, or point PG_BINDIR at "
-            "the directory holding initdb/postgres and KNOTD at knotd (lego and dehydrated "
-            "must be on PATH)."
+            f"them, e.g. `sudo apt-get install {' '.join(packages)}`{',' if hint else ''}"
+            f"{hint}."
         )
     log(f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -113,6 +133,41 @@ def ensure_system_tools(*, install: bool = True, log: Callable[[str], None] = pr
         proc = subprocess.run(args, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise ProvisionError(f"`{' '.join(args)}` failed:\n{proc.stderr[-2000:]}")
-    still = missing_tools()
+    still = recheck()
     if still:
         raise ProvisionError(f"still missing after apt-get install: {', '.join(still)}")
+
+
+# The one-node cluster (testenv/node.py) and `make image`: what runs pods and builds the
+# image, from the distribution. tool -> Debian package.
+NODE_APT_PACKAGES = {
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "iptables": "iptables",
+    "conntrack": "conntrack",
+    "ip": "iproute2",
+    "dockerd": "docker.io",
+    "mmdebstrap": "mmdebstrap",
+}
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def find_node_tool(tool: str) -> Path | None:
+    """A tool of :data:`NODE_APT_PACKAGES` (an absolute path is a file to look for)."""
+    if tool.startswith("/"):
+        return Path(tool) if Path(tool).exists() else None
+    found = shutil.which(tool) or shutil.which(tool, path=SBIN_PATH)
+    return Path(found) if found else None
+
+
+def missing_node_tools() -> list[str]:
+    return [t for t in NODE_APT_PACKAGES if find_node_tool(t) is None]
+
+
+def ensure_node_tools(*, install: bool = True, log: Callable[[str], None] = print) -> None:
+    """containerd, runc, the CNI plugins, iptables, conntrack, docker.io and mmdebstrap:
+    apt-get installs the missing ones as root, else the error names the packages."""
+    missing = {t: NODE_APT_PACKAGES[t] for t in missing_node_tools()}
+    _ensure(missing, missing_node_tools, install, log)

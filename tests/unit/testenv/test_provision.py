@@ -177,3 +177,18 @@ def test_data_file_needs_its_pinned_stamp(clean_env: Path) -> None:
         prov.data_file(name)
     stamp.write_text(prov.FILES[name].stamp())
     assert prov.data_file(name) == path
+
+
+def test_node_binaries_are_opt_in(clean_env: Path) -> None:
+    # `make provision` builds what every test needs; the one-node cluster's binaries are
+    # known to resolve()/binary() but only built on request (`provision --node`).
+    assert set(prov.NODE_BINARIES) == {
+        "kubelet", "kube-scheduler", "kube-controller-manager", "kube-proxy", "coredns", "traefik"
+    }
+    assert not set(prov.NODE_BINARIES) & set(prov.BINARIES)
+    with pytest.raises(prov.MissingBinaryError) as info:
+        prov.binary("kubelet")
+    assert "make provision-node" in str(info.value)
+    assert "TEST_ASSET_KUBELET" in str(info.value)
+    # Same module and pin as kube-apiserver, but its own stamp per binary.
+    assert prov.NODE_BINARIES["kubelet"].version == prov.BINARIES["kube-apiserver"].version
