@@ -61,9 +61,9 @@ from certdepot.acme.messages import (
     Order,
     RenewalInfo,
     Status,
-    format_time,
 )
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.timefmt import rfc3339
 
 CLIENT_NS = "urn:certdepot:error:"
 JOSE_JSON = "application/jose+json"
@@ -494,9 +494,9 @@ class AcmeClient:
         if replaces is not None:
             payload["replaces"] = replaces if isinstance(replaces, str) else ari.cert_id(replaces)
         if not_before is not None:
-            payload["notBefore"] = format_time(not_before)
+            payload["notBefore"] = rfc3339(not_before, fraction=True)
         if not_after is not None:
-            payload["notAfter"] = format_time(not_after)
+            payload["notAfter"] = rfc3339(not_after, fraction=True)
         payload.update(extra or {})
         response = await self.post(directory.new_order, payload)
         location = response.headers.get("location")

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certdepot.acme import crypto, csr_template
+from certdepot.acme.timefmt import rfc3339
 from certdepot.controller import (
     certstep,
     decisions,
@@ -71,11 +72,11 @@ def order_extra(spec: Mapping[str, Any], now: datetime) -> dict[str, Any]:
             block["lifetime"] = int(parse_duration(str(lifetime)).total_seconds())
         # RFC 8739 requires an end date; without one, renewal runs for DEFAULT_STAR_PERIOD
         # and the operator orders again when it nears.
-        end = auto.get("endDate") or (now + DEFAULT_STAR_PERIOD).strftime("%Y-%m-%dT%H:%M:%SZ")
+        end = auto.get("endDate") or rfc3339(now + DEFAULT_STAR_PERIOD)
         block["end-date"] = end
         extra["auto-renewal"] = block
     elif lifetime:
-        extra["notAfter"] = (now + parse_duration(str(lifetime))).strftime("%Y-%m-%dT%H:%M:%SZ")
+        extra["notAfter"] = rfc3339(now + parse_duration(str(lifetime)))
     return extra
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from cryptography import x509
 
 from certdepot.acme import crypto
+from certdepot.acme.timefmt import rfc3339
 from certdepot.controller import tlsdata
-from certdepot.controller.clock import rfc3339
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "certdepot"
