@@ -16,11 +16,12 @@ Nonces: a pool filled from every ``Replay-Nonce`` header; a request rejected wit
 ``badNonce`` is re-signed with a fresh nonce and sent exactly once more.
 
 Errors: a problem document from the server is raised as ``AcmeProblem`` (with
-``retry_after`` set from a ``Retry-After`` header, e.g. on ``rateLimited``). Transport failures
-are ``AcmeClientError`` (an ``AcmeProblem`` subclass, type ``urn:certdepot:error:<kind>``)
-whose detail names the URL: ``AcmeTimeout`` (also a ``TimeoutError``; status 504) for
-timeouts, kind ``connection`` for refused connections, ``badResponse`` for answers that are
-not what RFC 8555 promises (a 500 without a problem document is ``serverInternal``).
+``retry_after`` set from a ``Retry-After`` header, e.g. on ``rateLimited``). When no HTTP
+answer arrives the client raises a ``transport_errors.TransportError`` naming the URL and
+chained from the httpx exception: ``Timeout`` (also a ``TimeoutError``), ``TlsError``,
+``ConnectError`` or ``ProtocolError``. Answers that are not what RFC 8555 promises are
+``AcmeClientError`` (an ``AcmeProblem`` subclass, type ``urn:certdepot:error:badResponse``; a
+500 without a problem document is ``serverInternal``).
 Polling (``poll_order``, ``poll_authorization``) honours ``Retry-After`` within
 ``[poll_interval, max_poll_interval]`` and gives up with ``AcmeTimeout`` after ``poll_timeout``.
 
@@ -64,6 +65,13 @@ from certdepot.acme.messages import (
 )
 from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.timefmt import rfc3339
+from certdepot.acme.transport_errors import (
+    ConnectError,
+    ProtocolError,
+    Timeout,
+    TlsError,
+    TransportError,
+)
 
 CLIENT_NS = "urn:certdepot:error:"
 JOSE_JSON = "application/jose+json"
@@ -87,6 +95,28 @@ class AcmeTimeout(AcmeClientError, TimeoutError):
 
 def _timeout(detail: str) -> AcmeTimeout:
     return AcmeTimeout(type=CLIENT_NS + "timeout", detail=detail, status=504)
+
+
+def transport_error(method: str, url: str, exc: httpx.TransportError) -> TransportError:
+    """The typed error for an httpx failure (the caller chains ``exc`` as its cause)."""
+    message = f"{method} {url} failed: {type(exc).__name__}: {exc}"
+    if _ssl_cause(exc):
+        return TlsError(method, url, message)
+    if isinstance(exc, httpx.ProtocolError):
+        return ProtocolError(method, url, message)
+    return ConnectError(method, url, message)
+
+
+def _ssl_cause(exc: BaseException) -> bool:
+    # httpx wraps the ssl module's error (via httpcore) in a ConnectError: look down the chain.
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -270,12 +300,11 @@ class AcmeClient:
                     # did handle gets badNonce).
                     self.reconnects += 1
                     response = await self._http.request(method, url, **kwargs)
-        except (httpx.TimeoutException, TimeoutError):
-            raise _timeout(f"{method} {url} timed out after {self.timeout:g}s") from None
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            message = f"{method} {url} timed out after {self.timeout:g}s"
+            raise Timeout(method, url, message) from exc
         except httpx.TransportError as exc:
-            raise AcmeClientError.make(
-                "connection", f"{method} {url} failed: {type(exc).__name__}: {exc}"
-            ) from None
+            raise transport_error(method, url, exc) from exc
         nonce = response.headers.get("replay-nonce")
         if nonce:
             self._nonces.append(nonce)
