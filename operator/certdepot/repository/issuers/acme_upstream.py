@@ -135,7 +135,7 @@ class AcmeUpstream:
         return window
 
     async def revoke(self, cert: x509.Certificate, reason: int) -> str:
-        """RFC 8555 §7.6 as the account that ordered it (rotation.Revoker)."""
+        """RFC 8555 §7.6 as the account that ordered it (upstream_revocation.Revoker)."""
         async with self._client() as client:
             await self._ensure_account(client)
             try:
