@@ -25,9 +25,10 @@ chained from the httpx exception: ``Timeout`` (also a ``TimeoutError``), ``TlsEr
 Polling (``poll_order``, ``poll_authorization``) honours ``Retry-After`` within
 ``[poll_interval, max_poll_interval]`` and gives up with ``AcmeTimeout`` after ``poll_timeout``.
 
-certdepot extensions (CONTRACTS §3/§4): ``download_certificate(identifiers, pin_root=None)``
-returns ``(chain_pem, private_key)``; ``list_delegations()``, ``get_delegation(url)`` and
-``delegated_order(delegation_url, csr_der)`` implement the RFC 9115 client side.
+certdepot extensions (docs/protocol.md §4/§5): ``download_certificate(identifiers,
+pin_root=None)`` returns ``(chain_pem, private_key)``; ``list_delegations()``,
+``get_delegation(url)`` and ``delegated_order(delegation_url, csr_der)`` implement the RFC 9115
+client side.
 """
 
 from __future__ import annotations
@@ -716,7 +717,7 @@ class AcmeClient:
         info.retry_after = retry_after_seconds(response)
         return info
 
-    # ---- certdepot: download extension (CONTRACTS §3) ---------------------------------------
+    # ---- certdepot: download extension (docs/protocol.md §4) ----------------------------------
 
     async def download_certificate(
         self,
@@ -784,7 +785,7 @@ class AcmeClient:
                 ) from None
         return chain, key
 
-    # ---- certdepot: delegation (RFC 9115, CONTRACTS §4) -------------------------------------
+    # ---- certdepot: delegation (RFC 9115, docs/protocol.md §5) --------------------------------
 
     async def list_delegations(self) -> list[str]:
         """URLs of the delegations this account may use."""

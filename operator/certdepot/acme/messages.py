@@ -398,7 +398,7 @@ class DirectoryMeta(_Resource):
 
     @property
     def download_enabled(self) -> bool:
-        """certdepot's certificate download extension (CONTRACTS §3)."""
+        """certdepot's certificate download extension (docs/protocol.md §4)."""
         return self.extra.get("download-enabled") is True
 
     @property
