@@ -5,7 +5,9 @@ check rules`` checks the rules; then a real Prometheus (provisioned from its Go 
 scrapes a real operator and repository and evaluates the rendered rules, with the waits
 (``for``) set to zero, until the alerts that the world was built to trigger fire: a
 CertificateDownload not Ready, one past its renewal time, a repository certificate whose
-upstream CA cannot be reached. Every dashboard query is run against that Prometheus too.
+upstream CA cannot be reached; then, after a rotation through the admin API while a consumer
+holds the old serial, the superseded-serial alert. Every dashboard query is run against that
+Prometheus too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 import yaml
 from repository_harness import base_config
 from test_chart_helm import Helm
+from test_kubectl_plugin import admin_config, laggard, rotate
 from test_operator_support import (
     Setup,
     apply,
@@ -189,7 +192,9 @@ def world(helm: Helm, kube: Any, crds_applied: list[str],
         certificates=[{"name": "metrics", "dnsNames": NAMES, "issuer": "local"},
                       {"name": "unreachable", "dnsNames": ["down.example.test"],
                        "issuer": "upstream"}],
-        tenants=[{"name": "monitoring-cluster", "download": ["metrics"]}],
+        tenants=[{"name": "monitoring-cluster", "download": ["metrics"]},
+                 {"name": "monitoring-laggard", "download": ["metrics"]}],
+        admin=admin_config(workdir),
     )
     repository = {"name": REPO, "namespace": None, "secret_name": "monitoring-eab",
                   "secret_namespace": "certdepot",
@@ -256,7 +261,7 @@ def test_the_alerts_fire_for_what_is_wrong_and_only_for_that(world: World) -> No
     def ours() -> dict[str, set[tuple[str, str]]]:
         # The API server is shared by the session: other modules' objects are there too,
         # and rightly alerted on; this module judges its own namespaces and certificates.
-        return {alert: {(a.get("namespace", ""), a["name"]) for a in series
+        return {alert: {(a.get("namespace", ""), a.get("name", "")) for a in series
                         if a.get("namespace", "monitoring-").startswith("monitoring-")}
                 for alert, series in p.firing().items()}
 
@@ -270,19 +275,35 @@ def test_the_alerts_fire_for_what_is_wrong_and_only_for_that(world: World) -> No
     assert all(a["severity"] for series in p.firing().values() for a in series)
 
 
-def test_consumers_superseded_rule_evaluates(world: World) -> None:
-    """The metric comes with the repository's per-consumer inventory; until the repository
-    exports it, the rule's expression must still parse and evaluate, to no data."""
-    p = world.prometheus
+def test_consumers_on_a_superseded_serial_fire_after_a_rotation(world: World) -> None:
+    """Runs after the test above (which judges the other alerts): the rotation leaves a
+    consumer that never fetches again on the revoked serial, and the alert names it."""
+    p, s = world.prometheus, world.setup
+    alert = "CertdepotConsumersOnSupersededSerial"
     rules = yaml.safe_load(world.rules.read_text())["groups"][0]["rules"]
-    [rule] = [r for r in rules if r["alert"] == "CertdepotConsumersOnSupersededSerial"]
-    exported = p.result(f'count({{__name__="{SUPERSEDED}"}})')
-    if exported:
-        # Every consumer fetched the one serial the repository holds: nothing superseded.
-        assert p.result(rule["expr"]) == []
-        assert "CertdepotConsumersOnSupersededSerial" not in p.firing()
-    else:
-        assert p.query(rule["expr"])["data"]["result"] == []
+    [rule] = [r for r in rules if r["alert"] == alert]
+
+    def metrics_gauge() -> list[dict[str, Any]] | None:
+        found = p.result(f'{SUPERSEDED}{{certificate="metrics"}}')
+        return found or None
+
+    # Every consumer holds the one serial the repository has: exported, zero, silent.
+    [before] = wait_for("the superseded gauge scraped", metrics_gauge, timeout=60, proc=p.proc)
+    assert float(before["value"][1]) == 0 and p.result(rule["expr"]) == []
+    held = laggard(s.repo, s.workdir, "monitoring-laggard", NAMES)
+    done = rotate(s.repo, "metrics")
+    assert done["revokedSerial"] == held
+
+    def fired() -> list[dict[str, str]] | None:
+        series = [a for a in p.firing().get(alert, []) if a.get("certificate") == "metrics"]
+        return series or None
+
+    [series] = wait_for(f"{alert} for the rotated certificate", fired, timeout=120,
+                        proc=p.proc)
+    assert series["severity"]
+    # At least the laggard, which never fetches again, stays on the revoked serial.
+    [after] = p.result(f'{SUPERSEDED}{{certificate="metrics"}}')
+    assert float(after["value"][1]) >= 1
 
 
 def test_every_dashboard_query_runs_on_the_real_metrics(world: World, helm: Helm) -> None:
@@ -298,5 +319,5 @@ def test_every_dashboard_query_runs_on_the_real_metrics(world: World, helm: Helm
             for metric in set(re.findall(r"certdepot_[a-z_]+", expr)):
                 base = re.sub(r"_(bucket|sum|count)$", "", metric)
                 exported = metric in names or any(n.startswith(base) for n in names)
-                assert exported or metric == SUPERSEDED, (
+                assert exported, (
                     f"panel {panel['title']!r} uses {metric}, which neither component exports")

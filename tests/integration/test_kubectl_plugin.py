@@ -5,6 +5,7 @@ what the test reads itself (the Secret decoded here, the API objects)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -14,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
-from repository_harness import ROOT, base_config, kek_env
+from repository_harness import ROOT, RepoProcess, base_config, create_tenant, kek_env
 from test_operator_support import (
     Setup,
     apply,
@@ -29,6 +31,8 @@ from test_operator_support import (
 )
 
 from certdepot.acme import crypto
+from certdepot.acme.client import AcmeClient
+from certdepot.acme.problems import AcmeProblem
 from certdepot.controller import renewrequest
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
@@ -38,6 +42,47 @@ NAMES = ["shop.example.test", "www.shop.example.test"]
 REPO = "plugin-central"
 NS = "plugin-a"
 PLUGIN = Path(sys.executable).parent / "kubectl-certdepot"
+ADMIN_TOKEN = "plugin-admin-token-" + "y" * 32
+
+
+def admin_config(workdir: Path) -> dict[str, Any]:
+    """The repository configuration's ``admin:`` section, its token in a file."""
+    token = workdir / "admin-token"
+    token.write_text(ADMIN_TOKEN)
+    return {"tokenFile": str(token)}
+
+
+def laggard(repo: RepoProcess, workdir: Path, tenant: str, names: list[str]) -> str:
+    """A consumer outside the operator: a fresh tenant's ACME account downloads the
+    certificate once and never again. The serial it holds."""
+    kid, hmac_key = create_tenant(workdir, repo.config_path, tenant)
+
+    async def download() -> str:
+        async with AcmeClient(repo.directory_url, crypto.generate_private_key(),
+                              verify=str(repo.ca_path)) as client:
+            await client.new_account(eab=(kid, hmac_key))
+            for _ in range(120):
+                try:
+                    pem, _key = await client.download_certificate(names)
+                    return crypto.serial_hex(crypto.parse_pem_chain(pem)[0])
+                except AcmeProblem as exc:
+                    if exc.short_type != "orderNotReady":
+                        raise
+                    await asyncio.sleep(0.25)
+        raise AssertionError("the repository never held the certificate\n"
+                             + repo.proc.tail(40))
+
+    return asyncio.run(download())
+
+
+def rotate(repo: RepoProcess, name: str) -> dict[str, Any]:
+    """The admin API's rotation: the certificate is revoked and replaced at once."""
+    res = httpx.post(f"{repo.base_url}/admin/v1/certificates/{name}/rotate",
+                     json={"reason": "superseded"}, verify=repo.ssl_context(), timeout=60,
+                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert res.status_code == 200, res.text + repo.proc.tail(40)
+    done: dict[str, Any] = res.json()
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +95,9 @@ def setup(
     cfg = base_config(
         workdir, port, issuers=[issuer],
         certificates=[{"name": "shop", "dnsNames": NAMES, "issuer": "local"}],
-        tenants=[{"name": "plugin-cluster", "download": ["shop"]}],
+        tenants=[{"name": "plugin-cluster", "download": ["shop"]},
+                 {"name": "plugin-laggard", "download": ["shop"]}],
+        admin=admin_config(workdir),
     )
     repository = {
         "name": REPO, "namespace": None, "secret_name": "plugin-eab",
@@ -217,21 +264,50 @@ def test_renew_is_honoured_and_recorded_in_status(setup: Setup) -> None:
     assert kubectl_plugin(s, "renew", "ccrepo", REPO).returncode == 2
 
 
-def test_inventory_shows_who_holds_which_serial(setup: Setup) -> None:
+def test_inventory_shows_the_repositorys_consumers(setup: Setup) -> None:
     s = setup
     serial = wait_for("the Secret's serial", lambda: crypto.serial_hex(leaf_of(s, "shop-tls")))
-    config = str(s.repo.config_path)
-    res = kubectl_plugin(s, "inventory", "shop", "--repository-config", config, "-o", "json")
+    apply(s.kube, {"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "plugin-admin", "namespace": "certdepot"},
+                   "stringData": {"admin-token": ADMIN_TOKEN}})
+    # The URL and CA from the repository object, the token from a Secret.
+    ask = ("--repository", f"ccrepo/{REPO}", "--token-secret", "certdepot/plugin-admin")
+    res = kubectl_plugin(s, "inventory", "shop", *ask, "-o", "json")
     assert res.returncode == 0, res.stderr
     [entry] = as_json(res)
     assert entry["name"] == "shop" and entry["current"]["serial"] == serial
-    [holder] = entry["holders"]
-    assert holder["tenant"] == "plugin-cluster" and holder["serial"] == serial
-    assert holder["current"] is True and holder["account"]
-    table = kubectl_plugin(s, "inventory", "shop", "--repository-config", config)
+    [consumer] = [c for c in entry["consumers"] if c["tenant"] == "plugin-cluster"]
+    assert consumer["serial"] == serial and consumer["state"] == "current"
+    assert consumer["resource"] == f"{NS}/shop", consumer
+    assert ADMIN_TOKEN not in res.stdout + res.stderr
+    table = kubectl_plugin(s, "inventory", "shop", *ask)
     assert table.returncode == 0 and "plugin-cluster" in table.stdout and serial in table.stdout
-    missing = kubectl_plugin(s, "inventory", "nothing", "--repository-config", config)
-    assert missing.returncode == 3
-    # No repository to ask: exit 4 with the reason.
-    broken = kubectl_plugin(s, "inventory", "--repository-config", str(s.workdir / "absent"))
-    assert broken.returncode == 4 and "inventory failed" in broken.stderr
+    assert kubectl_plugin(s, "inventory", "nothing", *ask).returncode == 3
+    # A wrong token, or none: refused by the repository (4), or a usage error (2).
+    wrong = s.workdir / "wrong-token"
+    wrong.write_text("z" * 40)
+    refused = kubectl_plugin(s, "inventory", "--repository", f"ccrepo/{REPO}",
+                             "--token-file", str(wrong))
+    assert refused.returncode == 4 and "refused the admin token" in refused.stderr
+    assert "z" * 40 not in refused.stderr
+
+
+def test_inventory_stale_names_the_consumer_left_on_a_rotated_serial(setup: Setup) -> None:
+    s = setup
+    ask = ("--repository", f"ccrepo/{REPO}", "--token-file", str(s.workdir / "admin-token"))
+    held = laggard(s.repo, s.workdir, "plugin-laggard", NAMES)
+    clean = kubectl_plugin(s, "inventory", "shop", "--stale", *ask)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "no consumer holds a revoked or superseded serial" in clean.stdout
+    done = rotate(s.repo, "shop")
+    assert done["revokedSerial"] == held and done["newSerial"] != held
+    res = kubectl_plugin(s, "inventory", "shop", "--stale", *ask, "-o", "json")
+    assert res.returncode == 1, res.stdout + res.stderr  # stale consumers: unhealthy
+    [entry] = as_json(res)
+    assert entry["current"]["serial"] == done["newSerial"]
+    [late] = [c for c in entry["consumers"] if c["tenant"] == "plugin-laggard"]
+    assert late["serial"] == held and late["state"] == "revoked"
+    assert all(c["state"] != "current" for c in entry["consumers"])
+    table = kubectl_plugin(s, "inventory", "--stale", *ask)
+    assert table.returncode == 1 and "plugin-laggard" in table.stdout
+    assert "REVOKED" in table.stdout and held in table.stdout

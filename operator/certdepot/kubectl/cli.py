@@ -4,7 +4,8 @@ Exit codes, the same for every command so scripts can branch on them:
 
 * 0: done, and what was looked at is healthy (Ready, a good Secret, a renewal honoured)
 * 1: done, but it is not healthy (not Ready, a key that does not match, an expired
-  certificate, a renewal not honoured within ``--wait``)
+  certificate, a renewal not honoured within ``--wait``, consumers found by
+  ``inventory --stale``)
 * 2: usage error (unknown kind, bad option)
 * 3: not found (the resource, the Secret, the repository certificate)
 * 4: could not ask (API server or repository unreachable, access refused)
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -81,7 +83,8 @@ def plugin() -> None:
 
     \b
     Exit codes: 0 healthy, 1 unhealthy (not Ready, bad Secret, renewal not honoured in
-    time), 2 usage, 3 not found, 4 API server or repository unreachable or refused.
+    time, inventory --stale found consumers), 2 usage, 3 not found, 4 API server or
+    repository unreachable or refused.
     """
 
 
@@ -195,40 +198,86 @@ def inspect_secret(name: str, kubeconfig: str | None, context: str | None,
 
 @plugin.command("inventory")
 @click.argument("certificate", required=False)
-@click.option("--repository-config", type=click.Path(dir_okay=False),
-              help="Read the inventory here, with this repository configuration (needs the "
-                   "store and the key-encryption key, as `certdepot repository` does).")
-@click.option("--exec", "exec_target", default="deploy/certdepot-repository",
-              show_default=True, help="Else: the repository pod or deployment to `kubectl "
-                                      "exec` the repository CLI in.")
-@click.option("--container", default="repository", show_default=True)
-@click.option("--config-path", default=inventory.CHART_CONFIG, show_default=True,
-              help="The configuration's path inside that pod.")
+@click.option("--repository", "repository_ref", metavar="KIND/NAME",
+              help="The repository to ask: its spec.url and spec.caBundle "
+                   "(e.g. ccrepo/central, or crepo/NAME in -n).")
+@click.option("--url", help="The repository's base (or directory) URL; overrides "
+                            "--repository's spec.url.")
+@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True),
+              help="CA bundle (PEM) to verify the repository by; overrides spec.caBundle.")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="File holding the admin API token.")
+@click.option("--token-secret", metavar="[NAMESPACE/]NAME",
+              help="Secret holding the admin API token (default namespace: -n).")
+@click.option("--token-key", default=inventory.TOKEN_KEY, show_default=True,
+              help="The token's key in --token-secret.")
+@click.option("--stale", is_flag=True,
+              help="Only consumers on a revoked or superseded serial; exit 1 if any.")
 @_kube_options
 @_output_option
-def inventory_cmd(certificate: str | None, repository_config: str | None, exec_target: str,
-                  container: str, config_path: str, kubeconfig: str | None,
-                  context: str | None, namespace: str | None, output: str) -> None:
-    """Which tenants and clusters (ACME accounts) hold which serial of the repository's
-    CERTIFICATE (all certificates when omitted), as the repository reports it.
+def inventory_cmd(certificate: str | None, repository_ref: str | None, url: str | None,
+                  ca_file: str | None, token_file: str | None, token_secret: str | None,
+                  token_key: str, stale: bool, kubeconfig: str | None, context: str | None,
+                  namespace: str | None, output: str) -> None:
+    """Which consumers (tenant, cluster, CertificateDownload) hold which serial of the
+    repository's CERTIFICATE (all certificates when omitted), from the repository's admin
+    API (GET /admin/v1/inventory).
 
-    Without --repository-config, runs the repository's CLI through `kubectl exec` in the
-    --exec target in namespace -n (default: certdepot)."""
-    if repository_config is not None:
-        argv = inventory.local_command(repository_config)
-    else:
-        kube_args = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
-        kube_args += [f"--context={context}"] if context else []
-        argv = inventory.exec_command(exec_target, namespace or "certdepot", container,
-                                      config_path, kube_args=kube_args)
+    The token comes from --token-file, --token-secret, else $CERTDEPOT_ADMIN_TOKEN."""
+    source = _inventory_source(repository_ref, url, ca_file, token_file, token_secret,
+                               token_key, kubeconfig, context, namespace)
     try:
-        data = inventory.report(inventory.read(argv), certificate)
+        data = inventory.select(inventory.fetch(source, stale=stale), certificate)
+        # Absent from the stale view means unknown or no consumer behind: ask which.
+        exists = bool(data) or certificate is None or (stale and bool(inventory.select(
+            inventory.fetch(source, stale=False), certificate)))
     except inventory.InventoryError as exc:
         _fail(UNAVAILABLE, str(exc))
-    if certificate is not None and not data:
+    if not exists:
         _fail(NOT_FOUND, f"the repository has no certificate named {certificate!r}")
     now = _now()
-    _emit(data, output, lambda: tables.inventory_text(data, now))
+    _emit(data, output, lambda: tables.inventory_text(data, now, stale=stale))
+    sys.exit(UNHEALTHY if stale and inventory.stale_consumers(data) else OK)
+
+
+def _inventory_source(repository_ref: str | None, url: str | None, ca_file: str | None,
+                      token_file: str | None, token_secret: str | None, token_key: str,
+                      kubeconfig: str | None, context: str | None,
+                      namespace: str | None) -> inventory.Source:
+    """The repository's URL and CA (from the object or the flags) and the admin token."""
+    if repository_ref is None and url is None:
+        _fail(USAGE, "name the repository: --repository KIND/NAME or --url URL")
+    if token_file is not None and token_secret is not None:
+        _fail(USAGE, "give one of --token-file and --token-secret")
+    spec: dict[str, Any] = {}
+    secret_data: dict[str, Any] | None = None
+    if repository_ref is not None or token_secret is not None:
+        cluster = _connect(kubeconfig, context, namespace)
+        try:
+            if repository_ref is not None:
+                kind, name = _target(repository_ref, None)
+                if kind not in (*api.CLUSTER_SCOPED, "CertificateRepository"):
+                    _fail(USAGE, f"{kind} is no repository")
+                spec = cluster.get(kind, name).get("spec") or {}
+            if token_secret is not None:
+                ns, _, name = token_secret.rpartition("/")
+                secret_data = cluster.secret(name, ns or None).get("data") or {}
+        except api.NotFound as exc:
+            _fail(NOT_FOUND, str(exc))
+        except api.ApiError as exc:
+            _fail(UNAVAILABLE, str(exc))
+    try:
+        token = inventory.token_from(file=token_file, secret_data=secret_data, key=token_key)
+        ca = Path(ca_file).read_bytes() if ca_file else inventory.ca_bundle(spec)
+    except (inventory.InventoryError, OSError) as exc:
+        _fail(UNAVAILABLE, str(exc))
+    if token is None:
+        _fail(USAGE, "no admin token: give --token-file or --token-secret, or set "
+                     f"${inventory.TOKEN_ENV}")
+    base = url or spec.get("url")
+    if not base:
+        _fail(USAGE, "the repository object has no spec.url; give --url")
+    return inventory.Source(inventory.base_url(str(base)), token, ca)
 
 
 def main() -> None:

@@ -1,91 +1,138 @@
 """``kubectl certdepot inventory``: who holds which serial, as the repository reports it.
 
-A thin client of ``certdepot repository inventory --json`` (the repository's own report;
-it needs the store, so it runs where the repository's configuration and key-encryption
-key are): locally with ``--repository-config``, else through ``kubectl exec`` in the
-repository's pod. The plugin relies on this shape of each entry, and passes every other
-field through to ``-o json|yaml`` untouched::
+A client of the repository's admin API, ``GET /admin/v1/inventory[?stale=true]``
+(docs/operations.md, "Admin API" and "Inventory JSON"): the repository keeps the consumers
+(tenant, cluster, CertificateDownload, serial held now, last check-in) in its store, so the
+plugin shows the repository's own per-consumer view and computes nothing of its own. It
+passes every entry through to ``-o json|yaml`` untouched and relies on these fields::
 
     {"name": str, "dns_names": [str], "issuer": str,
      "current": {"serial": str, "not_after": float} | null,
      "last_error": str | null,
+     "consumers": [{"tenant": str, "cluster": str | null, "resource": str | null,
+                    "serial": str, "state": "current" | "superseded" | "revoked",
+                    "last_checkin": float | null}],
      "certificates": [{"serial": str, "not_before": float, "not_after": float,
-                       "revoked": bool,
-                       "deliveries": [{"tenant": str, "account_id": str,
-                                       "delivered": float}]}]}
+                       "revoked": bool, "deliveries": [...]}]}
 
-Times are Unix seconds. A *holder* is a (tenant, ACME account) pair, one account per
-cluster's operator; what it holds is the serial of its latest delivery.
+Times are Unix seconds.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import base64
+import binascii
+import os
+import ssl
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-# Where the chart mounts the repository's configuration in its pod.
-CHART_CONFIG = "/etc/certdepot/config/config.yaml"
-TIMEOUT = 60.0
+import httpx
+
+API_VERSION = "certdepot.io/inventory/v1"
+PATH = "/admin/v1/inventory"
+#: Where the token is read from when neither --token-file nor --token-secret is given.
+TOKEN_ENV = "CERTDEPOT_ADMIN_TOKEN"  # noqa: S105 (a variable name)
+#: The key of the admin token in the chart's credentials Secret.
+TOKEN_KEY = "admin-token"  # noqa: S105 (a key name)
+TIMEOUT = 30.0
 
 
 class InventoryError(Exception):
-    """The repository's inventory could not be read."""
+    """The repository's inventory could not be read (exit 4)."""
 
 
-def local_command(config: str) -> list[str]:
-    """Run the repository CLI of this installation against a configuration file."""
-    return [sys.executable, "-m", "certdepot", "repository", "inventory", "--json",
-            "--config", config]
+@dataclass
+class Source:
+    """Where and how to ask: the repository's base URL, the admin token, the CA to trust
+    (None: the system's)."""
+
+    base_url: str
+    token: str
+    ca_pem: bytes | None
 
 
-def exec_command(target: str, namespace: str, container: str, config: str,
-                 kubectl: str = "kubectl", kube_args: Sequence[str] = ()) -> list[str]:
-    """Run the repository CLI inside the repository's pod (``deploy/<name>`` or a pod)."""
-    return [kubectl, *kube_args, "exec", "-n", namespace, target, "-c", container, "--",
-            "certdepot", "repository", "inventory", "--json", "--config", config]
+def base_url(directory_url: str) -> str:
+    """The repository's base URL from a repository object's ``spec.url`` (its ACME
+    directory, ``<base>/directory``): the admin API lives under the same base."""
+    url = directory_url.rstrip("/")
+    return url[: -len("/directory")] if url.endswith("/directory") else url
 
 
-def read(argv: Sequence[str]) -> list[dict[str, Any]]:
+def ca_bundle(spec: Mapping[str, Any]) -> bytes | None:
+    raw = spec.get("caBundle")
+    if not raw:
+        return None
     try:
-        res = subprocess.run(list(argv), capture_output=True, text=True, timeout=TIMEOUT,
-                             check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InventoryError(f"cannot run {argv[0]}: {type(exc).__name__}") from None
-    if res.returncode != 0:
-        last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise InventoryError(f"the repository's inventory failed (exit {res.returncode}): "
-                             f"{last}")
+        return base64.b64decode(str(raw), validate=True)
+    except (binascii.Error, ValueError):
+        raise InventoryError("the repository's caBundle is not base64") from None
+
+
+def token_from(*, file: str | None, secret_data: Mapping[str, Any] | None,
+               key: str) -> str | None:
+    """The admin token: from a file, a Secret's ``data[key]``, else $CERTDEPOT_ADMIN_TOKEN."""
+    if file is not None:
+        try:
+            return Path(file).read_text().strip() or None
+        except OSError as exc:
+            raise InventoryError(f"cannot read the token file: {exc.strerror}") from None
+    if secret_data is not None:
+        raw = secret_data.get(key)
+        if not raw:
+            return None
+        try:
+            return base64.b64decode(str(raw)).decode().strip() or None
+        except (binascii.Error, ValueError):
+            raise InventoryError(f"the Secret's {key!r} is not a token") from None
+    return os.environ.get(TOKEN_ENV, "").strip() or None
+
+
+def fetch(source: Source, *, stale: bool) -> list[dict[str, Any]]:
+    """The repository's inventory entries (only those with stale consumers with ``stale``)."""
+    url = source.base_url + PATH + ("?stale=true" if stale else "")
+    verify: ssl.SSLContext | bool = True
     try:
-        data = json.loads(res.stdout)
+        if source.ca_pem is not None:
+            verify = ssl.create_default_context(cadata=source.ca_pem.decode("ascii"))
+        with httpx.Client(verify=verify, timeout=TIMEOUT) as http:
+            res = http.get(url, headers={"Authorization": f"Bearer {source.token}"})
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+        raise InventoryError(f"the repository's CA bundle is unusable: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise InventoryError(f"cannot reach the repository at {source.base_url} "
+                             f"({type(exc).__name__}: {exc})") from None
+    return _document(res)
+
+
+def _document(res: httpx.Response) -> list[dict[str, Any]]:
+    if res.status_code == 401:
+        raise InventoryError("the repository refused the admin token (401)")
+    if res.status_code == 404:
+        raise InventoryError("the repository's admin API is off (404: no `admin:` section in "
+                             "its configuration)")
+    if res.status_code != 200:
+        raise InventoryError(f"the repository answered {res.status_code}: "
+                             f"{res.text[:200]}")
+    try:
+        doc = res.json()
     except ValueError:
         raise InventoryError("the repository's inventory is not JSON") from None
-    if not isinstance(data, list):
-        raise InventoryError("the repository's inventory is not a list of certificates")
-    return [dict(e) for e in data if isinstance(e, Mapping)]
+    if not isinstance(doc, Mapping) or doc.get("apiVersion") != API_VERSION:
+        raise InventoryError(f"the repository's inventory is not {API_VERSION}")
+    entries = doc.get("certificates")
+    if not isinstance(entries, list):
+        raise InventoryError("the repository's inventory lists no certificates")
+    return [dict(e) for e in entries if isinstance(e, Mapping)]
 
 
-def holders(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each (tenant, account) and the serial of its latest delivery, with whether that
-    serial is still the entry's current one."""
-    current = (entry.get("current") or {}).get("serial")
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for cert in entry.get("certificates") or ():
-        for d in cert.get("deliveries") or ():
-            key = (str(d.get("tenant")), str(d.get("account_id")))
-            seen = latest.get(key)
-            if seen is None or float(d.get("delivered") or 0) >= seen["delivered"]:
-                latest[key] = {"tenant": key[0], "account": key[1], "serial": cert.get("serial"),
-                               "delivered": float(d.get("delivered") or 0)}
-    out = sorted(latest.values(), key=lambda h: (h["tenant"], h["account"]))
-    for h in out:
-        h["current"] = current is not None and h["serial"] == current
-    return out
+def select(entries: Sequence[Mapping[str, Any]], name: str | None) -> list[dict[str, Any]]:
+    """The entries asked for: all, or the one named."""
+    return [dict(e) for e in entries if name is None or e.get("name") == name]
 
 
-def report(entries: Sequence[Mapping[str, Any]], name: str | None) -> list[dict[str, Any]]:
-    """The entries asked for (all, or the one named), each with its holders added."""
-    chosen = [e for e in entries if name is None or e.get("name") == name]
-    return [{**e, "holders": holders(e)} for e in chosen]
+def stale_consumers(entries: Sequence[Mapping[str, Any]]) -> int:
+    return sum(1 for e in entries for c in e.get("consumers") or ()
+               if c.get("state") != "current")

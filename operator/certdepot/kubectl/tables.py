@@ -123,7 +123,10 @@ def inspect_text(r: Mapping[str, Any], now: datetime) -> str:
     return "\n".join(out)
 
 
-def inventory_text(entries: Sequence[Mapping[str, Any]], now: datetime) -> str:
+def inventory_text(entries: Sequence[Mapping[str, Any]], now: datetime,
+                   stale: bool = False) -> str:
+    if stale and not entries:
+        return "no consumer holds a revoked or superseded serial"
     out: list[str] = []
     for e in entries:
         cur = e.get("current") or {}
@@ -132,18 +135,25 @@ def inventory_text(entries: Sequence[Mapping[str, Any]], now: datetime) -> str:
                 ("Expires", relative(cur.get("not_after"), now))]
         if e.get("last_error"):
             head.append(("Last error", e["last_error"]))
-        out += [fields(head), "", "Holders (latest delivery per tenant and account):"]
-        rows = [[h["tenant"], h["account"], h["serial"], "yes" if h["current"] else "SUPERSEDED",
-                 relative(h["delivered"], now)] for h in e.get("holders") or []]
-        out.append(_indent(table(["TENANT", "ACCOUNT", "SERIAL", "CURRENT", "DELIVERED"], rows))
-                   if rows else "  <none>")
+        out += [fields(head), "", "Consumers (stale only):" if stale else "Consumers:"]
+        rows = [[c.get("tenant"), c.get("cluster") or "-", c.get("resource") or "-",
+                 c.get("serial"), str(c.get("state") or "").upper(),
+                 relative(c.get("last_checkin"), now)] for c in e.get("consumers") or []]
+        out.append(_indent(table(["TENANT", "CLUSTER", "RESOURCE", "SERIAL", "STATE",
+                                  "LAST CHECK-IN"], rows)) if rows else "  <none>")
         out += ["", "Serials:"]
         out.append(_indent(table(["SERIAL", "NOT BEFORE", "NOT AFTER", "REVOKED", "DELIVERIES"], [
             [c.get("serial"), relative(c.get("not_before"), now), relative(c.get("not_after"), now),
-             c.get("revoked"), len(c.get("deliveries") or [])]
+             _revoked(c), len(c.get("deliveries") or [])]
             for c in e.get("certificates") or []])))
         out.append("")
     return "\n".join(out).rstrip("\n")
+
+
+def _revoked(cert: Mapping[str, Any]) -> str:
+    if not cert.get("revoked"):
+        return "no"
+    return f"yes ({(cert.get('revocation') or {}).get('reason') or 'unspecified'})"
 
 
 def _indent(text: str) -> str:

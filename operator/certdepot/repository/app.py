@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
@@ -54,6 +54,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                                    AcmeProblem(kind, detail, status=exc.status_code))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # A client that closed its connection (or was closed by a read deadline: httpproto)
+    # before its body arrived: nothing to answer and nothing wrong here. 499 is only what
+    # /metrics counts; no byte of it is sent.
+    log.debug("client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 async def _crash(request: Request, exc: Exception) -> Response:
     if store_unavailable(exc):
         # A database restart, not a bug: 503 + Retry-After tells clients to come back.
@@ -95,6 +103,7 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
 
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={AcmeProblem: _acme_problem, HTTPException: _http_error,
+                                        ClientDisconnect: _client_gone,
                                         # Database errors are also handled inside the
                                         # middleware, so /metrics counts their real
                                         # status; Exception is only seen outside it.

@@ -48,6 +48,7 @@ def build_repo(config: Config, store: Store | None = None, vault: KeyVault | Non
                ) -> Repo:
     if store is None or vault is None:
         store, vault = open_store(config)
+    store.max_nonces = config.limits.max_outstanding_nonces
     urls = Urls(config.base_url)
     return Repo(config=config, store=store, vault=vault,
                 issuers=build_issuers(config, store, vault, urls), urls=urls)

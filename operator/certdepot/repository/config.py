@@ -91,6 +91,34 @@ class Listeners(_Model):
         return self
 
 
+class Limits(_Model):
+    """What one client may send, hold or keep open (docs/operations.md, "Limits"). The
+    connection-level bounds are enforced by the HTTP protocol (httpproto), the rest by
+    quotas.py before anything is stored."""
+
+    # From a connection's first byte (or a request's) until its header block is complete;
+    # a connection that sends nothing at all is closed after this too.
+    header_read_timeout: Duration = timedelta(seconds=10)
+    # Request line plus header names and values.
+    max_header_bytes: int = Field(default=16384, ge=1024)
+    # From the end of the headers until the last body byte.
+    body_read_timeout: Duration = timedelta(seconds=30)
+    # Open connections from one client address; 0: unbounded (behind a proxy every
+    # client has the proxy's address).
+    connections_per_client: int = Field(default=256, ge=0)
+    identifiers_per_order: int = Field(default=100, ge=1)
+    # Accounts created with one EAB credential (one tenant), deactivated ones included.
+    accounts_per_eab_key: int = Field(default=100, ge=1)
+    # Orders still pending or ready (not expired) per account.
+    pending_orders_per_account: int = Field(default=300, ge=1)
+    # Nonces handed out and not yet used or expired, all clients together: beyond it the
+    # oldest are dropped (their holders get badNonce and retry with the fresh one).
+    max_outstanding_nonces: int = Field(default=100_000, ge=1000)
+    max_profile_length: int = Field(default=64, ge=1)
+    # An RFC 9773 CertID: base64url(AKI) "." base64url(serial), about 60 characters.
+    max_replaces_length: int = Field(default=256, ge=16)
+
+
 class Storage(_Model):
     # sqlite:///path.db (default file), sqlite:// (in memory), postgresql+psycopg://...
     url: str | None = None
@@ -389,6 +417,7 @@ class Config(_Model):
     eab_required: bool = True
     nonce_lifetime: Duration = timedelta(minutes=10)
     max_body_bytes: int = 65536
+    limits: Limits = Field(default_factory=Limits)
     renew_check_interval: Duration = timedelta(seconds=60)
     issuers: list[Issuer] = Field(default_factory=list)
     certificates: list[ManagedCertificate] = Field(default_factory=list)

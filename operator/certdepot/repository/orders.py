@@ -26,6 +26,7 @@ from certdepot.repository.issuance import (
     parse_identifiers,
 )
 from certdepot.repository.issuers import IssueRequest
+from certdepot.repository.quotas import check_new_order, check_replaces
 from certdepot.repository.state import Repo
 from certdepot.repository.store import new_id
 
@@ -52,6 +53,7 @@ def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: 
 
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
+    check_new_order(repo, account, payload)
     tenant = repo.tenant(account.get("tenant"))
     profile = _requested_profile(repo, payload)
     if payload.get("delegation") is not None:
@@ -62,6 +64,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     if profile is not None:
         data["profile"] = profile
     if payload.get("replaces") is not None:
+        check_replaces(repo, account, payload["replaces"], names)
         data["replaces"] = str(payload["replaces"])
     validity.parse_request(payload, delegated=False)  # plain orders take no dates
     order_id = new_id()

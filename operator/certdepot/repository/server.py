@@ -24,14 +24,28 @@ from certdepot.repository.app import create_app
 from certdepot.repository.bootstrap import build_repo
 from certdepot.repository.config import Config, ConfigError
 from certdepot.repository.http01 import create_http01_app
-from certdepot.repository.httpproto import BoundedHttpToolsProtocol
+from certdepot.repository.httpproto import (
+    BoundedHttpToolsProtocol,
+    ClientConnections,
+    ProtocolLimits,
+    bounded_protocol,
+    fix_mmap_threshold,
+)
 
 log = logging.getLogger("certdepot.repository.server")
 
-#: uvicorn's HTTP/1.1 parser in C (llhttp) instead of h11 in pure Python: h11's parsing
-#: and its event objects were a visible share of the repository's per-request CPU. With
-#: h11's bound on an incomplete header block (see httpproto).
-HTTP = BoundedHttpToolsProtocol
+
+def http_protocol(config: Config) -> type[BoundedHttpToolsProtocol]:
+    """uvicorn's HTTP/1.1 parser in C (llhttp) instead of h11 in pure Python: h11's parsing
+    and its event objects were a visible share of the repository's per-request CPU. With
+    the configured bounds on header and body time and size and on connections per client
+    (see httpproto), shared by all listeners."""
+    lim = config.limits
+    return bounded_protocol(ProtocolLimits(
+        header_read_timeout=lim.header_read_timeout.total_seconds(),
+        max_header_bytes=lim.max_header_bytes,
+        body_read_timeout=lim.body_read_timeout.total_seconds(),
+        clients=ClientConnections(lim.connections_per_client)))
 
 
 class _Server(uvicorn.Server):
@@ -80,6 +94,8 @@ async def serve(config: Config, log_level: str = "info") -> None:
     repo = build_repo(config)
     app = create_app(repo, run_background=True)
     servers: list[uvicorn.Server] = []
+    proto = http_protocol(config)
+    fix_mmap_threshold()
     lifespan: Literal["on", "off"] = "on"
     with tempfile.TemporaryDirectory(prefix="certdepot-tls-") as tmp:
         ls = config.listeners
@@ -93,19 +109,19 @@ async def serve(config: Config, log_level: str = "info") -> None:
                 raise ConfigError("listeners.https: give cert and key, or selfSigned: true")
             servers.append(_Server(uvicorn.Config(
                 app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
-                lifespan=lifespan, log_level=log_level, access_log=False, http=HTTP)))
+                lifespan=lifespan, log_level=log_level, access_log=False, http=proto)))
             lifespan = "off"
         if ls.http is not None:
             host, port = split_address(ls.http.address, "listeners.http.address")
             servers.append(_Server(uvicorn.Config(app, host=host, port=port,
                                                   lifespan=lifespan, log_level=log_level,
-                                                  access_log=False, http=HTTP)))
+                                                  access_log=False, http=proto)))
         if ls.http01 is not None:
             host, port = split_address(ls.http01.address, "listeners.http01.address")
             servers.append(_Server(uvicorn.Config(create_http01_app(repo.store), host=host,
                                                   port=port, lifespan="off",
                                                   log_level=log_level, access_log=False,
-                                                  http=HTTP)))
+                                                  http=proto)))
         loop = asyncio.get_running_loop()
 
         def stop() -> None:

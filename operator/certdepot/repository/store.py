@@ -203,6 +203,16 @@ _USE_NONCE = nonces.delete().where(nonces.c.value == sa.bindparam("p_value"),
                                    nonces.c.expires >= sa.bindparam("p_now"))
 
 
+def _evict_oldest_nonces(c: Connection, cap: int) -> None:
+    """Anyone may ask for nonces (HEAD newNonce, unauthenticated): beyond ``cap`` unused
+    ones the oldest are dropped. Their holders get badNonce, whose answer carries a fresh
+    nonce to retry with (RFC 8555 §6.5), so a flood costs others one retry, not memory."""
+    excess = int(c.execute(sa.select(sa.func.count()).select_from(nonces)).scalar() or 0) - cap
+    if excess > 0:
+        oldest = sa.select(nonces.c.value).order_by(nonces.c.expires).limit(excess)
+        c.execute(nonces.delete().where(nonces.c.value.in_(oldest)))
+
+
 def _pk(table: sa.Table) -> sa.Column[Any]:
     return next(iter(table.primary_key.columns))
 
@@ -427,6 +437,11 @@ class Store:
         with self.tx() as c:
             return [dict(r) for r in c.execute(stmt).mappings()]
 
+    def count(self, table: sa.Table, *conds: Any) -> int:
+        with self.tx() as c:
+            return int(c.execute(sa.select(sa.func.count()).select_from(table).where(*conds)
+                                 ).scalar() or 0)
+
     # ---- nonces --------------------------------------------------------------------
     # Every ACME response carries a fresh nonce and every POST consumes one: one row per
     # response was a second commit per request. Instead nonces are minted in batches (one
@@ -436,12 +451,16 @@ class Store:
     # client's nonce stays valid for at least ``lifetime - NONCE_MAX_AGE`` seconds.
     NONCE_BATCH = 16
     NONCE_MAX_AGE = 5.0
+    #: Bound on unused nonces (``limits.maxOutstandingNonces``); 0: none.
+    max_nonces = 0
 
     def _mint_nonces(self, c: Connection, lifetime: float, now: float) -> list[str]:
         batch = [secrets.token_urlsafe(24) for _ in range(self.NONCE_BATCH)]
         c.execute(nonces.insert(), [{"value": v, "expires": now + lifetime} for v in batch])
         if secrets.randbelow(50) == 0:  # cheap amortised cleanup
             c.execute(nonces.delete().where(nonces.c.expires < now))
+        if self.max_nonces:
+            _evict_oldest_nonces(c, self.max_nonces)
         return batch
 
     def _pool_is_fresh(self, lifetime: float, now: float, *, margin: float = 0.0) -> bool:

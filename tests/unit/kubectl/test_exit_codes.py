@@ -30,3 +30,16 @@ def test_unreachable_api_server_is_4_and_usage_is_2(tmp_path: Path) -> None:
                                      str(tmp_path / "absent")])
     assert missing.exit_code == UNAVAILABLE and "configuration" in missing.output
     assert NOT_FOUND == 3
+
+
+def test_inventory_usage_and_an_unreachable_repository(tmp_path: Path) -> None:
+    runner = CliRunner()
+    nowhere = runner.invoke(plugin, ["inventory"], env={"CERTDEPOT_ADMIN_TOKEN": "t" * 32})
+    assert nowhere.exit_code == USAGE and "--repository" in nowhere.output
+    no_token = runner.invoke(plugin, ["inventory", "--url", "https://127.0.0.1:1"],
+                             env={"CERTDEPOT_ADMIN_TOKEN": ""})
+    assert no_token.exit_code == USAGE and "no admin token" in no_token.output
+    closed = procs.free_port()
+    down = runner.invoke(plugin, ["inventory", "--url", f"https://127.0.0.1:{closed}/directory"],
+                         env={"CERTDEPOT_ADMIN_TOKEN": "t" * 32})
+    assert down.exit_code == UNAVAILABLE and "cannot reach the repository" in down.output

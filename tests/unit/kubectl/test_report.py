@@ -1,4 +1,4 @@
-"""The plugin's reports as pure functions: a Secret decoded, a status summarised, holders."""
+"""The plugin's reports as pure functions: a Secret decoded, a status summarised, an inventory."""
 
 from __future__ import annotations
 
@@ -90,18 +90,40 @@ def test_status_report_of_a_failing_download_with_a_pending_request() -> None:
     assert "RenewalFailed" in text and "does not exist" in text and "t2 (pending)" in text
 
 
-def test_holders_are_the_latest_delivery_per_tenant_and_account() -> None:
-    entry = {"name": "web", "current": {"serial": "b2", "not_after": 2e9}, "certificates": [
-        {"serial": "a1", "deliveries": [{"tenant": "t", "account_id": "x", "delivered": 1.0},
-                                        {"tenant": "t", "account_id": "y", "delivered": 2.0}]},
-        {"serial": "b2", "deliveries": [{"tenant": "t", "account_id": "x", "delivered": 3.0}]},
-    ]}
-    holders = inventory.holders(entry)
-    assert [(h["account"], h["serial"], h["current"]) for h in holders] == [
-        ("x", "b2", True), ("y", "a1", False)]
-    [out] = inventory.report([entry, {"name": "other"}], "web")
-    assert "SUPERSEDED" in tables.inventory_text([out], NOW)
-    assert inventory.report([entry], "missing") == []
+def test_inventory_shows_the_repositorys_consumers() -> None:
+    entry = {"name": "web", "current": {"serial": "b2", "not_after": 2e9}, "consumers": [
+        {"tenant": "t", "cluster": "eu-1", "resource": "shop/web", "serial": "a1",
+         "state": "revoked", "last_checkin": 1.0},
+        {"tenant": "t", "cluster": None, "resource": None, "serial": "b2", "state": "current",
+         "last_checkin": None}],
+        "certificates": [{"serial": "a1", "revoked": True,
+                          "revocation": {"reason": "keyCompromise"}, "deliveries": []}]}
+    assert inventory.select([entry, {"name": "other"}], "web") == [entry]
+    assert inventory.select([entry], "missing") == []
+    assert inventory.stale_consumers([entry]) == 1
+    text = tables.inventory_text([entry], NOW)
+    assert "REVOKED" in text and "eu-1" in text and "shop/web" in text
+    assert "yes (keyCompromise)" in text
+    assert tables.inventory_text([], NOW, stale=True) == (
+        "no consumer holds a revoked or superseded serial")
+
+
+def test_inventory_source_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert inventory.base_url("https://r.example:8443/directory") == "https://r.example:8443"
+    assert inventory.base_url("https://r.example/depot/directory/") == "https://r.example/depot"
+    assert inventory.base_url("https://r.example/depot") == "https://r.example/depot"
+    token = tmp_path / "token"
+    token.write_text("from-file\n")
+    assert inventory.token_from(file=str(token), secret_data=None, key="k") == "from-file"
+    data = {"admin-token": base64.b64encode(b"from-secret").decode()}
+    assert inventory.token_from(file=None, secret_data=data, key="admin-token") == "from-secret"
+    assert inventory.token_from(file=None, secret_data=data, key="other") is None
+    monkeypatch.setenv(inventory.TOKEN_ENV, "from-env")
+    assert inventory.token_from(file=None, secret_data=None, key="k") == "from-env"
+    with pytest.raises(inventory.InventoryError, match="token file"):
+        inventory.token_from(file=str(tmp_path / "absent"), secret_data=None, key="k")
+    with pytest.raises(inventory.InventoryError, match="caBundle"):
+        inventory.ca_bundle({"caBundle": "not base64!"})
 
 
 def test_kind_names() -> None:

@@ -15,6 +15,7 @@ from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import store as tables
 from certdepot.repository import tenants
 from certdepot.repository.http import Signed, acme_json, acme_post, problem_response, repo_of
+from certdepot.repository.quotas import check_new_account
 from certdepot.repository.store import new_id
 from certdepot.repository.views import account_json
 
@@ -62,6 +63,7 @@ def new_account(request: Request, signed: Signed) -> Response:
         eab_mod.verify_eab(binding, account_jwk=signed.jwk, url=repo.urls.new_account(),
                            hmac_key_for=key_for)
         tenant = found["tenant"]
+        check_new_account(repo, tenant)
     elif repo.config.eab_required:
         raise AcmeProblem("externalAccountRequired",
                           "this server requires External Account Binding credentials")
