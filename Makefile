@@ -40,6 +40,7 @@ test: provision
 lint: venv
 	$(BIN)/ruff check
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: provision
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,bench]'

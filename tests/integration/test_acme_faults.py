@@ -2,7 +2,7 @@
 
 A server that answers 500 without a problem document, one that never answers, one that
 drops the connection, one that sends a problem with Retry-After: each must surface as a
-clear AcmeProblem (or AcmeTimeout) naming the URL, promptly, never a KeyError or a hang.
+clear AcmeProblem (or a typed TransportError) naming the URL, promptly, never a KeyError or a hang.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
+import httpx
 import pytest
 
 from certdepot.acme import crypto
-from certdepot.acme.client import AcmeClient, AcmeClientError, AcmeTimeout
+from certdepot.acme.client import AcmeClient, AcmeClientError
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.transport_errors import ConnectError, ProtocolError, Timeout, TransportError
 
 Handler = Callable[[str, str], Awaitable[tuple[int, dict[str, str], bytes] | None]]
 
@@ -59,9 +62,10 @@ async def tiny_server(handler: Handler) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-async def directory_failure(
-    handler: Handler, expected: type[AcmeProblem]
-) -> tuple[str, AcmeProblem]:
+E = TypeVar("E", bound=Exception)
+
+
+async def directory_failure(handler: Handler, expected: type[E]) -> tuple[str, E]:
     """Ask ``handler``'s server for the directory; returns its base URL and the error."""
     async with (
         tiny_server(handler) as base,
@@ -134,7 +138,7 @@ async def test_server_that_never_answers_times_out_naming_the_url() -> None:
         AcmeClient(f"{base}/dir", crypto.generate_private_key(), timeout=0.5) as acme,
     ):
         started = time.monotonic()
-        with pytest.raises(AcmeTimeout) as exc:
+        with pytest.raises(Timeout) as exc:
             await acme.new_account()
         elapsed = time.monotonic() - started
     assert f"{base}/nonce" in str(exc.value) and "timed out" in str(exc.value)
@@ -145,8 +149,9 @@ async def test_dropped_connection_is_a_connection_error_naming_the_url() -> None
     async def handler(method: str, path: str) -> tuple[int, dict[str, str], bytes] | None:
         return None
 
-    base, error = await directory_failure(handler, AcmeClientError)
-    assert error.short_type.endswith("connection") and f"{base}/dir" in error.detail
+    base, error = await directory_failure(handler, TransportError)
+    assert isinstance(error, ConnectError | ProtocolError) and f"{base}/dir" in error.message
+    assert isinstance(error.__cause__, httpx.TransportError)  # chained, not dropped
 
 
 async def test_directory_that_is_not_acme_is_malformed() -> None:
@@ -182,7 +187,7 @@ async def test_trickling_server_is_bounded_by_the_request_timeout() -> None:
     try:
         async with AcmeClient(url, crypto.generate_private_key(), timeout=0.8) as acme:
             started = time.monotonic()
-            with pytest.raises(AcmeTimeout, match=url):
+            with pytest.raises(Timeout, match=url):
                 await acme.directory()
             assert time.monotonic() - started < 3
     finally:

@@ -16,17 +16,19 @@ Nonces: a pool filled from every ``Replay-Nonce`` header; a request rejected wit
 ``badNonce`` is re-signed with a fresh nonce and sent exactly once more.
 
 Errors: a problem document from the server is raised as ``AcmeProblem`` (with
-``retry_after`` set from a ``Retry-After`` header, e.g. on ``rateLimited``). Transport failures
-are ``AcmeClientError`` (an ``AcmeProblem`` subclass, type ``urn:certdepot:error:<kind>``)
-whose detail names the URL: ``AcmeTimeout`` (also a ``TimeoutError``; status 504) for
-timeouts, kind ``connection`` for refused connections, ``badResponse`` for answers that are
-not what RFC 8555 promises (a 500 without a problem document is ``serverInternal``).
+``retry_after`` set from a ``Retry-After`` header, e.g. on ``rateLimited``). When no HTTP
+answer arrives the client raises a ``transport_errors.TransportError`` naming the URL and
+chained from the httpx exception: ``Timeout`` (also a ``TimeoutError``), ``TlsError``,
+``ConnectError`` or ``ProtocolError``. Answers that are not what RFC 8555 promises are
+``AcmeClientError`` (an ``AcmeProblem`` subclass, type ``urn:certdepot:error:badResponse``; a
+500 without a problem document is ``serverInternal``).
 Polling (``poll_order``, ``poll_authorization``) honours ``Retry-After`` within
 ``[poll_interval, max_poll_interval]`` and gives up with ``AcmeTimeout`` after ``poll_timeout``.
 
-certdepot extensions (CONTRACTS §3/§4): ``download_certificate(identifiers, pin_root=None)``
-returns ``(chain_pem, private_key)``; ``list_delegations()``, ``get_delegation(url)`` and
-``delegated_order(delegation_url, csr_der)`` implement the RFC 9115 client side.
+certdepot extensions (docs/protocol.md §4/§5): ``download_certificate(identifiers,
+pin_root=None)`` returns ``(chain_pem, private_key)``; ``list_delegations()``,
+``get_delegation(url)`` and ``delegated_order(delegation_url, csr_der)`` implement the RFC 9115
+client side.
 """
 
 from __future__ import annotations
@@ -61,9 +63,16 @@ from certdepot.acme.messages import (
     Order,
     RenewalInfo,
     Status,
-    format_time,
 )
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.timefmt import rfc3339
+from certdepot.acme.transport_errors import (
+    ConnectError,
+    ProtocolError,
+    Timeout,
+    TlsError,
+    TransportError,
+)
 
 CLIENT_NS = "urn:certdepot:error:"
 JOSE_JSON = "application/jose+json"
@@ -87,6 +96,28 @@ class AcmeTimeout(AcmeClientError, TimeoutError):
 
 def _timeout(detail: str) -> AcmeTimeout:
     return AcmeTimeout(type=CLIENT_NS + "timeout", detail=detail, status=504)
+
+
+def transport_error(method: str, url: str, exc: httpx.TransportError) -> TransportError:
+    """The typed error for an httpx failure (the caller chains ``exc`` as its cause)."""
+    message = f"{method} {url} failed: {type(exc).__name__}: {exc}"
+    if _ssl_cause(exc):
+        return TlsError(method, url, message)
+    if isinstance(exc, httpx.ProtocolError):
+        return ProtocolError(method, url, message)
+    return ConnectError(method, url, message)
+
+
+def _ssl_cause(exc: BaseException) -> bool:
+    # httpx wraps the ssl module's error (via httpcore) in a ConnectError: look down the chain.
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -270,12 +301,11 @@ class AcmeClient:
                     # did handle gets badNonce).
                     self.reconnects += 1
                     response = await self._http.request(method, url, **kwargs)
-        except (httpx.TimeoutException, TimeoutError):
-            raise _timeout(f"{method} {url} timed out after {self.timeout:g}s") from None
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            message = f"{method} {url} timed out after {self.timeout:g}s"
+            raise Timeout(method, url, message) from exc
         except httpx.TransportError as exc:
-            raise AcmeClientError.make(
-                "connection", f"{method} {url} failed: {type(exc).__name__}: {exc}"
-            ) from None
+            raise transport_error(method, url, exc) from exc
         nonce = response.headers.get("replay-nonce")
         if nonce:
             self._nonces.append(nonce)
@@ -494,9 +524,9 @@ class AcmeClient:
         if replaces is not None:
             payload["replaces"] = replaces if isinstance(replaces, str) else ari.cert_id(replaces)
         if not_before is not None:
-            payload["notBefore"] = format_time(not_before)
+            payload["notBefore"] = rfc3339(not_before, fraction=True)
         if not_after is not None:
-            payload["notAfter"] = format_time(not_after)
+            payload["notAfter"] = rfc3339(not_after, fraction=True)
         payload.update(extra or {})
         response = await self.post(directory.new_order, payload)
         location = response.headers.get("location")
@@ -687,7 +717,7 @@ class AcmeClient:
         info.retry_after = retry_after_seconds(response)
         return info
 
-    # ---- certdepot: download extension (CONTRACTS §3) ---------------------------------------
+    # ---- certdepot: download extension (docs/protocol.md §4) ----------------------------------
 
     async def download_certificate(
         self,
@@ -755,7 +785,7 @@ class AcmeClient:
                 ) from None
         return chain, key
 
-    # ---- certdepot: delegation (RFC 9115, CONTRACTS §4) -------------------------------------
+    # ---- certdepot: delegation (RFC 9115, docs/protocol.md §5) --------------------------------
 
     async def list_delegations(self) -> list[str]:
         """URLs of the delegations this account may use."""

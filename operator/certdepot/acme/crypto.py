@@ -5,14 +5,16 @@ API (all pure, no I/O):
 - ``PrivateKey`` / ``PublicKey``: the key types ACME uses (EC P-256/384/521, RSA, Ed25519).
 - ``generate_private_key(kind="ec-p256")``: kinds ``ec-p256 ec-p384 ec-p521 rsa-2048 rsa-3072
   rsa-4096 ed25519``.
-- ``private_key_to_pem(key, password=None)``, ``load_private_key(data, password=None)`` (PEM or
-  DER), ``private_key_to_pkcs8_der(key)``, ``key_type_name(key)``.
+- ``private_key_to_pem(key, password=None, *, traditional=False)``,
+  ``load_private_key(data, password=None)`` (PEM or DER), ``private_key_to_pkcs8_der(key)``,
+  ``key_type_name(key)``, ``public_key_fingerprint(key)``.
 - ``build_csr(key, dns_names, *, common_name=None, subject=None, key_usage=None,
   extended_key_usage=None) -> bytes`` (DER), ``load_csr(data)``, ``csr_dns_names(csr)``.
 - ``load_certificate(data)``, ``parse_pem_chain(pem) -> list[Certificate]``,
-  ``split_pem_chain(pem) -> list[str]``, ``certificate_dns_names(cert)``,
-  ``fingerprint_sha256(cert)``, ``serial_hex(cert)``, ``public_key_matches(key, cert)``,
-  ``verify_chain(chain, roots, now=None)`` (raises ``ChainError``).
+  ``split_pem_chain(pem) -> list[str]``, ``chain_to_pem(certs) -> bytes``,
+  ``separate_root(certs)``, ``certificate_dns_names(cert)``, ``fingerprint_sha256(cert)``,
+  ``serial_hex(cert)``, ``public_key_matches(key, cert)``, ``verify_chain(chain, roots,
+  now=None)`` (raises ``ChainError``).
 """
 
 from __future__ import annotations
@@ -112,16 +114,33 @@ def key_type_name(key: PrivateKey | PublicKey) -> str:
     return "ed25519"
 
 
-def private_key_to_pem(key: PrivateKey, password: bytes | None = None) -> bytes:
-    """PKCS#8 PEM, encrypted with ``password`` when given."""
+def private_key_to_pem(
+    key: PrivateKey, password: bytes | None = None, *, traditional: bool = False
+) -> bytes:
+    """PKCS#8 PEM, encrypted with ``password`` when given.
+
+    ``traditional`` asks for the PKCS#1-era "RSA/EC PRIVATE KEY" form some TLS servers still
+    want; Ed25519 has no such form and stays PKCS#8.
+    """
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password)
         if password
         else serialization.NoEncryption()
     )
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    fmt = serialization.PrivateFormat.PKCS8
+    if traditional and not isinstance(key, ed25519.Ed25519PrivateKey):
+        fmt = serialization.PrivateFormat.TraditionalOpenSSL
+    return key.private_bytes(serialization.Encoding.PEM, fmt, encryption)
+
+
+def public_key_fingerprint(key: PrivateKey) -> str:
+    """Hex SHA-256 of the SubjectPublicKeyInfo: safe to publish, identifies the key pair."""
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return digest.finalize().hex()
 
 
 def private_key_to_pkcs8_der(key: PrivateKey) -> bytes:
@@ -165,13 +184,20 @@ def _signing_hash(key: PrivateKey) -> _CsrHash | None:
     return hashes.SHA256()
 
 
-def build_name(attributes: Mapping[str, str]) -> x509.Name:
-    """An X.509 Name from RFC 9115 attribute names (``commonName``, ``organization``...)."""
-    parts = []
+SubjectValues = Mapping[str, str | Sequence[str]]
+
+
+def build_name(attributes: SubjectValues) -> x509.Name:
+    """An X.509 Name from RFC 9115 attribute names (``commonName``, ``organization``...).
+
+    A value may be a list: the attribute then appears once per value, in order.
+    """
+    parts: list[x509.NameAttribute[str]] = []
     for name, value in attributes.items():
         if name not in SUBJECT_ATTRIBUTES:
             raise ValueError(f"unknown subject attribute {name!r}")
-        parts.append(x509.NameAttribute(SUBJECT_ATTRIBUTES[name], value))
+        values = [value] if isinstance(value, str) else list(value)
+        parts.extend(x509.NameAttribute(SUBJECT_ATTRIBUTES[name], v) for v in values)
     return x509.Name(parts)
 
 
@@ -180,7 +206,7 @@ def build_csr(
     dns_names: Sequence[str],
     *,
     common_name: str | None = None,
-    subject: Mapping[str, str] | None = None,
+    subject: SubjectValues | None = None,
     key_usage: Iterable[str] | None = None,
     extended_key_usage: Iterable[str] | None = None,
     signature_hash: str | None = None,
@@ -197,7 +223,7 @@ def build_csr(
     """
     if not dns_names:
         raise ValueError("a CSR needs at least one DNS name")
-    attrs = dict(subject or {})
+    attrs: dict[str, str | Sequence[str]] = dict(subject or {})
     if common_name:
         attrs["commonName"] = common_name
     builder = x509.CertificateSigningRequestBuilder().subject_name(build_name(attrs))
@@ -298,6 +324,24 @@ def parse_pem_chain(pem: str | bytes) -> list[x509.Certificate]:
     except ValueError as exc:
         raise ValueError(f"not a PEM certificate chain: {exc}") from None
     return certs
+
+
+def chain_to_pem(certs: Sequence[x509.Certificate]) -> bytes:
+    """The PEM blocks of ``certs`` concatenated, in the order given."""
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def separate_root(
+    certs: list[x509.Certificate],
+) -> tuple[list[x509.Certificate], x509.Certificate | None]:
+    """Take a trailing self-signed root off a chain (it belongs in a trust store, not served)."""
+    if len(certs) > 1 and _self_signed(certs[-1]):
+        return certs[:-1], certs[-1]
+    return certs, None
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject and _issued_by(cert, cert)
 
 
 def certificate_dns_names(cert: x509.Certificate) -> list[str]:

@@ -1,4 +1,4 @@
-"""Private keys wrapped for one recipient (the certificate download extension, CONTRACTS §3).
+"""Private keys wrapped for one recipient (the download extension, docs/protocol.md §4).
 
 A JWE compact serialization with protected header
 ``{"alg": "ECDH-ES", "enc": "A256GCM", "cty": "application/pkcs8", "epk": ...}`` whose

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.timefmt import parse_rfc3339, rfc3339
 
 T = TypeVar("T")
 
@@ -44,31 +45,10 @@ def parse_time(value: Any, name: str = "time") -> dt.datetime | None:
         return None
     if not isinstance(value, str):
         raise AcmeProblem("malformed", f"{name} is not an RFC 3339 string")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    # Python < 3.11 would choke on >6 fractional digits; Go servers send nanoseconds.
-    if "." in text:
-        head, _, rest = text.partition(".")
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
-        text = f"{head}.{digits[:6]}{rest}" if digits else head + rest
     try:
-        moment = dt.datetime.fromisoformat(text)
+        return parse_rfc3339(value)
     except ValueError:
         raise AcmeProblem("malformed", f"{name} {value!r} is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment
-
-
-def format_time(moment: dt.datetime) -> str:
-    """An aware datetime as RFC 3339 UTC with a ``Z`` suffix."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    text = moment.astimezone(dt.UTC).isoformat()
-    return text.replace("+00:00", "Z")
 
 
 def _get(
@@ -202,7 +182,7 @@ class Challenge(_Resource):
         if self.token is not None:
             doc["token"] = self.token
         if self.validated is not None:
-            doc["validated"] = format_time(self.validated)
+            doc["validated"] = rfc3339(self.validated, fraction=True)
         if self.error is not None:
             doc["error"] = self.error.to_json()
         return doc
@@ -246,7 +226,7 @@ class Authorization(_Resource):
             "challenges": [c.to_json() for c in self.challenges],
         }
         if self.expires is not None:
-            doc["expires"] = format_time(self.expires)
+            doc["expires"] = rfc3339(self.expires, fraction=True)
         if self.wildcard:
             doc["wildcard"] = True
         return doc
@@ -311,9 +291,9 @@ class Order(_Resource):
         }
         optional: dict[str, Any] = {
             "certificate": self.certificate,
-            "expires": self.expires and format_time(self.expires),
-            "notBefore": self.not_before and format_time(self.not_before),
-            "notAfter": self.not_after and format_time(self.not_after),
+            "expires": self.expires and rfc3339(self.expires, fraction=True),
+            "notBefore": self.not_before and rfc3339(self.not_before, fraction=True),
+            "notAfter": self.not_after and rfc3339(self.not_after, fraction=True),
             "error": self.error and self.error.to_json(),
             "profile": self.profile,
             "replaces": self.replaces,
@@ -418,7 +398,7 @@ class DirectoryMeta(_Resource):
 
     @property
     def download_enabled(self) -> bool:
-        """certdepot's certificate download extension (CONTRACTS §3)."""
+        """certdepot's certificate download extension (docs/protocol.md §4)."""
         return self.extra.get("download-enabled") is True
 
     @property
@@ -521,7 +501,10 @@ class RenewalInfo(_Resource):
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             **self.extra,
-            "suggestedWindow": {"start": format_time(self.start), "end": format_time(self.end)},
+            "suggestedWindow": {
+                "start": rfc3339(self.start, fraction=True),
+                "end": rfc3339(self.end, fraction=True),
+            },
         }
         if self.explanation_url:
             doc["explanationURL"] = self.explanation_url

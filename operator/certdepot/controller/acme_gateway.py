@@ -14,6 +14,7 @@ from cryptography import x509
 
 from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.transport_errors import TransportError
 from certdepot.controller.acme_clients import ClientPool, endpoint_key
 from certdepot.controller.coalesce import DownloadCoalescer, SharedCalls, names_key
 from certdepot.controller.decisions import RenewalWindow
@@ -153,7 +154,7 @@ class AcmeGateway:
             if meta.delegation_enabled and account.delegations:
                 try:
                     delegations = await client.list_delegations()
-                except AcmeProblem:
+                except (AcmeProblem, TransportError):
                     delegations = []
             return AccountInfo(
                 url=str(client.account_url or account.url),

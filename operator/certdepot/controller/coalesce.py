@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from certdepot.acme import crypto
 from certdepot.controller import tlsdata
 from certdepot.controller.gateway import Downloaded
 
@@ -43,7 +44,7 @@ class _Flight:
 
 def leaf_serial(result: Downloaded) -> str:
     """The serial in the form the Secret inspection reports it (tlsdata.cert_info)."""
-    return tlsdata.cert_info(tlsdata.split_chain(result.chain_pem)[0]).serial
+    return tlsdata.cert_info(crypto.parse_pem_chain(result.chain_pem)[0]).serial
 
 
 class DownloadCoalescer:

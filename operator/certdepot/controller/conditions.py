@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from certdepot.controller.clock import rfc3339
+from certdepot.acme.timefmt import rfc3339
 
 
 @dataclass(frozen=True)

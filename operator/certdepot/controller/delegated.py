@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from certdepot.acme import csr_template
+from certdepot.acme import crypto, csr_template
+from certdepot.acme.timefmt import rfc3339
 from certdepot.controller import (
     certstep,
     decisions,
@@ -71,15 +72,15 @@ def order_extra(spec: Mapping[str, Any], now: datetime) -> dict[str, Any]:
             block["lifetime"] = int(parse_duration(str(lifetime)).total_seconds())
         # RFC 8739 requires an end date; without one, renewal runs for DEFAULT_STAR_PERIOD
         # and the operator orders again when it nears.
-        end = auto.get("endDate") or (now + DEFAULT_STAR_PERIOD).strftime("%Y-%m-%dT%H:%M:%SZ")
+        end = auto.get("endDate") or rfc3339(now + DEFAULT_STAR_PERIOD)
         block["end-date"] = end
         extra["auto-renewal"] = block
     elif lifetime:
-        extra["notAfter"] = (now + parse_duration(str(lifetime))).strftime("%Y-%m-%dT%H:%M:%SZ")
+        extra["notAfter"] = rfc3339(now + parse_duration(str(lifetime)))
     return extra
 
 
-def choose_key(spec: Mapping[str, Any], state: secrets.SecretState) -> tlsdata.PrivateKey:
+def choose_key(spec: Mapping[str, Any], state: secrets.SecretState) -> crypto.PrivateKey:
     pk = spec.get("privateKey") or {}
     algorithm = str(pk.get("algorithm") or "ECDSA")
     size = pk.get("size")
@@ -90,7 +91,7 @@ def choose_key(spec: Mapping[str, Any], state: secrets.SecretState) -> tlsdata.P
         and tlsdata.key_fits(state.bundle.key, algorithm, size)
     ):
         return state.bundle.key
-    return tlsdata.generate_key(algorithm, size)
+    return crypto.generate_private_key(tlsdata.key_kind(algorithm, size))
 
 
 _SUBJECT_FIELDS = {
@@ -102,18 +103,47 @@ _SUBJECT_FIELDS = {
 }
 
 
+# cert-manager's usage names -> RFC 9115's, as crypto.build_csr takes them.
+_KEY_USAGES = {"digital signature": "digitalSignature", "key encipherment": "keyEncipherment"}
+_EXTENDED_KEY_USAGES = {"server auth": "serverAuth", "client auth": "clientAuth"}
+# The order the subject's attributes take in the CSR.
+_PLAIN_SUBJECT_ORDER = (
+    "countries",
+    "provinces",
+    "localities",
+    "organizations",
+    "organizationalUnits",
+)
+
+
+def _plain_csr(spec: Mapping[str, Any], key: crypto.PrivateKey, names: list[str]) -> bytes:
+    """The CSR when the delegation has no template: the spec's names, subject and usages."""
+    given = spec.get("subject") or {}
+    subject = {
+        _SUBJECT_FIELDS[field]: [str(v) for v in given[field]]
+        for field in _PLAIN_SUBJECT_ORDER
+        if given.get(field)
+    }
+    usages = spec.get("usages") or []
+    key_usage = [_KEY_USAGES[u] for u in usages if u in _KEY_USAGES]
+    extended = [_EXTENDED_KEY_USAGES[u] for u in usages if u in _EXTENDED_KEY_USAGES]
+    return crypto.build_csr(
+        key,
+        names,
+        common_name=spec.get("commonName"),
+        subject=subject,
+        key_usage=key_usage or None,
+        extended_key_usage=extended or None,
+        signature_hash="sha256",
+    )
+
+
 def build_csr(
-    spec: Mapping[str, Any], delegation: Delegation, key: tlsdata.PrivateKey, names: list[str]
+    spec: Mapping[str, Any], delegation: Delegation, key: crypto.PrivateKey, names: list[str]
 ) -> bytes:
     """The CSR the delegation's template asks for, checked against it before it is sent."""
     if not delegation.csr_template:
-        return tlsdata.build_csr(
-            key,
-            names,
-            common_name=spec.get("commonName"),
-            subject=spec.get("subject"),
-            usages=spec.get("usages"),
-        )
+        return _plain_csr(spec, key, names)
     subject = {
         rfc_name: str(values[0])
         for ours, rfc_name in _SUBJECT_FIELDS.items()
@@ -208,9 +238,11 @@ async def _follow_auto_renewal(
     spec = body.get("spec") or {}
     assert state.bundle is not None and state.info is not None
     pem = await deps.gateway.fetch_certificate(endpoint, str(status["certificateURL"]))
-    chain, root = tlsdata.separate_root(tlsdata.split_chain(pem))
+    chain, root = crypto.separate_root(crypto.parse_pem_chain(pem))
     leaf = tlsdata.cert_info(chain[0])
-    if leaf.serial == state.info.serial or not tlsdata.key_matches(chain[0], state.bundle.key):
+    if leaf.serial == state.info.serial:
+        return None
+    if not crypto.public_key_matches(state.bundle.key, chain[0]):
         return None
     owner = secrets.owner_of(body, KIND)
     await secretwriter.write_bundle(
@@ -256,8 +288,8 @@ async def _issue(
         csr_der=csr,
         extra=order_extra(spec, now),
     )
-    chain, root = tlsdata.separate_root(tlsdata.split_chain(issued.chain_pem))
-    if not tlsdata.key_matches(chain[0], key):
+    chain, root = crypto.separate_root(crypto.parse_pem_chain(issued.chain_pem))
+    if not crypto.public_key_matches(key, chain[0]):
         raise ReconcileError(
             "InvalidCertificate", "the issued certificate is not for our key", permanent=False
         )
@@ -285,7 +317,7 @@ async def _issue(
             "certificateURL": issued.certificate_url or None,
             "orderURL": issued.order_url or None,
             "delegationURL": delegation.url,
-            "privateKeyFingerprint": tlsdata.public_fingerprint(key),
+            "privateKeyFingerprint": crypto.public_key_fingerprint(key),
             "specHash": wanted_hash,
         },
     )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from certdepot.acme import crypto
 from certdepot.controller import (
     certstep,
     decisions,
@@ -101,9 +102,9 @@ async def _fetch(
     result = await deps.gateway.download(
         endpoint, names, current, resource=f"{owner.namespace}/{owner.name}"
     )
-    chain, root = tlsdata.separate_root(tlsdata.split_chain(result.chain_pem))
+    chain, root = crypto.separate_root(crypto.parse_pem_chain(result.chain_pem))
     leaf = tlsdata.cert_info(chain[0])
-    if not tlsdata.key_matches(chain[0], result.key):
+    if not crypto.public_key_matches(result.key, chain[0]):
         raise ReconcileError(
             "InvalidDownload", "the downloaded key does not match the certificate", permanent=False
         )

@@ -10,12 +10,11 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
-import httpx
-
+from certdepot.acme.client import CLIENT_NS
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.transport_errors import Timeout, TlsError, TransportError
 
-# Errors the ACME client makes up itself (connection, timeout, ...) carry this type prefix.
-_CLIENT_NS = "urn:certdepot:error:"
+_TLS_HINT = "cannot verify the repository's TLS certificate (check caBundle)"
 
 
 class ReconcileError(Exception):
@@ -92,7 +91,9 @@ def classify(error: BaseException, attempt: int, policy: BackoffPolicy) -> Outco
     """
     if isinstance(error, ReconcileError):
         return _outcome(error.reason, error.message, error.permanent, attempt, policy)
-    if isinstance(error, AcmeProblem) and error.type.startswith(_CLIENT_NS):
+    if isinstance(error, TransportError):
+        return _transport_outcome(error, attempt, policy)
+    if isinstance(error, AcmeProblem) and error.type.startswith(CLIENT_NS):
         return _client_outcome(error, attempt, policy)
     if isinstance(error, AcmeProblem):
         short = error.short_type
@@ -104,55 +105,28 @@ def classify(error: BaseException, attempt: int, policy: BackoffPolicy) -> Outco
             delay = max(retry, policy.delay(attempt)) if retry else policy.delay(attempt)
             return Outcome("RateLimited", text, False, min(delay, max(policy.cap_seconds, retry)))
         return _outcome("AcmeError", text, False, attempt, policy)
-    if isinstance(error, ssl.SSLError) or (
-        isinstance(error, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(error)
-    ):
-        return _outcome(
-            "TLSError",
-            f"cannot verify the repository's TLS certificate (check caBundle): {_short(error)}",
-            False,
-            attempt,
-            policy,
-        )
-    if isinstance(error, httpx.TimeoutException):
-        return _outcome(
-            "Timeout",
-            f"timed out talking to the repository: {_short(error)}",
-            False,
-            attempt,
-            policy,
-        )
-    if isinstance(error, httpx.HTTPError):
-        return _outcome(
-            "ConnectionError",
-            f"cannot reach the repository: {_short(error)}",
-            False,
-            attempt,
-            policy,
-        )
+    if isinstance(error, ssl.SSLError):
+        # Not from a request (those are TlsError): building the TLS context from caBundle.
+        return _outcome("TLSError", f"{_TLS_HINT}: {_short(error)}", False, attempt, policy)
     # Anything else is a bug or an API server hiccup: keep trying, with backoff.
     return _outcome("Failed", f"{type(error).__name__}: {_short(error)}", False, attempt, policy)
 
 
+def _transport_outcome(error: TransportError, attempt: int, policy: BackoffPolicy) -> Outcome:
+    """No HTTP answer from the repository: all transient, the reason says which kind."""
+    if isinstance(error, TlsError):
+        return _outcome("TLSError", f"{_TLS_HINT}: {error.message}", False, attempt, policy)
+    if isinstance(error, Timeout):
+        return _outcome("Timeout", error.message, False, attempt, policy)
+    # ConnectError, ProtocolError: the connection failed or broke.
+    return _outcome(
+        "ConnectionError", f"cannot reach the repository: {error.message}", False, attempt, policy
+    )
+
+
 def _client_outcome(error: AcmeProblem, attempt: int, policy: BackoffPolicy) -> Outcome:
-    """Errors the ACME client raises itself (no problem document from the server)."""
-    kind = error.type.removeprefix(_CLIENT_NS)
-    if kind == "connection":
-        if "CERTIFICATE_VERIFY_FAILED" in error.detail or "SSL" in error.detail:
-            return _outcome(
-                "TLSError",
-                f"cannot verify the repository's TLS certificate (check caBundle): {error.detail}",
-                False,
-                attempt,
-                policy,
-            )
-        return _outcome(
-            "ConnectionError",
-            f"cannot reach the repository: {error.detail}",
-            False,
-            attempt,
-            policy,
-        )
+    """Errors the ACME client raises itself about an answer (not a problem document)."""
+    kind = error.type.removeprefix(CLIENT_NS)
     if kind == "timeout":
         return _outcome("Timeout", error.detail, False, attempt, policy)
     if kind == "unsupported":

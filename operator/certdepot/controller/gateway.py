@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
+from certdepot.acme.crypto import PrivateKey
 from certdepot.controller.decisions import RenewalWindow
-from certdepot.controller.tlsdata import PrivateKey
 
 
 @dataclass(frozen=True)

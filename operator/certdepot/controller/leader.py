@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certdepot.controller.clock import Clock, parse_rfc3339, system_clock
+from certdepot.acme.timefmt import parse_rfc3339
+from certdepot.controller.clock import Clock, system_clock
 
 log = logging.getLogger(__name__)
 

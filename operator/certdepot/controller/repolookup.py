@@ -8,7 +8,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from certdepot.controller import access, tlsdata
+from certdepot.acme import crypto
+from certdepot.controller import access
 from certdepot.controller.conditions import get_condition
 from certdepot.controller.errors import ReconcileError, RepositoryNotAllowed, RepositoryNotReady
 from certdepot.controller.gateway import Endpoint
@@ -26,7 +27,7 @@ ACCOUNT_KEY_FIELD = "account.key"
 # client, so separate clients (tests, several clusters) never share keys.
 KEY_CACHE_SECONDS = 30.0
 _CacheKey = tuple[str, str, str, str]
-_Cache = dict[_CacheKey, tuple[float, tlsdata.PrivateKey]]
+_Cache = dict[_CacheKey, tuple[float, crypto.PrivateKey]]
 _key_cache: weakref.WeakKeyDictionary[KubeApi, _Cache] = weakref.WeakKeyDictionary()
 
 
@@ -115,7 +116,7 @@ async def _repository(
 
 async def _account_key(
     kube: KubeApi, repo: Mapping[str, Any], settings: Settings, what: str
-) -> tlsdata.PrivateKey:
+) -> crypto.PrivateKey:
     meta = repo.get("metadata") or {}
     secret_ns = repository_namespace(repo, settings)
     secret_name = str((repo.get("status") or {}).get("accountKeySecretName") or "")
@@ -132,7 +133,7 @@ async def _account_key(
         raise RepositoryNotReady(f"{what}: account key Secret not found")
     key_b64 = (key_secret.get("data") or {}).get(ACCOUNT_KEY_FIELD, "")
     try:
-        key = tlsdata.load_key(base64.b64decode(key_b64))
+        key = crypto.load_private_key(base64.b64decode(key_b64))
     except (ValueError, TypeError):
         raise RepositoryNotReady(f"{what}: account key Secret is unreadable") from None
     if cache is not None and uid and version:

@@ -6,6 +6,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+from certdepot.acme import crypto
 from certdepot.controller import failures, repolookup, tlsdata
 from certdepot.controller.conditions import Condition, set_condition
 from certdepot.controller.deps import Deps, Step
@@ -22,7 +23,7 @@ def account_key_secret_name(body: Mapping[str, Any]) -> str:
 
 async def ensure_account_key(
     deps: Deps, body: Mapping[str, Any], kind: str
-) -> tuple[tlsdata.PrivateKey, str]:
+) -> tuple[crypto.PrivateKey, str]:
     """Load the account key from its Secret, creating both on first use (reused on restart)."""
     namespace = repolookup.repository_namespace(body, deps.settings)
     name = account_key_secret_name(body)
@@ -35,12 +36,12 @@ async def ensure_account_key(
                 f"Secret {namespace}/{name} has no {repolookup.ACCOUNT_KEY_FIELD}",
             )
         try:
-            return tlsdata.load_key(base64.b64decode(raw)), name
+            return crypto.load_private_key(base64.b64decode(raw)), name
         except (ValueError, TypeError):
             raise ReconcileError(
                 "AccountKeyInvalid", f"Secret {namespace}/{name} holds no readable key"
             ) from None
-    key = tlsdata.generate_key("ECDSA", 256)
+    key = crypto.generate_private_key(tlsdata.key_kind("ECDSA", 256))
     meta = body.get("metadata") or {}
     await deps.kube.create_secret(
         {
@@ -57,7 +58,7 @@ async def ensure_account_key(
             },
             "data": {
                 repolookup.ACCOUNT_KEY_FIELD: base64.b64encode(
-                    tlsdata.key_pem(key, "PKCS8")
+                    crypto.private_key_to_pem(key)
                 ).decode()
             },
         }

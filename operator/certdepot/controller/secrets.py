@@ -12,8 +12,9 @@ from typing import Any
 
 from cryptography import x509
 
+from certdepot.acme import crypto
+from certdepot.acme.timefmt import rfc3339
 from certdepot.controller import tlsdata
-from certdepot.controller.clock import rfc3339
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "certdepot"
@@ -92,21 +93,24 @@ def _read_bundle(secret: Mapping[str, Any]) -> tuple[tlsdata.Bundle | None, str]
     if not crt or not key_bytes:
         return None, "tls.crt or tls.key is empty"
     try:
-        chain = tlsdata.split_chain(crt)
+        chain = crypto.parse_pem_chain(crt)
     except ValueError:
         return None, "tls.crt does not hold a PEM certificate"
+    if not key_bytes.lstrip().startswith(b"-----"):
+        # tls.key must be PEM for the TLS servers that read it; DER is unreadable to them.
+        return None, "tls.key does not hold a readable private key"
     try:
-        key = tlsdata.load_key(key_bytes)
+        key = crypto.load_private_key(key_bytes)
     except (ValueError, TypeError):
         # Never echo the bytes: they may be (part of) a key.
         return None, "tls.key does not hold a readable private key"
-    if not tlsdata.key_matches(chain[0], key):
+    if not crypto.public_key_matches(key, chain[0]):
         return None, "tls.key does not match the certificate in tls.crt"
     root = None
     ca = data.get("ca.crt")
     if ca:
         try:
-            root = tlsdata.split_chain(base64.b64decode(ca))[0]
+            root = crypto.parse_pem_chain(base64.b64decode(ca))[0]
         except ValueError:
             root = None
     return tlsdata.Bundle(chain=chain, root=root, key=key), ""
@@ -118,7 +122,7 @@ def build(
     owner: Owner,
     chain: list[x509.Certificate],
     root: x509.Certificate | None,
-    key: tlsdata.PrivateKey,
+    key: crypto.PrivateKey,
     key_encoding: str = "PKCS8",
     template: Mapping[str, Any] | None = None,
     existing_metadata: Mapping[str, Any] | None = None,
@@ -152,11 +156,11 @@ def build(
         }
     )
     data = {
-        "tls.crt": _b64(tlsdata.chain_pem(chain)),
-        "tls.key": _b64(tlsdata.key_pem(key, key_encoding)),
+        "tls.crt": _b64(crypto.chain_to_pem(chain)),
+        "tls.key": _b64(crypto.private_key_to_pem(key, traditional=key_encoding == "PKCS1")),
     }
     if root is not None:
-        data["ca.crt"] = _b64(tlsdata.chain_pem([root]))
+        data["ca.crt"] = _b64(crypto.chain_to_pem([root]))
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": owner.namespace,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from certdepot.controller import secrets, tlsdata
+from certdepot.acme import crypto
+from certdepot.controller import secrets
 from certdepot.controller.errors import ReconcileError
 from certdepot.controller.kubeapi import Conflict, KubeApi
 from certdepot.controller.secrets import SecretState
@@ -45,7 +46,7 @@ async def write_bundle(
     state: SecretState,
     chain: list[Any],
     root: Any,
-    key: tlsdata.PrivateKey,
+    key: crypto.PrivateKey,
 ) -> None:
     """Build the Secret for ``body``'s spec from a chain and key, and write it."""
     spec = body.get("spec") or {}

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from certdepot.controller.clock import rfc3339
+from certdepot.acme.timefmt import rfc3339
 from certdepot.controller.conditions import Condition, set_condition
 from certdepot.controller.errors import Outcome
 from certdepot.controller.tlsdata import CertInfo

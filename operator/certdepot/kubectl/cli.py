@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import click
 
+from certdepot.acme.timefmt import rfc3339
 from certdepot.controller import renewrequest
 from certdepot.kubectl import api, inventory, report, tables
 
@@ -138,7 +139,7 @@ def renew(kind: str, name: str | None, wait_seconds: float, kubeconfig: str | No
                      "certificate upstream run `certdepot repository renew NAME` where the "
                      "repository runs")
     cluster = _connect(kubeconfig, context, namespace)
-    stamp = _now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = rfc3339(_now(), fraction=True)
     try:
         cluster.annotate(kind, name, renewrequest.ANNOTATION, stamp)
     except api.NotFound as exc:

@@ -9,20 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 
 from certdepot.acme import crypto
+from certdepot.acme.timefmt import rfc3339
 from certdepot.controller import renewrequest
 
 SECRET_KINDS = ("CertificateDownload", "DelegatedCertificate")
 RECENT_EVENTS = 10
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _certificate(cert: x509.Certificate) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from certdepot.acme.timefmt import parse_rfc3339, rfc3339
+
 
 def dump(data: Any, fmt: str) -> str:
     if fmt == "json":
@@ -34,12 +36,12 @@ def relative(moment: Any, now: datetime) -> str:
         return "-"
     try:
         when = (datetime.fromtimestamp(float(moment), UTC) if isinstance(moment, int | float)
-                else datetime.fromisoformat(str(moment).replace("Z", "+00:00")))
+                else parse_rfc3339(str(moment)))
     except ValueError:
         return str(moment)
     seconds = (when - now).total_seconds()
     span = _span(abs(seconds))
-    text = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = rfc3339(when)
     return f"{text} ({'in ' + span if seconds >= 0 else span + ' ago'})"
 
 

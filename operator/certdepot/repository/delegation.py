@@ -13,8 +13,7 @@ from typing import Any
 
 from certdepot.acme import csr_template, dnsname
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import csrpolicy, policy, validity
-from certdepot.repository import orders as order_logic
+from certdepot.repository import csrpolicy, issuance, policy, validity
 from certdepot.repository import store as tables
 from certdepot.repository.config import Delegation
 from certdepot.repository.issuers import IssueRequest
@@ -130,7 +129,7 @@ def requested(data: dict[str, Any]) -> validity.Requested:
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
     d = find(repo, account, payload.get("delegation"))
-    names = [i["value"] for i in order_logic.parse_identifiers(payload)]
+    names = [i["value"] for i in issuance.parse_identifiers(payload)]
     _refuse_names(d, names)
     req, first, auto_renewal = _validity(repo, d, payload)
     order_id = new_id()
@@ -148,7 +147,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     if req.not_after:
         data["notAfter"] = req.not_after
     row = {"id": order_id, "account_id": account["id"], "status": "ready",
-           "expires": repo.clock() + order_logic.ORDER_LIFETIME, "data": data,
+           "expires": repo.clock() + issuance.ORDER_LIFETIME, "data": data,
            "cert_id": None, "created": repo.clock()}
     repo.store.insert(tables.orders, **row)
     return row
@@ -188,6 +187,6 @@ def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
                            profile=data.get("profile"),
                            not_before=not_before, not_after=not_after)
     repo.start_and_wait(
-        order_logic.issue_in_background(repo, row, data["issuer"], request, account["id"]),
-        f"issue-{row['id']}", order_logic.FINALIZE_WAIT)
+        issuance.issue_in_background(repo, row, data["issuer"], request, account["id"]),
+        f"issue-{row['id']}", issuance.FINALIZE_WAIT)
     return repo.store.get(tables.orders, row["id"]) or row

@@ -10,61 +10,30 @@ Three kinds of order share the RFC 8555 state machine:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from typing import Any
 
-from certdepot.acme import dnsname, keywrap
+from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore, csrpolicy, grants, policy, validity
+from certdepot.repository import certstore, csrpolicy, delegation, grants, policy, validity
 from certdepot.repository import store as tables
-from certdepot.repository.issuers import IssueRequest, IssuerError
+from certdepot.repository.issuance import (
+    FINALIZE_WAIT,
+    ORDER_LIFETIME,
+    issue_in_background,
+    order_error,
+    parse_identifiers,
+)
+from certdepot.repository.issuers import IssueRequest
 from certdepot.repository.quotas import check_new_order, check_replaces
 from certdepot.repository.state import Repo
 from certdepot.repository.store import new_id
 
 log = logging.getLogger("certdepot.repository.orders")
 
-ORDER_LIFETIME = 7 * 86400.0
 AUTHZ_LIFETIME = 7 * 86400.0
 PROCESSING_LIMIT = 900.0
-FINALIZE_WAIT = 3.0
-
-
-def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
-    """The order's identifiers in canonical form (dnsname.normalize), repeats dropped;
-    ``rejectedIdentifier`` with one subproblem per name that is not a DNS name."""
-    idents = payload.get("identifiers")
-    if not isinstance(idents, list) or not idents:
-        raise AcmeProblem("malformed", "identifiers must be a non-empty array")
-    out: list[dict[str, str]] = []
-    bad: list[AcmeProblem] = []
-    seen: set[str] = set()
-    for ident in idents:
-        if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
-            raise AcmeProblem("malformed", "each identifier needs a type and a value")
-        if ident.get("type") != "dns":
-            raise AcmeProblem("unsupportedIdentifier",
-                              f"identifier type {ident.get('type')!r} is not supported",
-                              identifier=_echo(ident))
-        try:
-            value = dnsname.normalize(ident["value"])
-        except dnsname.InvalidName as exc:
-            bad.append(AcmeProblem("rejectedIdentifier", str(exc), identifier=_echo(ident)))
-            continue
-        if value not in seen:
-            seen.add(value)
-            out.append({"type": "dns", "value": value})
-    if bad:
-        raise AcmeProblem("rejectedIdentifier", "not DNS names this server accepts",
-                          subproblems=bad)
-    return out
-
-
-def _echo(ident: dict[str, Any]) -> dict[str, str]:
-    """An identifier as a problem document repeats it: strings only, bounded."""
-    return {k: str(ident.get(k))[:300] for k in ("type", "value")}
 
 
 def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: bool,
@@ -88,9 +57,6 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     tenant = repo.tenant(account.get("tenant"))
     profile = _requested_profile(repo, payload)
     if payload.get("delegation") is not None:
-        # delegation.py builds on this module; importing it here avoids the cycle.
-        from certdepot.repository import delegation
-
         return delegation.create_order(repo, account, payload)
     idents = parse_identifiers(payload)
     names = [i["value"] for i in idents]
@@ -187,7 +153,7 @@ def refresh_order(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:
     started = row["data"].get("processing_started")
     if row["status"] == "processing" and started and started + PROCESSING_LIMIT < repo.clock():
         # The replica that claimed it died (or the upstream hangs): fail visibly.
-        _order_error(repo, row, AcmeProblem("serverInternal", "issuance did not finish"))
+        order_error(repo, row, AcmeProblem("serverInternal", "issuance did not finish"))
         return repo.store.get(tables.orders, row["id"]) or row
     if row["status"] != "pending":
         return row
@@ -201,14 +167,6 @@ def refresh_order(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:
                                                   where={"status": "pending"}, status=new):
         return {**row, "status": new}
     return repo.store.get(tables.orders, row["id"]) or row
-
-
-def _order_error(repo: Repo, row: dict[str, Any], problem: AcmeProblem) -> None:
-    data = dict(row["data"])
-    data["error"] = problem.to_json()
-    # Only a processing order fails: never overwrite one that just became valid.
-    repo.store.update(tables.orders, row["id"], where={"status": "processing"},
-                      status="invalid", data=data)
 
 
 def finalize(repo: Repo, account: dict[str, Any], order_id: str,
@@ -225,8 +183,6 @@ def finalize(repo: Repo, account: dict[str, Any], order_id: str,
     if data.get("download"):
         return _finalize_download(repo, row, payload)
     if data.get("delegation"):
-        from certdepot.repository import delegation
-
         return delegation.finalize(repo, account, row, payload)
     csr, csr_der = csrpolicy.finalize_csr(payload)
     csrpolicy.check(csr)
@@ -242,29 +198,6 @@ def finalize(repo: Repo, account: dict[str, Any], order_id: str,
     repo.start_and_wait(issue_in_background(repo, row, data["issuer"], request, account["id"]),
                         f"issue-{row['id']}", FINALIZE_WAIT)
     return repo.store.get(tables.orders, row["id"]) or row
-
-
-async def issue_in_background(repo: Repo, row: dict[str, Any], issuer_name: str,
-                              request: IssueRequest, account_id: str) -> None:
-    try:
-        chain = await repo.issuers[issuer_name].issue(request)
-    except IssuerError as exc:
-        log.warning("order %s: issuer %s failed: %s", row["id"], issuer_name, exc)
-        _order_error(repo, row, AcmeProblem("serverInternal", f"issuance failed: {exc}"))
-        return
-    except Exception as exc:
-        log.exception("order %s: issuer %s crashed", row["id"], issuer_name)
-        _order_error(repo, row, AcmeProblem("serverInternal",
-                                            f"issuance failed: {type(exc).__name__}"))
-        return
-    await asyncio.to_thread(_order_issued, repo, row["id"], chain, issuer_name, account_id)
-
-
-def _order_issued(repo: Repo, order_id: str, chain: str, issuer: str, account_id: str) -> None:
-    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=issuer,
-                                         now=repo.clock(), order_id=order_id,
-                                         account_id=account_id)
-    repo.store.update(tables.orders, order_id, status="valid", cert_id=cert_id)
 
 
 def check_ephemeral_jwk(jwk: Any) -> dict[str, str]:

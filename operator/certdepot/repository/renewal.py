@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from certdepot.acme import ari, crypto
-from certdepot.repository import certstore, leases, rotation, star
+from certdepot.repository import certstore, leases, star, upstream_revocation
 from certdepot.repository import store as tables
 from certdepot.repository.config import ManagedCertificate
 from certdepot.repository.issuers import IssueRequest
@@ -133,7 +133,7 @@ async def run_once(repo: Repo) -> None:
         async with leases.held(repo, lease) as mine:
             if mine:
                 await check_one(repo, cfg)
-    await rotation.retry_upstream(repo)
+    await upstream_revocation.retry_upstream(repo)
 
 
 def request_renewal(repo_store: tables.Store, name: str) -> bool:

@@ -9,7 +9,7 @@ dates (a window recomputed per request made clients such as Caddy draw a new ran
 on each poll and never renew).
 
 A revocation the upstream CA could not be told of (CA down) is retried by the renewal loop
-(``retry_upstream``) until it answers.
+(``upstream_revocation.retry_upstream``) until it answers.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from cryptography import x509
-
-from certdepot.acme import crypto
-from certdepot.repository import certstore, leases
+from certdepot.repository import certstore, leases, renewal
 from certdepot.repository import store as tables
 from certdepot.repository.config import ManagedCertificate
 from certdepot.repository.state import Repo
+from certdepot.repository.upstream_revocation import (
+    UPSTREAM_PENDING,
+    retry_upstream,
+    tell_upstream,
+)
 
 log = logging.getLogger("certdepot.repository.rotation")
 
@@ -43,22 +45,10 @@ REASON_NAMES = {code: name for name, code in REASONS.items()}
 WINDOW_BEFORE = (3600.0, 60.0)
 #: How long ``rotate`` waits for the entry's renewal lease (another replica renewing it).
 LEASE_WAIT_SECONDS = 60.0
-UPSTREAM_PENDING = "pending"
-#: A revocation still "pending" this long after it was decided is retried.
-PENDING_GRACE_SECONDS = 120.0
 
 
 class RotationError(Exception):
     """The rotation cannot be done; the message says why (safe to show the admin)."""
-
-
-@runtime_checkable
-class Revoker(Protocol):
-    """An issuer that can tell its CA (or its own CRL/OCSP) of a revocation."""
-
-    async def revoke(self, cert: x509.Certificate, reason: int) -> str:
-        """Revoke upstream; returns what happened, in words for the inventory."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -113,25 +103,6 @@ def revocation(repo: Repo, cert_id: str) -> dict[str, Any] | None:
 
 def _holders(repo: Repo, cert_id: str) -> int:
     return len(repo.store.find(tables.consumers, cert_id=cert_id))
-
-
-async def tell_upstream(repo: Repo, cert_row: dict[str, Any], reason: int) -> str:
-    """Revoke at the issuer; the outcome is stored on the revocation row either way."""
-    # Typed as object: Issuer says nothing about revoke, and mypy does not intersect them.
-    issuer: object = repo.issuers.get(cert_row["issuer"])
-    if isinstance(issuer, Revoker):
-        leaf = crypto.parse_pem_chain(cert_row["chain_pem"])[0]
-        try:
-            outcome = await issuer.revoke(leaf, reason)
-        except Exception as exc:
-            outcome = f"failed: {type(exc).__name__}: {exc}"[:480]
-            log.warning("serial %s: upstream revocation failed, will retry: %s",
-                        cert_row["serial"], outcome)
-    else:
-        outcome = f"not told: issuer {cert_row['issuer']} has no revocation"
-    await asyncio.to_thread(repo.store.update, tables.revocations, cert_row["id"],
-                            upstream=outcome)
-    return outcome
 
 
 async def _issue_replacement(repo: Repo, cfg: ManagedCertificate, old: dict[str, Any]) -> str:
@@ -194,24 +165,8 @@ async def reissue_revoked(repo: Repo, name: str) -> None:
     cfg = repo.config.certificate(name)
     if cfg is None:
         return
-    from certdepot.repository import renewal
-
     await asyncio.to_thread(renewal.request_renewal, repo.store, name)  # past any backoff
     async with leases.held(repo, f"renew:{name}") as mine:
         if mine:  # else the replica holding it renews it in this very pass
             await renewal.check_one(repo, cfg)
     await retry_upstream(repo)
-
-
-async def retry_upstream(repo: Repo) -> None:
-    """Tell the CA of revocations it has not acknowledged: a failed try, or one still
-    pending long after it was decided (the process telling it died)."""
-    rev_t = tables.revocations
-    rows = await asyncio.to_thread(
-        repo.store.select, rev_t, rev_t.c.upstream.like("failed:%") | (
-            (rev_t.c.upstream == UPSTREAM_PENDING)
-            & (rev_t.c.revoked_at < repo.clock() - PENDING_GRACE_SECONDS)))
-    for rev in rows:
-        cert = await asyncio.to_thread(repo.store.get, tables.certificates, rev["cert_id"])
-        if cert is not None:
-            await tell_upstream(repo, cert, int(rev["reason"]))

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
+from certdepot.acme.timefmt import rfc3339
 from certdepot.repository.state import Repo
-
-
-def rfc3339(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def account_json(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from certdepot.acme.timefmt import rfc3339
 from certdepot.testenv import procs
 from certdepot.testenv.certmanager_assets import controller_binary, crd_files
 from certdepot.testenv.kube import KubeEnv
@@ -135,7 +136,7 @@ class CertManagerEnv(procs.Service):
 
     def trigger_renewal(self, namespace: str, name: str) -> None:
         """What `cmctl renew` does: add the Issuing condition (reason ManuallyTriggered)."""
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = rfc3339(time.time())
         patch = [{"op": "add", "path": "/status/conditions/-", "value": {
             "type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
             "message": "Certificate re-issuance manually triggered",

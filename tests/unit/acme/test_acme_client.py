@@ -22,6 +22,7 @@ from certdepot.acme.client import (
 )
 from certdepot.acme.messages import Challenge, Identifier
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.transport_errors import ConnectError, ProtocolError, Timeout
 
 DIR = f"{BASE}/dir"
 
@@ -185,7 +186,7 @@ async def test_request_timeout_names_the_url() -> None:
     try:
         async with AcmeClient(url, crypto.generate_private_key(), timeout=0.3) as acme:
             started = time.monotonic()
-            with pytest.raises(AcmeTimeout, match=url):
+            with pytest.raises(Timeout, match=url):
                 await acme.directory()
             assert time.monotonic() - started < 3
     finally:
@@ -199,9 +200,9 @@ async def test_refused_connection_names_the_url() -> None:
     await probe.wait_closed()
     url = f"http://127.0.0.1:{port}/dir"
     async with AcmeClient(url, crypto.generate_private_key(), timeout=2) as acme:
-        with pytest.raises(AcmeClientError, match=url) as exc:
+        with pytest.raises(ConnectError, match=url) as exc:
             await acme.directory()
-    assert exc.value.short_type.endswith("connection")
+    assert isinstance(exc.value.__cause__, httpx.ConnectError)
 
 
 async def test_key_change_then_requests_use_the_new_key(fake: FakeAcme) -> None:
@@ -351,9 +352,9 @@ async def test_a_server_that_keeps_hanging_up_fails_after_one_retry() -> None:
     server, url, seen = await _closing_server(answer_after=10)
     try:
         async with AcmeClient(url, crypto.generate_private_key(), timeout=5) as acme:
-            with pytest.raises(AcmeClientError, match="RemoteProtocolError") as exc:
+            with pytest.raises(ProtocolError, match="RemoteProtocolError") as exc:
                 await acme.directory()
-            assert exc.value.short_type.endswith("connection")
+            assert isinstance(exc.value.__cause__, httpx.RemoteProtocolError)
             assert acme.reconnects == 1 and len(seen) == 2
     finally:
         server.close()

@@ -1,4 +1,4 @@
-"""JWE key wrapping for the download extension (CONTRACTS §3)."""
+"""JWE key wrapping for the download extension (docs/protocol.md §4)."""
 
 from __future__ import annotations
 

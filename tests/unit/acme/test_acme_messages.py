@@ -9,6 +9,7 @@ import pytest
 
 from certdepot.acme import messages as m
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.timefmt import rfc3339
 
 DIRECTORY = {
     "newNonce": "https://ca.test/nonce-plz",
@@ -158,7 +159,7 @@ def test_bad_documents_raise_malformed_naming_the_field(cls: Any, doc: object, n
 def test_time_helpers() -> None:
     t = m.parse_time("2026-03-04T05:06:07.5+02:00")
     assert t == dt.datetime(2026, 3, 4, 3, 6, 7, 500000, tzinfo=dt.UTC)
-    assert t is not None and m.format_time(t) == "2026-03-04T03:06:07.500000Z"
+    assert t is not None and rfc3339(t, fraction=True) == "2026-03-04T03:06:07.500000Z"
     assert m.parse_time(None) is None
     assert m.Identifier.dns("WWW.Example.test.").value == "www.example.test"
 

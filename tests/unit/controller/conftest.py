@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from certdepot.controller import tlsdata
+from certdepot.acme import crypto
 from certdepot.controller.deps import Deps
 from certdepot.controller.settings import Settings
 
@@ -34,11 +34,11 @@ def ca() -> MiniCA:
 @pytest.fixture
 def kube() -> FakeKube:
     kube = FakeKube()
-    account_key = tlsdata.generate_key()
+    account_key = crypto.generate_private_key()
     kube.secrets[("team-a", "depot-account-key")] = {
         "metadata": {"name": "depot-account-key", "namespace": "team-a", "resourceVersion": "1"},
         "type": "Opaque",
-        "data": {"account.key": base64.b64encode(tlsdata.key_pem(account_key)).decode()},
+        "data": {"account.key": base64.b64encode(crypto.private_key_to_pem(account_key)).decode()},
     }
     kube.customs[("CertificateRepository", "team-a", "depot")] = {
         "metadata": {"name": "depot", "namespace": "team-a"},

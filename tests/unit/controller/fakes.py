@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from certdepot.acme import crypto
 from certdepot.acme.problems import AcmeProblem
 from certdepot.controller import tlsdata
 from certdepot.controller.decisions import RenewalWindow
@@ -75,11 +76,11 @@ class MiniCA:
         self,
         names: Sequence[str],
         *,
-        key: tlsdata.PrivateKey | None = None,
+        key: crypto.PrivateKey | None = None,
         not_before: dt.datetime | None = None,
         lifetime: dt.timedelta = dt.timedelta(days=90),
-    ) -> tuple[list[x509.Certificate], tlsdata.PrivateKey]:
-        key = key or tlsdata.generate_key("ECDSA", 256)
+    ) -> tuple[list[x509.Certificate], crypto.PrivateKey]:
+        key = key or crypto.generate_private_key(tlsdata.key_kind("ECDSA", 256))
         leaf = self._cert(
             "",
             self.int_key,
@@ -94,7 +95,7 @@ class MiniCA:
 
 
 def pem(certs: Sequence[x509.Certificate]) -> str:
-    return tlsdata.chain_pem(list(certs)).decode()
+    return crypto.chain_to_pem(list(certs)).decode()
 
 
 class FakeKube:
@@ -183,7 +184,7 @@ class FakeRepository:
 
     def __init__(self, ca: MiniCA) -> None:
         self.ca = ca
-        self.managed: dict[frozenset[str], tuple[list[x509.Certificate], tlsdata.PrivateKey]] = {}
+        self.managed: dict[frozenset[str], tuple[list[x509.Certificate], crypto.PrivateKey]] = {}
         self.downloads = 0
         self.registrations: list[ExternalAccount | None] = []
         self.fail_with: BaseException | None = None

@@ -9,6 +9,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from certdepot.acme import crypto
 from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.controller import delegated, ingress, secrets, tlsdata
 from certdepot.controller.deps import Deps
@@ -34,8 +35,8 @@ def body(**spec: Any) -> dict[str, Any]:
     }
 
 
-def secret_key(kube: FakeKube) -> tlsdata.PrivateKey:
-    return tlsdata.load_key(
+def secret_key(kube: FakeKube) -> crypto.PrivateKey:
+    return crypto.load_private_key(
         base64.b64decode(kube.secrets[("team-a", "cdn-tls")]["data"]["tls.key"])
     )
 
@@ -50,10 +51,10 @@ async def test_issue_generates_key_in_cluster_and_sends_only_a_csr(
     pem = base64.b64decode(kube.secrets[("team-a", "cdn-tls")]["data"]["tls.key"])
     assert pem.startswith(b"-----BEGIN EC PRIVATE KEY")  # PKCS1 = traditional
     csr_key = x509.load_der_x509_csr(repo.csrs[0]).public_key()
-    assert tlsdata.key_matches(repo.last_issued[0], key)
+    assert crypto.public_key_matches(key, repo.last_issued[0])
     assert isinstance(csr_key, ec.EllipticCurvePublicKey)
     assert csr_key.public_numbers() == key.public_key().public_numbers()
-    assert step.status["privateKeyFingerprint"] == tlsdata.public_fingerprint(key)
+    assert step.status["privateKeyFingerprint"] == crypto.public_key_fingerprint(key)
     assert step.status["delegationURL"].endswith("/cdn1")
     assert events[-1][1] == "Issued"
 
@@ -86,11 +87,11 @@ async def test_rotation_policy(
     clock.now += dt.timedelta(days=5)  # 6-day certificates: past the default third
     b["status"] = {**b["status"], **(await delegated.reconcile(b, deps)).status}
     assert len(repo.csrs) == 2
-    assert tlsdata.public_fingerprint(secret_key(kube)) == tlsdata.public_fingerprint(first)
+    assert crypto.public_key_fingerprint(secret_key(kube)) == crypto.public_key_fingerprint(first)
     b["spec"]["privateKey"] = {"algorithm": "ECDSA", "rotationPolicy": "Always"}
     clock.now += dt.timedelta(days=5)
     await delegated.reconcile(b, deps)
-    assert tlsdata.public_fingerprint(secret_key(kube)) != tlsdata.public_fingerprint(first)
+    assert crypto.public_key_fingerprint(secret_key(kube)) != crypto.public_key_fingerprint(first)
 
 
 async def test_spec_change_that_matters_reissues(
@@ -141,11 +142,15 @@ def test_order_extra() -> None:
     assert auto["auto-renewal"]["lifetime"] == 3600 and auto["auto-renewal"]["end-date"]
 
 
+def generate_key(algorithm: str, size: int | None = None) -> crypto.PrivateKey:
+    return crypto.generate_private_key(tlsdata.key_kind(algorithm, size))
+
+
 def test_key_generation_per_algorithm() -> None:
-    assert isinstance(tlsdata.generate_key("Ed25519"), ed25519.Ed25519PrivateKey)
-    assert tlsdata.generate_key("RSA", 3072).key_size == 3072  # type: ignore[union-attr]
-    assert tlsdata.generate_key("ECDSA", 384).curve.name == "secp384r1"  # type: ignore[union-attr]
-    assert tlsdata.key_pem(tlsdata.generate_key("Ed25519"), "PKCS1").startswith(
+    assert isinstance(generate_key("Ed25519"), ed25519.Ed25519PrivateKey)
+    assert generate_key("RSA", 3072).key_size == 3072  # type: ignore[union-attr]
+    assert generate_key("ECDSA", 384).curve.name == "secp384r1"  # type: ignore[union-attr]
+    assert crypto.private_key_to_pem(generate_key("Ed25519"), traditional=True).startswith(
         b"-----BEGIN PRIVATE KEY"
     )
 
@@ -244,7 +249,9 @@ def test_secret_build_keeps_foreign_metadata_but_ours_wins(ca: MiniCA) -> None:
         body_,
         data={
             **body_["data"],
-            "tls.key": base64.b64encode(tlsdata.key_pem(tlsdata.generate_key())).decode(),
+            "tls.key": base64.b64encode(
+                crypto.private_key_to_pem(crypto.generate_private_key())
+            ).decode(),
         },
     )
     assert "does not match" in secrets.inspect(broken, owner).problem

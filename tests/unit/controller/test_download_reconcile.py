@@ -7,8 +7,9 @@ import datetime as dt
 
 from cryptography import x509
 
+from certdepot.acme import crypto
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller import download, secrets, tlsdata
+from certdepot.controller import download, secrets
 from certdepot.controller.decisions import RenewalWindow
 from certdepot.controller.deps import Deps
 
@@ -20,7 +21,7 @@ NAMES = ["www.example.test", "example.test"]
 
 def secret_chain(kube: FakeKube, name: str = "web-tls") -> list[x509.Certificate]:
     data = kube.secrets[("team-a", name)]["data"]
-    return tlsdata.split_chain(base64.b64decode(data["tls.crt"]))
+    return crypto.parse_pem_chain(base64.b64decode(data["tls.crt"]))
 
 
 async def test_first_reconcile_writes_tls_secret(
@@ -33,9 +34,9 @@ async def test_first_reconcile_writes_tls_secret(
     assert secret["type"] == "kubernetes.io/tls"
     written = secret_chain(kube)
     assert written == chain[:2]  # leaf + intermediate; the root goes to ca.crt
-    assert tlsdata.split_chain(base64.b64decode(secret["data"]["ca.crt"])) == [chain[2]]
-    key = tlsdata.load_key(base64.b64decode(secret["data"]["tls.key"]))
-    assert tlsdata.key_matches(written[0], key)
+    assert crypto.parse_pem_chain(base64.b64decode(secret["data"]["ca.crt"])) == [chain[2]]
+    key = crypto.load_private_key(base64.b64decode(secret["data"]["tls.key"]))
+    assert crypto.public_key_matches(key, written[0])
     meta = secret["metadata"]
     assert meta["labels"]["app"] == "web" and meta["annotations"]["team"] == "a"
     assert meta["labels"][secrets.MANAGED_BY_LABEL] == "certdepot"
@@ -83,10 +84,10 @@ async def test_altered_secret_is_restored(
     body["status"] = (await download.reconcile(body, deps)).status
     other_chain, other_key = ca.issue(NAMES)
     kube.secrets[("team-a", "web-tls")]["data"]["tls.crt"] = base64.b64encode(
-        tlsdata.chain_pem(other_chain)
+        crypto.chain_to_pem(other_chain)
     ).decode()
     kube.secrets[("team-a", "web-tls")]["data"]["tls.key"] = base64.b64encode(
-        tlsdata.key_pem(other_key)
+        crypto.private_key_to_pem(other_key)
     ).decode()
     await download.reconcile(body, deps)
     assert secret_chain(kube)[0] == chain[0]

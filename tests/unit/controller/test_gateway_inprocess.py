@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from certdepot.acme import crypto
 from certdepot.acme.csr_template import P256_TLS_SERVER
-from certdepot.controller import delegated, download, repository, tlsdata
+from certdepot.controller import delegated, download, repository
 from certdepot.controller.acme_gateway import AcmeGateway
 from certdepot.controller.deps import Deps
 from certdepot.controller.metrics import Metrics
@@ -119,9 +120,9 @@ async def test_register_then_download(world: tuple[Deps, FakeKube, Any]) -> None
     step = await download.reconcile(body, deps)
     assert step.status["conditions"][0]["reason"] == "Downloaded", step.status
     data = kube.secrets[("team-a", "web-tls")]["data"]
-    chain = tlsdata.split_chain(base64.b64decode(data["tls.crt"]))
-    key = tlsdata.load_key(base64.b64decode(data["tls.key"]))
-    assert tlsdata.key_matches(chain[0], key) and "ca.crt" in data
+    chain = crypto.parse_pem_chain(base64.b64decode(data["tls.crt"]))
+    key = crypto.load_private_key(base64.b64decode(data["tls.key"]))
+    assert crypto.public_key_matches(key, chain[0]) and "ca.crt" in data
     # ARI was asked on the next step, and the window is not open: nothing is fetched again.
     body["status"] = step.status
     writes = kube.writes
@@ -149,8 +150,8 @@ async def test_delegated_via_the_repository(world: tuple[Deps, FakeKube, Any]) -
     step = await delegated.reconcile(body, deps)
     assert step.status["conditions"][0]["reason"] == "Issued", step.status
     data = kube.secrets[("team-a", "cdn-tls")]["data"]
-    leaf = tlsdata.split_chain(base64.b64decode(data["tls.crt"]))[0]
-    assert tlsdata.dns_names(leaf) == ["cdn-1.example.test"]
+    leaf = crypto.parse_pem_chain(base64.b64decode(data["tls.crt"]))[0]
+    assert crypto.certificate_dns_names(leaf) == ["cdn-1.example.test"]
     body["spec"]["dnsNames"] = ["www.example.test"]
     body["metadata"]["generation"] = 2
     body["spec"]["secretName"] = "other-tls"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import httpx
 import pytest
 
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.transport_errors import ConnectError, TlsError
 from certdepot.controller import access
 from certdepot.controller.conditions import Condition, get_condition, set_condition
 from certdepot.controller.durations import format_duration, parse_duration
@@ -56,9 +56,10 @@ def test_classify_permanent_and_transient() -> None:
     assert "not granted" in unauthorized.message
     server = classify(AcmeProblem("serverInternal", "oops"), 3, policy)
     assert not server.permanent and server.retry_after == 20
-    conn = classify(httpx.ConnectError("refused"), 1, policy)
+    conn = classify(ConnectError("GET", "https://r/dir", "refused"), 1, policy)
     assert conn.reason == "ConnectionError" and not conn.permanent
-    tls = classify(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] x"), 1, policy)
+    tls_error = TlsError("GET", "https://r/dir", "[SSL: CERTIFICATE_VERIFY_FAILED] x")
+    tls = classify(tls_error, 1, policy)
     assert tls.reason == "TLSError" and "caBundle" in tls.message
     conflict = classify(SecretConflict("not ours"), 1, policy)
     assert conflict.reason == "SecretConflict" and conflict.permanent

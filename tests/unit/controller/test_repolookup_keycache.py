@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from certdepot.controller import repolookup, tlsdata
+from certdepot.acme import crypto
+from certdepot.controller import repolookup
 from certdepot.controller.settings import Settings
 
 from .fakes import FakeKube
@@ -25,12 +26,12 @@ class CountingKube(FakeKube):
         return await super().get_secret(namespace, name)
 
 
-def put_key(kube: FakeKube, name: str) -> tlsdata.PrivateKey:
-    key = tlsdata.generate_key()
+def put_key(kube: FakeKube, name: str) -> crypto.PrivateKey:
+    key = crypto.generate_private_key()
     kube.secrets[("team-a", name)] = {
         "metadata": {"name": name, "namespace": "team-a"},
         "type": "Opaque",
-        "data": {"account.key": base64.b64encode(tlsdata.key_pem(key)).decode()},
+        "data": {"account.key": base64.b64encode(crypto.private_key_to_pem(key)).decode()},
     }
     return key
 
@@ -50,8 +51,8 @@ def put_repo(kube: FakeKube, version: str | None, key_secret: str = "depot-key")
     }
 
 
-def pem(key: tlsdata.PrivateKey) -> bytes:
-    return tlsdata.key_pem(key)
+def pem(key: crypto.PrivateKey) -> bytes:
+    return crypto.private_key_to_pem(key)
 
 
 async def test_unchanged_repository_reads_its_key_once() -> None:

@@ -6,7 +6,8 @@ import asyncio
 import base64
 from typing import Any
 
-from certdepot.controller import repolookup, tlsdata
+from certdepot.acme import crypto
+from certdepot.controller import repolookup
 from certdepot.controller.errors import RepositoryNotAllowed
 from certdepot.controller.settings import Settings
 from certdepot.controller.watchcache import WatchCache
@@ -61,10 +62,10 @@ def cluster_repo(*, ready: bool = True, version: str = "1", env: str = "prod") -
 
 def setup() -> CountingKube:
     kube = CountingKube()
-    key = tlsdata.generate_key()
+    key = crypto.generate_private_key()
     kube.secrets[("certdepot", "shared-key")] = {
         "metadata": {"name": "shared-key", "namespace": "certdepot"},
-        "data": {"account.key": base64.b64encode(tlsdata.key_pem(key)).decode()},
+        "data": {"account.key": base64.b64encode(crypto.private_key_to_pem(key)).decode()},
     }
     kube.customs[(CLUSTER, "", "shared")] = cluster_repo()
     kube.namespaces["team-a"] = {"env": "prod"}

@@ -15,6 +15,7 @@ from cryptography import x509
 from certdepot.acme import crypto
 from certdepot.acme.client import AcmeClient, ChallengeSolver
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.transport_errors import TransportError
 from certdepot.repository.config import AcmeIssuer
 from certdepot.repository.issuers import IssueRequest, IssuerError
 from certdepot.repository.keyvault import KeyVault
@@ -77,6 +78,8 @@ class AcmeUpstream:
     async def issue(self, request: IssueRequest) -> str:
         try:
             return await self._issue(request)
+        except TransportError as exc:
+            raise IssuerError(f"issuer {self.name}: {exc}") from exc
         except AcmeProblem as exc:
             if exc.short_type != "accountDoesNotExist":
                 raise IssuerError(f"issuer {self.name}: {exc}") from None
@@ -87,7 +90,7 @@ class AcmeUpstream:
         self.store.delete_blob(self._blob("account-url"))
         try:
             return await self._issue(request)
-        except AcmeProblem as exc:
+        except (AcmeProblem, TransportError) as exc:
             raise IssuerError(f"issuer {self.name}: {exc}") from None
 
     async def _issue(self, request: IssueRequest) -> str:
@@ -132,11 +135,13 @@ class AcmeUpstream:
         return window
 
     async def revoke(self, cert: x509.Certificate, reason: int) -> str:
-        """RFC 8555 §7.6 as the account that ordered it (rotation.Revoker)."""
+        """RFC 8555 §7.6 as the account that ordered it (upstream_revocation.Revoker)."""
         async with self._client() as client:
             await self._ensure_account(client)
             try:
                 await client.revoke(cert, reason)
+            except TransportError as exc:
+                raise IssuerError(f"issuer {self.name}: {exc}") from exc
             except AcmeProblem as exc:
                 if exc.short_type == "alreadyRevoked":
                     return f"already revoked at {self.cfg.directory}"

@@ -25,11 +25,11 @@ from starlette.routing import Route
 
 from certdepot.acme import ari
 from certdepot.acme.problems import AcmeProblem
+from certdepot.acme.timefmt import rfc3339
 from certdepot.repository import certstore, consumers, rotation
 from certdepot.repository import store as tables
 from certdepot.repository.http import acme_json, repo_of, threaded
 from certdepot.repository.state import Repo
-from certdepot.repository.views import rfc3339
 
 #: A superseded certificate's window: consumers spread their fetches over this long after
 #: the successor exists (capped at the old certificate's expiry).

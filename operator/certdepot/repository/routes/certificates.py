@@ -13,7 +13,7 @@ from starlette.routing import Route
 import certdepot.repository.rotation as rotation
 from certdepot.acme import crypto, jws
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import grants, star
+from certdepot.repository import grants, star, upstream_revocation
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 from certdepot.repository.state import Repo
@@ -81,7 +81,7 @@ def revoke(request: Request, signed: Signed) -> Response:
         repo.spawn_from_thread(rotation.reissue_revoked(repo, row["managed_name"]),
                                f"reissue-{row['managed_name']}")
     else:
-        repo.spawn_from_thread(rotation.tell_upstream(repo, row, reason),
+        repo.spawn_from_thread(upstream_revocation.tell_upstream(repo, row, reason),
                                f"revoke-{row['id']}")
     return Response(status_code=200, headers=acme_headers(repo))
 

@@ -1,0 +1,90 @@
+"""What every kind of order shares: identifiers, lifetimes, and issuing in the background.
+
+orders.py (plain and download orders) and delegation.py (RFC 9115 orders) both build on
+this module; neither imports the other's internals, so the import graph has no cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from certdepot.acme import dnsname
+from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import certstore
+from certdepot.repository import store as tables
+from certdepot.repository.issuers import IssueRequest, IssuerError
+from certdepot.repository.state import Repo
+
+log = logging.getLogger("certdepot.repository.orders")
+
+ORDER_LIFETIME = 7 * 86400.0
+FINALIZE_WAIT = 3.0
+
+
+def parse_identifiers(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """The order's identifiers in canonical form (dnsname.normalize), repeats dropped;
+    ``rejectedIdentifier`` with one subproblem per name that is not a DNS name."""
+    idents = payload.get("identifiers")
+    if not isinstance(idents, list) or not idents:
+        raise AcmeProblem("malformed", "identifiers must be a non-empty array")
+    out: list[dict[str, str]] = []
+    bad: list[AcmeProblem] = []
+    seen: set[str] = set()
+    for ident in idents:
+        if not isinstance(ident, dict) or not isinstance(ident.get("value"), str):
+            raise AcmeProblem("malformed", "each identifier needs a type and a value")
+        if ident.get("type") != "dns":
+            raise AcmeProblem("unsupportedIdentifier",
+                              f"identifier type {ident.get('type')!r} is not supported",
+                              identifier=_echo(ident))
+        try:
+            value = dnsname.normalize(ident["value"])
+        except dnsname.InvalidName as exc:
+            bad.append(AcmeProblem("rejectedIdentifier", str(exc), identifier=_echo(ident)))
+            continue
+        if value not in seen:
+            seen.add(value)
+            out.append({"type": "dns", "value": value})
+    if bad:
+        raise AcmeProblem("rejectedIdentifier", "not DNS names this server accepts",
+                          subproblems=bad)
+    return out
+
+
+def _echo(ident: dict[str, Any]) -> dict[str, str]:
+    """An identifier as a problem document repeats it: strings only, bounded."""
+    return {k: str(ident.get(k))[:300] for k in ("type", "value")}
+
+
+def order_error(repo: Repo, row: dict[str, Any], problem: AcmeProblem) -> None:
+    """Fail a processing order with ``problem`` (the error its clients will read)."""
+    data = dict(row["data"])
+    data["error"] = problem.to_json()
+    # Only a processing order fails: never overwrite one that just became valid.
+    repo.store.update(tables.orders, row["id"], where={"status": "processing"},
+                      status="invalid", data=data)
+
+
+async def issue_in_background(repo: Repo, row: dict[str, Any], issuer_name: str,
+                              request: IssueRequest, account_id: str) -> None:
+    try:
+        chain = await repo.issuers[issuer_name].issue(request)
+    except IssuerError as exc:
+        log.warning("order %s: issuer %s failed: %s", row["id"], issuer_name, exc)
+        order_error(repo, row, AcmeProblem("serverInternal", f"issuance failed: {exc}"))
+        return
+    except Exception as exc:
+        log.exception("order %s: issuer %s crashed", row["id"], issuer_name)
+        order_error(repo, row, AcmeProblem("serverInternal",
+                                            f"issuance failed: {type(exc).__name__}"))
+        return
+    await asyncio.to_thread(_order_issued, repo, row["id"], chain, issuer_name, account_id)
+
+
+def _order_issued(repo: Repo, order_id: str, chain: str, issuer: str, account_id: str) -> None:
+    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=issuer,
+                                         now=repo.clock(), order_id=order_id,
+                                         account_id=account_id)
+    repo.store.update(tables.orders, order_id, status="valid", cert_id=cert_id)
