@@ -42,7 +42,7 @@ from certdepot.testenv.provision import binary
 
 NAMES = ["metrics.example.test"]
 REPO = "monitoring-central"
-SUPERSEDED = "certdepot_repository_consumers_superseded"
+SUPERSEDED = "certdepot_repository_certificate_consumers_superseded"
 ENABLED = [
     "--set", "monitoring.prometheusRule.enabled=true",
     "--set", "monitoring.grafanaDashboard.enabled=true",
@@ -284,7 +284,7 @@ def test_consumers_on_a_superseded_serial_fire_after_a_rotation(world: World) ->
     [rule] = [r for r in rules if r["alert"] == alert]
 
     def metrics_gauge() -> list[dict[str, Any]] | None:
-        found = p.result(f'{SUPERSEDED}{{certificate="metrics"}}')
+        found = p.result(f'{SUPERSEDED}{{name="metrics"}}')
         return found or None
 
     # Every consumer holds the one serial the repository has: exported, zero, silent.
@@ -295,14 +295,14 @@ def test_consumers_on_a_superseded_serial_fire_after_a_rotation(world: World) ->
     assert done["revokedSerial"] == held
 
     def fired() -> list[dict[str, str]] | None:
-        series = [a for a in p.firing().get(alert, []) if a.get("certificate") == "metrics"]
+        series = [a for a in p.firing().get(alert, []) if a.get("name") == "metrics"]
         return series or None
 
     [series] = wait_for(f"{alert} for the rotated certificate", fired, timeout=120,
                         proc=p.proc)
     assert series["severity"]
     # At least the laggard, which never fetches again, stays on the revoked serial.
-    [after] = p.result(f'{SUPERSEDED}{{certificate="metrics"}}')
+    [after] = p.result(f'{SUPERSEDED}{{name="metrics"}}')
     assert float(after["value"][1]) >= 1
 
 

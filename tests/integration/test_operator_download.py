@@ -259,11 +259,12 @@ def test_metrics_and_health(setup: Setup) -> None:
         .decode()
     )
     assert (
-        'certdepot_resource_ready{kind="CertificateDownload",name="web",namespace="team-a"} 1.0'
+        'certdepot_certificate_ready_status{condition="True",kind="CertificateDownload",'
+        'name="web",namespace="team-a"} 1.0'
         in text
     )
-    assert "certdepot_certificate_not_after_timestamp_seconds" in text
-    assert "certdepot_acme_requests_total" in text
+    assert "certdepot_certificate_expiration_timestamp_seconds" in text
+    assert "certdepot_acme_client_requests_total" in text
     assert "certdepot_operator_leader 1.0" in text
     # Private keys never reach the log (the Secret's key, base64 or PEM).
     secret = get(s.kube, "secret", "web-tls", "team-a")

@@ -40,7 +40,7 @@ def _managed(db: Path) -> dict[str, Any]:
     return dict(row) if row else {}
 
 
-FAILURES = "certdepot_repository_renewal_failures"
+FAILURES = "certdepot_repository_certificate_renewal_consecutive_failures"
 
 
 async def _failures_metric(repo: RepoProcess) -> float:

@@ -74,6 +74,10 @@ class Supervisor:
             self.entries[key] = _Entry(
                 holder, task, stop, meta.get("generation"), renewrequest.requested(meta)
             )
+            # Seen but not reconciled yet: Ready is Unknown until its first step reports.
+            self.runtime.deps.metrics.observe(
+                kind, str(meta.get("namespace") or ""), str(meta.get("name")), ready=None
+            )
             return
         entry.body = lean_copy(body)
         request = renewrequest.requested(meta)

@@ -37,35 +37,41 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Metrics:
+    """Names follow Prometheus conventions (``_total`` counters, ``_timestamp_seconds``
+    for points in time); per-certificate series carry ``name``, the managed certificate's
+    name, like the operator's and cert-manager's. docs/operations.md ("Metrics") lists them
+    and the names they replaced."""
+
     def __init__(self) -> None:
         # One registry per app: several apps in one process (tests) must not collide.
         self.registry = CollectorRegistry()
-        self.requests = Counter("certdepot_repository_requests", "ACME requests answered",
-                                ["endpoint", "status"], registry=self.registry)
-        self.deliveries = Counter("certdepot_repository_key_deliveries",
+        self.requests = Counter("certdepot_repository_requests_total",
+                                "HTTP requests answered", ["endpoint", "status"],
+                                registry=self.registry)
+        self.deliveries = Counter("certdepot_repository_key_deliveries_total",
                                   "Private keys delivered (download extension)", ["tenant"],
                                   registry=self.registry)
         self.policy_refusals = Counter(
-            "certdepot_repository_policy_refusals",
+            "certdepot_repository_policy_refusals_total",
             "Requests and renewals refused because the grant they relied on no longer holds",
             ["step", "reason"], registry=self.registry)
-        self.not_after = Gauge("certdepot_repository_certificate_not_after_seconds",
-                               "Expiry of the current certificate of a managed entry",
-                               ["name"], registry=self.registry)
-        self.failures = Gauge("certdepot_repository_renewal_failures",
-                              "Consecutive failed renewal attempts of a managed entry",
-                              ["name"], registry=self.registry)
+        self.expiration = Gauge("certdepot_repository_certificate_expiration_timestamp_seconds",
+                                "notAfter of the current certificate of a managed entry, in "
+                                "seconds since the epoch", ["name"], registry=self.registry)
+        self.failures = Gauge("certdepot_repository_certificate_renewal_consecutive_failures",
+                              "Consecutive failed renewal attempts of a managed entry (0 after "
+                              "a success)", ["name"], registry=self.registry)
         # Per managed certificate: its consumers, and those on a revoked or superseded serial
         # (consumers.py; read from the store at scrape time like the gauges above).
-        self.consumers = Gauge("certdepot_repository_consumers",
+        self.consumers = Gauge("certdepot_repository_certificate_consumers",
                                "Consumers (tenant, account, cluster, resource) known to hold "
-                               "a serial of a managed certificate", ["certificate"],
+                               "a serial of a managed certificate", ["name"],
                                registry=self.registry)
-        self.superseded = Gauge("certdepot_repository_consumers_superseded",
+        self.superseded = Gauge("certdepot_repository_certificate_consumers_superseded",
                                 "Consumers whose last delivery was a revoked or superseded "
-                                "serial of a managed certificate", ["certificate"],
+                                "serial of a managed certificate", ["name"],
                                 registry=self.registry)
-        self.store_errors = Counter("certdepot_repository_metrics_store_errors",
+        self.store_errors = Counter("certdepot_repository_metrics_store_errors_total",
                                     "Scrapes that could not read the store (gauges stale)",
                                     registry=self.registry)
 
@@ -103,7 +109,7 @@ def _scrape(request: Request) -> bytes:
         for cfg in repo.config.certificates:
             cur = certstore.current_managed(repo.store, cfg.name)
             if cur is not None:
-                metrics.not_after.labels(cfg.name).set(cur["not_after"])
+                metrics.expiration.labels(cfg.name).set(cur["not_after"])
             state = repo.store.get(tables.managed, cfg.name)
             metrics.failures.labels(cfg.name).set(state["failures"] if state else 0)
             total, behind = consumers.counts(repo, cfg.name, cur["id"] if cur else None)

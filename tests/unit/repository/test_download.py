@@ -262,5 +262,5 @@ async def test_health_and_metrics(env: Env) -> None:
     assert 'certdepot_repository_key_deliveries_total{tenant="team-a"} 1.0' in text
     assert 'certdepot_repository_requests_total{endpoint="private_key",status="200"} 1.0' \
         in text
-    assert 'certdepot_repository_certificate_not_after_seconds{name="web"}' in text
-    assert 'certdepot_repository_renewal_failures{name="web"} 0.0' in text
+    assert 'certdepot_repository_certificate_expiration_timestamp_seconds{name="web"}' in text
+    assert 'certdepot_repository_certificate_renewal_consecutive_failures{name="web"} 0.0' in text

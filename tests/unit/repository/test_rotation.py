@@ -103,15 +103,15 @@ async def test_rotate_fixes_a_past_window_and_signals_consumers(env: Env) -> Non
         ("shop/web", "revoked"), ("shop/api", "revoked")]
     assert consumers.counts(env.repo, "web", new["id"]) == (2, 2)
     scraped = (await env.http.get(f"{BASE}/metrics")).text
-    assert 'certdepot_repository_consumers{certificate="web"} 2.0' in scraped
-    assert 'certdepot_repository_consumers_superseded{certificate="web"} 2.0' in scraped
+    assert 'certdepot_repository_certificate_consumers{name="web"} 2.0' in scraped
+    assert 'certdepot_repository_certificate_consumers_superseded{name="web"} 2.0' in scraped
 
     _, pem2, _ = await _download(c, WEB)
     assert crypto.parse_pem_chain(pem2)[0].serial_number != old.serial_number
     assert inventory.collect(env.repo.config, env.repo.store, stale=True) == []
     assert consumers.counts(env.repo, "web", new["id"]) == (2, 0)
     scraped = (await env.http.get(f"{BASE}/metrics")).text
-    assert 'certdepot_repository_consumers_superseded{certificate="web"} 0.0' in scraped
+    assert 'certdepot_repository_certificate_consumers_superseded{name="web"} 0.0' in scraped
 
 
 async def test_revoke_rotated_twice_is_already_revoked(env: Env) -> None:
