@@ -17,6 +17,12 @@ from certdepot.testenv.pki import TestCA
 NOW = dt.datetime.now(dt.UTC)
 
 
+def _now() -> dt.datetime:
+    # The fixture's certificate starts when the test runs, which in a whole suite is minutes
+    # after this module was imported (NOW): judge it against the clock of the test itself.
+    return dt.datetime.now(dt.UTC)
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -36,14 +42,14 @@ def secret(data: dict[str, bytes]) -> dict[str, Any]:
 def test_a_good_secret(tls: dict[str, Any]) -> None:
     ca = tls["ca"].cert_path.read_bytes()
     out = report.inspect_secret(secret({"tls.crt": tls["crt"], "tls.key": tls["key"],
-                                        "ca.crt": ca}), NOW)
+                                        "ca.crt": ca}), _now())
     leaf = crypto.parse_pem_chain(tls["crt"])[0]
     assert out["ok"] is True and out["problems"] == []
     assert out["keyMatches"] is True and out["chainCheck"] == "verified"
     assert out["chain"][0]["serial"] == crypto.serial_hex(leaf)
     assert out["chain"][0]["dnsNames"] == ["www.example.test"]
     without_ca = report.inspect_secret(secret({"tls.crt": tls["crt"], "tls.key": tls["key"]}),
-                                       NOW)
+                                       _now())
     assert without_ca["ok"] is True and without_ca["chainCheck"] == "linked"
 
 
@@ -52,16 +58,16 @@ def test_wrong_key_wrong_ca_expired_and_garbage_are_reported(tls: dict[str, Any]
     other = crypto.private_key_to_pem(crypto.generate_private_key())
     stranger = TestCA.create(tmp_path / "x", "stranger").cert_path.read_bytes()
     out = report.inspect_secret(secret({"tls.crt": tls["crt"], "tls.key": other,
-                                        "ca.crt": stranger}), NOW)
+                                        "ca.crt": stranger}), _now())
     assert out["ok"] is False and out["keyMatches"] is False and out["chainCheck"] == "broken"
     assert any("does not match" in p for p in out["problems"])
     assert "PRIVATE" not in repr(out)
     later = report.inspect_secret(secret({"tls.crt": tls["crt"], "tls.key": tls["key"]}),
-                                  NOW + dt.timedelta(days=400))
+                                  _now() + dt.timedelta(days=400))
     assert later["expired"] is True and not later["ok"]
-    junk = report.inspect_secret(secret({"tls.crt": b"junk", "tls.key": b"junk"}), NOW)
+    junk = report.inspect_secret(secret({"tls.crt": b"junk", "tls.key": b"junk"}), _now())
     assert junk["ok"] is False and junk["problems"] == ["tls.crt holds no PEM certificate"]
-    bad_key = report.inspect_secret(secret({"tls.crt": tls["crt"], "tls.key": b"junk"}), NOW)
+    bad_key = report.inspect_secret(secret({"tls.crt": tls["crt"], "tls.key": b"junk"}), _now())
     assert bad_key["problems"] == ["tls.key is not a readable unencrypted private key"]
 
 
