@@ -130,6 +130,7 @@ class Fleet:
     op_metrics: int = 0
     repo_starts: int = 0
     op_starts: int = 0
+    lease_seconds: int = 15
     logs: list[Path] = field(default_factory=list)
 
     @property
@@ -169,6 +170,7 @@ class Fleet:
             *CERTDEPOT, "operator", "run", "--kubeconfig", str(self.kube.kubeconfig),
             "--metrics-port", str(metrics), "--health-port", str(self.op_health),
             "--lease-namespace", "certdepot", "--cluster-resource-namespace", "certdepot",
+            "--lease-seconds", str(self.lease_seconds),
             "--recheck-seconds", "5", "--renewal-info-seconds", "2",
             "--backoff-base-seconds", "1", "--backoff-cap-seconds", "5"],
             log_path=log, extra_env={"PYTHONPATH": str(ROOT / "operator")})
@@ -247,7 +249,7 @@ def repository_config(workdir: Path, port: int, tls: tuple[Path, Path], count: i
 
 @contextmanager
 def fleet(kube: KubeEnv, workdir: Path, *, count: int, lifetime: str, namespace: str,
-          **extra: Any) -> Iterator[Fleet]:
+          lease_seconds: int = 15, **extra: Any) -> Iterator[Fleet]:
     port = procs.free_port()
     tls_ca = TestCA.create(workdir, "repo-tls")
     tls = tls_ca.issue(workdir, "repo-serving", "repository", ips=("127.0.0.1",),
@@ -256,7 +258,7 @@ def fleet(kube: KubeEnv, workdir: Path, *, count: int, lifetime: str, namespace:
     path = write_config(workdir, repository_config(workdir, port, tls, count, lifetime,
                                                    **extra))
     eab = create_tenant(workdir, path, "cluster")
-    f = Fleet(kube, workdir, port, path, tls_ca, eab, namespace)
+    f = Fleet(kube, workdir, port, path, tls_ca, eab, namespace, lease_seconds=lease_seconds)
     for ns, labels in (("certdepot", {}), (namespace, {"robustness": namespace})):
         f.apply({"apiVersion": "v1", "kind": "Namespace",
                  "metadata": {"name": ns, "labels": labels}})

@@ -38,7 +38,11 @@ FIGURES: dict[str, Any] = {}
 def f(kube: KubeEnv, crds_applied: list[str], tmp_path_factory: pytest.TempPathFactory
       ) -> Iterator[Fleet]:
     workdir = tmp_path_factory.mktemp("robust-faults")
-    with fleet(kube, workdir, count=COUNT, lifetime="24h", namespace=NAMESPACE) as fl:
+    # The API server restart below takes 10-20 s on a loaded 2-core machine; with the
+    # default 15 s Lease the operator would rightly give up leadership and exit, which is
+    # not what this module tests (it tests reconnecting), so it holds the Lease longer.
+    with fleet(kube, workdir, count=COUNT, lifetime="24h", namespace=NAMESPACE,
+               lease_seconds=60) as fl:
         wait_condition(kube, "clustercertificaterepository", REPO, None, status="True",
                        proc=fl.op, timeout=90)
         yield fl

@@ -58,6 +58,14 @@ def operator_group() -> None:
     default=lambda: os.environ.get("POD_NAMESPACE", "certdepot"),
     show_default="$POD_NAMESPACE or certdepot",
 )
+@click.option(
+    "--lease-seconds",
+    type=click.IntRange(5, 3600),
+    default=15,
+    show_default=True,
+    help="Lease duration: a leader that cannot renew it for this long (API server "
+    "unreachable) stops acting and exits; another replica waits this long for it.",
+)
 @click.option("--identity", default="", help="This replica's name in the Lease (default host-pid).")
 @click.option(
     "--cluster-resource-namespace",
@@ -132,6 +140,7 @@ def run(
     leader_election: bool,
     lease_name: str,
     lease_namespace: str,
+    lease_seconds: int,
     identity: str,
     cluster_resource_namespace: str,
     recheck_seconds: float,
@@ -158,6 +167,7 @@ def run(
         leader_election=leader_election,
         lease_name=lease_name,
         lease_namespace=lease_namespace,
+        lease_seconds=lease_seconds,
         identity=identity,
         cluster_resource_namespace=cluster_resource_namespace,
         recheck_seconds=recheck_seconds,

@@ -39,6 +39,9 @@ class RunOptions:
     leader_election: bool = True
     lease_name: str = "certdepot-operator"
     lease_namespace: str = "certdepot"
+    # How long the leader may go without renewing the Lease (the API server unreachable)
+    # before it stops acting and exits, as client-go's leader election does.
+    lease_seconds: int = 15
     identity: str = ""
     cluster_resource_namespace: str = "certdepot"
     recheck_seconds: float = 600.0
@@ -172,6 +175,7 @@ async def run(options: RunOptions) -> int:
                 namespace=options.lease_namespace,
                 name=options.lease_name,
                 identity=identity,
+                duration_seconds=options.lease_seconds,
             )
             acquire = asyncio.create_task(elector.acquire())
             stopper = asyncio.create_task(stop_flag.wait())
