@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from certdepot.acme import fields
 from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.timefmt import parse_rfc3339, rfc3339
 
@@ -37,6 +38,7 @@ class Status:
     DEACTIVATED = "deactivated"
     REVOKED = "revoked"
     EXPIRED = "expired"
+    CANCELED = fields.STATUS_CANCELED  # RFC 8739: an auto-renewal order the client stopped
 
 
 def parse_time(value: Any, name: str = "time") -> dt.datetime | None:
@@ -73,6 +75,10 @@ def _str_list(doc: Mapping[str, Any], key: str, what: str) -> list[str]:
     if not all(isinstance(v, str) for v in value):
         raise AcmeProblem("malformed", f"{what} {key!r} must be a list of strings")
     return list(value)
+
+
+def _missing(key: str) -> list[str]:
+    raise AcmeProblem("malformed", f"{key} list lacks {key!r}")
 
 
 def _require_object(doc: Any, what: str) -> Mapping[str, Any]:
@@ -348,7 +354,7 @@ class Account(_Resource):
     @property
     def delegations(self) -> str | None:
         """RFC 9115: URL of the account's delegation list, if the server offers one."""
-        value = self.extra.get("delegations")
+        value = self.extra.get(fields.DELEGATIONS)
         return value if isinstance(value, str) else None
 
 
@@ -359,7 +365,8 @@ class DirectoryMeta(_Resource):
     terms_of_service: str | None = None
     website: str | None = None
     caa_identities: list[str] = field(default_factory=list)
-    external_account_required: bool = False
+    #: ``None`` when the server did not say (written back out only when it did, even false).
+    external_account_required: bool | None = None
     profiles: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -375,9 +382,7 @@ class DirectoryMeta(_Resource):
             terms_of_service=_get(d, "termsOfService", str, "directory meta"),
             website=_get(d, "website", str, "directory meta"),
             caa_identities=_str_list(d, "caaIdentities", "directory meta"),
-            external_account_required=bool(
-                _get(d, "externalAccountRequired", bool, "directory meta")
-            ),
+            external_account_required=_get(d, "externalAccountRequired", bool, "directory meta"),
             profiles={str(k): str(v) for k, v in profiles.items()},
             extra=cls._unknown(d),
         )
@@ -390,8 +395,8 @@ class DirectoryMeta(_Resource):
             doc["website"] = self.website
         if self.caa_identities:
             doc["caaIdentities"] = list(self.caa_identities)
-        if self.external_account_required:
-            doc["externalAccountRequired"] = True
+        if self.external_account_required is not None:
+            doc["externalAccountRequired"] = self.external_account_required
         if self.profiles:
             doc["profiles"] = dict(self.profiles)
         return doc
@@ -399,12 +404,12 @@ class DirectoryMeta(_Resource):
     @property
     def download_enabled(self) -> bool:
         """certdepot's certificate download extension (docs/protocol.md §4)."""
-        return self.extra.get("download-enabled") is True
+        return self.extra.get(fields.DOWNLOAD_ENABLED) is True
 
     @property
     def delegation_enabled(self) -> bool:
         """RFC 9115 delegation support."""
-        return self.extra.get("delegation-enabled") is True
+        return self.extra.get(fields.DELEGATION_ENABLED) is True
 
 
 @dataclass
@@ -479,12 +484,14 @@ class RenewalInfo(_Resource):
     retry_after: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    KNOWN: ClassVar[frozenset[str]] = frozenset({"suggestedWindow", "explanationURL"})
+    KNOWN: ClassVar[frozenset[str]] = frozenset(
+        {fields.SUGGESTED_WINDOW, fields.EXPLANATION_URL}
+    )
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> RenewalInfo:
         d = _require_object(doc, "renewalInfo")
-        window = _get(d, "suggestedWindow", dict, "renewalInfo", True) or {}
+        window = _get(d, fields.SUGGESTED_WINDOW, dict, "renewalInfo", True) or {}
         start = parse_time(window.get("start"), "suggestedWindow start")
         end = parse_time(window.get("end"), "suggestedWindow end")
         if start is None or end is None:
@@ -494,20 +501,20 @@ class RenewalInfo(_Resource):
         return cls(
             start=start,
             end=end,
-            explanation_url=_get(d, "explanationURL", str, "renewalInfo"),
+            explanation_url=_get(d, fields.EXPLANATION_URL, str, "renewalInfo"),
             extra=cls._unknown(d),
         )
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             **self.extra,
-            "suggestedWindow": {
+            fields.SUGGESTED_WINDOW: {
                 "start": rfc3339(self.start, fraction=True),
                 "end": rfc3339(self.end, fraction=True),
             },
         }
         if self.explanation_url:
-            doc["explanationURL"] = self.explanation_url
+            doc[fields.EXPLANATION_URL] = self.explanation_url
         return doc
 
     def is_open(self, now: dt.datetime | None = None) -> bool:
@@ -524,21 +531,45 @@ class Delegation(_Resource):
     url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    KNOWN: ClassVar[frozenset[str]] = frozenset({"csr-template", "cname-map"})
+    KNOWN: ClassVar[frozenset[str]] = frozenset({fields.CSR_TEMPLATE, fields.CNAME_MAP})
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> Delegation:
         d = _require_object(doc, "delegation")
-        cmap = _get(d, "cname-map", dict, "delegation") or {}
+        cmap = _get(d, fields.CNAME_MAP, dict, "delegation") or {}
         return cls(
-            csr_template=dict(_get(d, "csr-template", dict, "delegation", True) or {}),
+            csr_template=dict(_get(d, fields.CSR_TEMPLATE, dict, "delegation", True) or {}),
             cname_map={str(k): str(v) for k, v in cmap.items()},
             url=url,
             extra=cls._unknown(d),
         )
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {**self.extra, "csr-template": self.csr_template}
+        doc: dict[str, Any] = {**self.extra, fields.CSR_TEMPLATE: self.csr_template}
         if self.cname_map:
-            doc["cname-map"] = dict(self.cname_map)
+            doc[fields.CNAME_MAP] = dict(self.cname_map)
         return doc
+
+
+@dataclass
+class UrlList(_Resource):
+    """A list resource: an account's ``orders`` (RFC 8555 §7.1.2.1) or ``delegations``
+    (RFC 9115 §2.3.1), one member holding URLs. ``member`` names it."""
+
+    member: str
+    urls: list[str] = field(default_factory=list)
+    url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json_member(cls, doc: Any, member: str, url: str | None = None) -> UrlList:
+        d = _require_object(doc, f"{member} list")
+        return cls(
+            member=member,
+            urls=_str_list(d, member, f"{member} list") if member in d else _missing(member),
+            url=url,
+            extra={k: v for k, v in d.items() if k != member},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.extra, self.member: list(self.urls)}

@@ -3,6 +3,9 @@
 - ``rfc3339(moment, fraction=False)``: a datetime (naive means UTC) or a POSIX timestamp as
   UTC text with a ``Z`` suffix; whole seconds (Kubernetes' and most ACME servers' form)
   unless ``fraction`` keeps the microseconds.
+- ``utc_seconds(moment)``: the same moment as an aware UTC datetime cut to whole seconds,
+  for wire objects that carry whole-second times (``rfc3339(utc_seconds(x), fraction=True)``
+  equals ``rfc3339(x)``).
 - ``parse_rfc3339(text)``: the inverse, lenient about what servers send (``z``, an offset,
   Go's nanoseconds); always an aware datetime; ``ValueError`` otherwise.
 """
@@ -14,14 +17,21 @@ import datetime as dt
 
 def rfc3339(moment: dt.datetime | float, *, fraction: bool = False) -> str:
     """``moment`` as RFC 3339 UTC with a ``Z`` suffix."""
+    when = _utc(moment) if fraction else utc_seconds(moment)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def utc_seconds(moment: dt.datetime | float) -> dt.datetime:
+    """``moment`` (naive means UTC, or a POSIX timestamp) in UTC, without its microseconds."""
+    return _utc(moment).replace(microsecond=0)
+
+
+def _utc(moment: dt.datetime | float) -> dt.datetime:
     if isinstance(moment, dt.datetime):
         when = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     else:
         when = dt.datetime.fromtimestamp(moment, dt.UTC)
-    when = when.astimezone(dt.UTC)
-    if not fraction:
-        when = when.replace(microsecond=0)
-    return when.isoformat().replace("+00:00", "Z")
+    return when.astimezone(dt.UTC)
 
 
 def parse_rfc3339(text: str) -> dt.datetime:

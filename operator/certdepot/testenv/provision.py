@@ -298,13 +298,11 @@ def _how_to_get(name: str) -> str:
 
 
 def binary(name: str) -> Path:
-    """The path of a provisioned (or overridden) executable; never builds."""
-    if name == "cert-manager-controller":
-        # A prebuilt asset or a source build, not a Go-module build: its own module
-        # (imported here because it imports this one).
-        from certdepot.testenv.certmanager_assets import controller_binary
+    """The path of a provisioned (or overridden) executable; never builds.
 
-        return controller_binary()
+    Go-module builds only: :func:`certdepot.testenv.binaries.binary` also knows the
+    cert-manager controller (certmanager_assets).
+    """
     res = resolve(name)
     if res.source in ("missing", "stale") or res.path is None:
         state = "not provisioned" if res.source == "missing" else "provisioned for an old pin"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from certdepot.testenv import binaries
 from certdepot.testenv import certmanager_assets as cm
 from certdepot.testenv import provision as prov
 
@@ -42,7 +43,7 @@ def assets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_missing_controller_says_how_to_get_it(cache: Path) -> None:
     assert prov.env_var(cm.CONTROLLER) == "TEST_ASSET_CERT_MANAGER_CONTROLLER"
     with pytest.raises(prov.MissingBinaryError) as info:
-        prov.binary(cm.CONTROLLER)
+        binaries.binary(cm.CONTROLLER)
     text = str(info.value)
     assert "make provision" in text and "TEST_ASSET_CERT_MANAGER_CONTROLLER" in text
     assert cm.CRDS_ENV in text and cm.CERT_MANAGER_VERSION in text
@@ -56,7 +57,7 @@ def test_provision_from_assets_checks_and_stamps(cache: Path, assets: Path) -> N
     path = cm.controller_binary()
     assert path.read_bytes() == FAKE_BINARY
     assert path.stat().st_mode & stat.S_IXUSR
-    assert prov.binary(cm.CONTROLLER) == path
+    assert binaries.binary(cm.CONTROLLER) == path
     assert [p.name for p in cm.crd_files()] == list(cm.CRD_FILES)
     stamp = path.with_name(cm.CONTROLLER + ".stamp").read_text()
     assert cm.CERT_MANAGER_VERSION in stamp and str(assets) in stamp

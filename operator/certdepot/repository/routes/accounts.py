@@ -17,7 +17,7 @@ from certdepot.repository import tenants
 from certdepot.repository.http import Signed, acme_json, acme_post, problem_response, repo_of
 from certdepot.repository.quotas import check_new_account
 from certdepot.repository.store import new_id
-from certdepot.repository.views import account_json
+from certdepot.repository.views import account_json, url_list
 
 
 def _contacts(value: Any) -> list[str]:
@@ -110,7 +110,8 @@ def orders_list(request: Request, signed: Signed) -> Response:
                                tables.orders.c.status.in_(["pending", "ready", "processing",
                                                            "valid"]),
                                order_by=tables.orders.c.created)
-    return acme_json(repo, {"orders": [repo.urls.order(o["id"]) for o in orders]})
+    urls = [repo.urls.order(o["id"]) for o in orders]
+    return acme_json(repo, url_list("orders", urls, repo.urls.orders(row["id"])).to_json())
 
 
 def _is_key(jwk: Any, thumbprint: str) -> bool:

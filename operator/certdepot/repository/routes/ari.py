@@ -23,9 +23,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from certdepot.acme import ari
+from certdepot.acme import ari, fields
+from certdepot.acme.messages import RenewalInfo
 from certdepot.acme.problems import AcmeProblem
-from certdepot.acme.timefmt import rfc3339
+from certdepot.acme.timefmt import rfc3339, utc_seconds
 from certdepot.repository import certstore, consumers, rotation
 from certdepot.repository import store as tables
 from certdepot.repository.http import acme_json, repo_of, threaded
@@ -62,27 +63,37 @@ def _lookup(repo: Repo, cert_id: str) -> dict[str, Any]:
 
 def window_of(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:
     """The renewalInfo document of a stored certificate (without Retry-After)."""
+    return renewal_info_of(repo, row).to_json()
+
+
+def renewal_info_of(repo: Repo, row: dict[str, Any]) -> RenewalInfo:
+    """The renewalInfo of a stored certificate, as the client's type."""
     if row["revoked"]:
         rev = rotation.revocation(repo, row["id"])
         # A row revoked before revocations were recorded: fix its window at issuance.
         start, end = ((rev["window_start"], rev["window_end"]) if rev else
                       (row["created"] - rotation.WINDOW_BEFORE[0],
                        row["created"] - rotation.WINDOW_BEFORE[1]))
-        doc: dict[str, Any] = {"suggestedWindow": {"start": rfc3339(start),
-                                                   "end": rfc3339(end)},
-                               "explanationURL": rotation.explanation_url(repo, row)}
+        info = _window(start, end)
+        info.explanation_url = rotation.explanation_url(repo, row)
         if rev is not None:
-            doc["revoked"] = {"reason": rotation.REASON_NAMES.get(rev["reason"], "unspecified"),
-                              "at": rfc3339(rev["revoked_at"])}
-        return doc
+            info.extra[fields.REVOKED] = {
+                fields.REVOKED_REASON: rotation.REASON_NAMES.get(rev["reason"], "unspecified"),
+                fields.REVOKED_AT: rfc3339(rev["revoked_at"])}
+        return info
     successor = _successor(repo, row)
     if successor is not None:
         start = successor["created"]
         end = max(start + 60, min(start + SUPERSEDED_SPREAD, row["not_after"] - 60))
-        return {"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}}
+        return _window(start, end)
     s, e = ari.default_window(dt.datetime.fromtimestamp(row["not_before"], dt.UTC),
                               dt.datetime.fromtimestamp(row["not_after"], dt.UTC))
-    return {"suggestedWindow": {"start": rfc3339(s.timestamp()), "end": rfc3339(e.timestamp())}}
+    return _window(s.timestamp(), e.timestamp())
+
+
+def _window(start: float, end: float) -> RenewalInfo:
+    # Whole seconds, as every window has always been written.
+    return RenewalInfo(start=utc_seconds(start), end=utc_seconds(end))
 
 
 @threaded

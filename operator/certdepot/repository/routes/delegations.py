@@ -6,8 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from certdepot.acme import fields
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import delegation
+from certdepot.repository import delegation, views
 from certdepot.repository.http import Signed, acme_json, acme_post, repo_of
 
 
@@ -17,9 +18,11 @@ def delegations_list(request: Request, signed: Signed) -> Response:
     assert signed.account is not None
     if signed.account["id"] != request.path_params["acct"]:
         raise AcmeProblem("unauthorized", "not this account's delegations")
-    names = [d.name for d in delegation.delegations_for(repo, signed.account)]
-    return acme_json(repo, {"delegations": [
-        repo.urls.delegation(signed.account["id"], n) for n in names]})
+    acct_id = signed.account["id"]
+    urls = [repo.urls.delegation(acct_id, d.name)
+            for d in delegation.delegations_for(repo, signed.account)]
+    return acme_json(repo, views.url_list(fields.DELEGATIONS, urls,
+                                          repo.urls.delegations(acct_id)).to_json())
 
 
 @acme_post()
@@ -32,10 +35,8 @@ def delegation_object(request: Request, signed: Signed) -> Response:
               if d.name == request.path_params["name"]), None)
     if d is None:
         raise AcmeProblem("unknownDelegation", "no such delegation for this account")
-    doc: dict[str, object] = {"csr-template": d.csr_template}
-    if d.cname_map:
-        doc["cname-map"] = d.cname_map
-    return acme_json(repo, doc)
+    url = repo.urls.delegation(signed.account["id"], d.name)
+    return acme_json(repo, views.delegation(d.csr_template, d.cname_map, url).to_json())
 
 
 routes = [

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import certdepot.repository.consumers as consumers
-from certdepot.acme import keywrap
+from certdepot.acme import fields, keywrap
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import certstore, grants
 from certdepot.repository import store as tables
@@ -33,7 +33,7 @@ def private_key(request: Request, signed: Signed) -> Response:
     if order["status"] != "valid" or not order["cert_id"]:
         raise AcmeProblem("orderNotReady", f"order is {order['status']}, not valid")
     # Every fetch, not only the first: the grant may have been withdrawn since finalize.
-    grants.require(repo, order, signed.account, "private-key")
+    grants.require(repo, order, signed.account, fields.PRIVATE_KEY)
     cert = repo.store.get(tables.certificates, order["cert_id"])
     if cert is None or cert["key"] is None:
         raise AcmeProblem("serverInternal", "the certificate's key is not held here")

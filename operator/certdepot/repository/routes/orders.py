@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from certdepot.acme.messages import Status
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import orders as logic
 from certdepot.repository import store as tables
@@ -32,7 +33,7 @@ def order(request: Request, signed: Signed) -> Response:
     repo = repo_of(request)
     assert signed.account is not None
     row = logic.get_order_for(repo, request.path_params["order"], signed.account)
-    if signed.payload and signed.payload.get("status") == "canceled":
+    if signed.payload and signed.payload.get("status") == Status.CANCELED:
         # RFC 8739 §3.1.2: the client stops auto-renewal.
         # RFC 8739 §3.1.2 and §3.6: only a valid (issuing) STAR order can be canceled.
         if not row["data"].get("auto_renewal") or row["data"].get("star_cancelled") or \

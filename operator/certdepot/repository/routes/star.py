@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from certdepot.acme import fields
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import grants, star
 from certdepot.repository import store as tables
@@ -33,7 +34,7 @@ def _star_certificate(request: Request, signed: Signed | None) -> Response:
         if order is None or order["account_id"] != signed.account["id"]:
             raise AcmeProblem("malformed", "no such certificate", status=404)
     elif order is None or not order["data"].get("auto_renewal", {}).get(
-            "allow-certificate-get"):
+            fields.ALLOW_CERTIFICATE_GET):
         # Unauthenticated GET only where the order asked for it (the URL is the capability).
         raise AcmeProblem("malformed", "no such certificate", status=404)
     if order is None or not order["data"].get("auto_renewal") or not order["cert_id"]:
@@ -42,11 +43,12 @@ def _star_certificate(request: Request, signed: Signed | None) -> Response:
     # The unauthenticated GET is served to whoever holds the URL: check the grant of the
     # account that placed the order.
     grants.require(repo, order, signed.account if signed else grants.owner(repo, order),
-                   "star-certificate")
+                   fields.STAR_CERTIFICATE)
     cert = repo.store.get(tables.certificates, order["cert_id"])
     assert cert is not None
-    return pem_response(repo, cert, {"Cert-Not-Before": _http_date(cert["not_before"]),
-                                     "Cert-Not-After": _http_date(cert["not_after"])})
+    return pem_response(repo, cert, {
+        fields.HEADER_CERT_NOT_BEFORE: _http_date(cert["not_before"]),
+        fields.HEADER_CERT_NOT_AFTER: _http_date(cert["not_after"])})
 
 
 routes = [Route("/acme/star/{order}", star_certificate, methods=["GET", "POST"])]
