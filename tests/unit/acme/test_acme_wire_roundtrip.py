@@ -101,6 +101,7 @@ async def recorded() -> AsyncIterator[Recorder]:
                 "maxLifetime": "7d", "issuer": "local", "allowCertificateGet": True,
             }],
         }],
+        eabRequired=False,  # the directory must still say so: false is a value, not absence
     )
     repo = build_repo(config)
     creds = create_tenant(repo.store, repo.vault, "team-a")
@@ -175,7 +176,7 @@ def test_extension_members_arrive_under_the_shared_names(recorded: Recorder) -> 
     assert meta[fields.DOWNLOAD_ENABLED] is True and meta[fields.DELEGATION_ENABLED] is True
     assert {fields.MIN_LIFETIME, fields.MAX_DURATION, fields.ALLOW_CERTIFICATE_GET} <= set(
         meta[fields.AUTO_RENEWAL])
-    assert isinstance(meta["externalAccountRequired"], bool)  # sent even when false
+    assert meta["externalAccountRequired"] is False  # sent even when false
     orders = _bodies(recorded, "Order")
     assert any(fields.PRIVATE_KEY in o and o.get(fields.DOWNLOAD) is True for o in orders)
     assert any(fields.DELEGATION in o and "certificate" in o for o in orders)
