@@ -375,6 +375,26 @@ def parse_jws(
     (``badSignatureAlgorithm``), both or neither of ``kid``/``jwk``, a missing ``url``, and
     (when ``require_nonce``) a missing ``nonce`` or one that is not base64url (``badNonce``).
     """
+    doc = _flattened_jws(body)
+    protected, payload, signature = _decode_members(doc)
+    # _decode_members checked that both are present and strings.
+    signing_input = f"{doc['protected']}.{doc['payload']}".encode("ascii")
+    alg, kid, jwk, url, nonce = _checked_header(protected, algorithms, require_nonce)
+    return ParsedJws(
+        protected=protected,
+        payload=payload,
+        signature=signature,
+        signing_input=signing_input,
+        alg=alg,
+        kid=kid,
+        jwk=jwk,
+        url=url,
+        nonce=nonce,
+    )
+
+
+def _flattened_jws(body: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
+    """The request body as a flattened JWS object with its three string members."""
     if isinstance(body, Mapping):
         doc: Any = body
     else:
@@ -388,6 +408,11 @@ def parse_jws(
         raise AcmeProblem("malformed", "JWS must use the flattened JSON serialization")
     if "header" in doc:
         raise AcmeProblem("malformed", "JWS must not have an unprotected header")
+    return doc
+
+
+def _decode_members(doc: Mapping[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+    """The protected header (a JSON object), payload and signature, base64url-decoded."""
     try:
         protected_b64 = doc["protected"]
         payload_b64 = doc["payload"]
@@ -405,6 +430,13 @@ def parse_jws(
         raise AcmeProblem("malformed", "JWS members are not valid base64url") from None
     if not isinstance(protected, dict):
         raise AcmeProblem("malformed", "JWS protected header is not a JSON object")
+    return protected, payload, signature
+
+
+def _checked_header(
+    protected: dict[str, Any], algorithms: tuple[str, ...], require_nonce: bool
+) -> tuple[str, str | None, dict[str, Any] | None, str, str | None]:
+    """RFC 8555 §6.2's header rules: ``(alg, kid, jwk, url, nonce)``."""
     _check_header_members(protected)
     alg = protected.get("alg")
     if not isinstance(alg, str) or alg not in algorithms:
@@ -431,17 +463,7 @@ def parse_jws(
     if nonce is not None and not _B64URL.fullmatch(nonce):
         # RFC 8555 §6.5.1: a nonce that is not base64url is refused as badNonce.
         raise AcmeProblem("badNonce", "JWS nonce is not base64url")
-    return ParsedJws(
-        protected=protected,
-        payload=payload,
-        signature=signature,
-        signing_input=f"{protected_b64}.{payload_b64}".encode("ascii"),
-        alg=alg,
-        kid=kid,
-        jwk=jwk,
-        url=url,
-        nonce=nonce,
-    )
+    return alg, kid, jwk, url, nonce
 
 
 def _check_header_members(protected: Mapping[str, Any]) -> None:
