@@ -1,4 +1,5 @@
 """The ACME protocol (RFC 8555 and extensions), shared by the repository and the operator.
 
-Everything here is free of I/O except :mod:`certdepot.acme.client`.
+Everything here is free of I/O except the client: :mod:`certdepot.acme.transport` (httpx)
+and the layers over it, :mod:`rfc8555`, :mod:`extensions` and :mod:`client`.
 """
