@@ -28,6 +28,7 @@ from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
 
+from certdepot.acme import fields
 from certdepot.acme.crypto import PrivateKey, load_private_key, private_key_to_pkcs8_der
 from certdepot.acme.jws import b64decode, b64encode, check_key_use
 from certdepot.acme.problems import AcmeProblem
@@ -69,7 +70,7 @@ def generate_ephemeral(curve: str = "P-256") -> tuple[EphemeralKey, dict[str, st
 
 
 def _bad(detail: str) -> AcmeProblem:
-    return AcmeProblem("badPublicKey", f"ephemeral-jwk {detail}")
+    return AcmeProblem("badPublicKey", f"{fields.EPHEMERAL_JWK} {detail}")
 
 
 def _coordinate(jwk: Mapping[str, Any], member: str, size: int) -> bytes:
@@ -121,7 +122,7 @@ def _check_public(jwk: Any) -> dict[str, str]:
         raise _bad("is not a JSON object")
     if any(m in jwk for m in _PRIVATE_MEMBERS):
         raise _bad("contains private key material")
-    check_key_use(jwk, use="enc", ops=KEY_OPS, what="ephemeral-jwk")
+    check_key_use(jwk, use="enc", ops=KEY_OPS, what=fields.EPHEMERAL_JWK)
     if "key_ops" in jwk and not set(jwk["key_ops"]) <= KEY_OPS:
         raise _bad(f"key_ops may only allow {sorted(KEY_OPS)}")
     if "alg" in jwk and jwk["alg"] != ALG:
