@@ -23,12 +23,12 @@ from certdepot.acme import fields
 from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.timefmt import rfc3339
 from certdepot.acme.wire import (
-    _get,
-    _missing,
-    _problem,
-    _require_object,
-    _Resource,
-    _str_list,
+    Resource,
+    member,
+    missing_list,
+    problem_member,
+    require_object,
+    str_list,
 )
 from certdepot.acme.wire import (
     parse_time as parse_time,  # re-exported: the repository parses times with it
@@ -50,7 +50,7 @@ class Status:
 
 
 @dataclass
-class Identifier(_Resource):
+class Identifier(Resource):
     """``{"type": "dns", "value": "example.com"}``."""
 
     type: str
@@ -66,10 +66,10 @@ class Identifier(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> Identifier:
-        d = _require_object(doc, "identifier")
+        d = require_object(doc, "identifier")
         return cls(
-            type=_get(d, "type", str, "identifier", True) or "",
-            value=_get(d, "value", str, "identifier", True) or "",
+            type=member(d, "type", str, "identifier", True) or "",
+            value=member(d, "value", str, "identifier", True) or "",
             extra=cls._unknown(d),
         )
 
@@ -82,7 +82,7 @@ class Identifier(_Resource):
 
 
 @dataclass
-class Challenge(_Resource):
+class Challenge(Resource):
     """A challenge object (§7.1.5, §8)."""
 
     type: str
@@ -99,14 +99,14 @@ class Challenge(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> Challenge:
-        d = _require_object(doc, "challenge")
+        d = require_object(doc, "challenge")
         return cls(
-            type=_get(d, "type", str, "challenge", True) or "",
-            url=_get(d, "url", str, "challenge") or url or "",
-            status=_get(d, "status", str, "challenge", True) or "",
-            token=_get(d, "token", str, "challenge"),
+            type=member(d, "type", str, "challenge", True) or "",
+            url=member(d, "url", str, "challenge") or url or "",
+            status=member(d, "status", str, "challenge", True) or "",
+            token=member(d, "token", str, "challenge"),
             validated=parse_time(d.get("validated"), "challenge validated"),
-            error=_problem(d, "error", "challenge"),
+            error=problem_member(d, "error", "challenge"),
             extra=cls._unknown(d),
         )
 
@@ -127,7 +127,7 @@ class Challenge(_Resource):
 
 
 @dataclass
-class Authorization(_Resource):
+class Authorization(Resource):
     """An authorization object (§7.1.4)."""
 
     identifier: Identifier
@@ -144,14 +144,14 @@ class Authorization(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> Authorization:
-        d = _require_object(doc, "authorization")
-        challenges = _get(d, "challenges", list, "authorization") or []
+        d = require_object(doc, "authorization")
+        challenges = member(d, "challenges", list, "authorization") or []
         return cls(
-            identifier=Identifier.from_json(_get(d, "identifier", dict, "authorization", True)),
-            status=_get(d, "status", str, "authorization", True) or "",
+            identifier=Identifier.from_json(member(d, "identifier", dict, "authorization", True)),
+            status=member(d, "status", str, "authorization", True) or "",
             challenges=[Challenge.from_json(c) for c in challenges],
             expires=parse_time(d.get("expires"), "authorization expires"),
-            wildcard=bool(_get(d, "wildcard", bool, "authorization")),
+            wildcard=bool(member(d, "wildcard", bool, "authorization")),
             url=url,
             extra=cls._unknown(d),
         )
@@ -175,7 +175,7 @@ class Authorization(_Resource):
 
 
 @dataclass
-class Order(_Resource):
+class Order(Resource):
     """An order object (§7.1.3) with ``profile`` (profiles draft) and ``replaces`` (RFC 9773)."""
 
     status: str
@@ -201,20 +201,20 @@ class Order(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> Order:
-        d = _require_object(doc, "order")
-        idents = _get(d, "identifiers", list, "order", True) or []
+        d = require_object(doc, "order")
+        idents = member(d, "identifiers", list, "order", True) or []
         return cls(
-            status=_get(d, "status", str, "order", True) or "",
+            status=member(d, "status", str, "order", True) or "",
             identifiers=[Identifier.from_json(i) for i in idents],
-            authorizations=_str_list(d, "authorizations", "order"),
-            finalize=_get(d, "finalize", str, "order") or "",
-            certificate=_get(d, "certificate", str, "order"),
+            authorizations=str_list(d, "authorizations", "order"),
+            finalize=member(d, "finalize", str, "order") or "",
+            certificate=member(d, "certificate", str, "order"),
             expires=parse_time(d.get("expires"), "order expires"),
             not_before=parse_time(d.get("notBefore"), "order notBefore"),
             not_after=parse_time(d.get("notAfter"), "order notAfter"),
-            error=_problem(d, "error", "order"),
-            profile=_get(d, "profile", str, "order"),
-            replaces=_get(d, "replaces", str, "order"),
+            error=problem_member(d, "error", "order"),
+            profile=member(d, "profile", str, "order"),
+            replaces=member(d, "replaces", str, "order"),
             url=url,
             extra=cls._unknown(d),
         )
@@ -245,7 +245,7 @@ class Order(_Resource):
 
 
 @dataclass
-class Account(_Resource):
+class Account(Resource):
     """An account object (§7.1.2)."""
 
     status: str
@@ -262,13 +262,13 @@ class Account(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> Account:
-        d = _require_object(doc, "account")
+        d = require_object(doc, "account")
         return cls(
-            status=_get(d, "status", str, "account") or Status.VALID,
-            contact=_str_list(d, "contact", "account"),
-            terms_of_service_agreed=_get(d, "termsOfServiceAgreed", bool, "account"),
-            orders=_get(d, "orders", str, "account"),
-            external_account_binding=_get(d, "externalAccountBinding", dict, "account"),
+            status=member(d, "status", str, "account") or Status.VALID,
+            contact=str_list(d, "contact", "account"),
+            terms_of_service_agreed=member(d, "termsOfServiceAgreed", bool, "account"),
+            orders=member(d, "orders", str, "account"),
+            external_account_binding=member(d, "externalAccountBinding", dict, "account"),
             url=url,
             extra=cls._unknown(d),
         )
@@ -291,7 +291,7 @@ class Account(_Resource):
 
 
 @dataclass
-class DirectoryMeta(_Resource):
+class DirectoryMeta(Resource):
     """The directory's ``meta`` object, including ``profiles`` and certdepot's flags."""
 
     terms_of_service: str | None = None
@@ -308,13 +308,13 @@ class DirectoryMeta(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> DirectoryMeta:
-        d = _require_object(doc, "directory meta")
-        profiles = _get(d, "profiles", dict, "directory meta") or {}
+        d = require_object(doc, "directory meta")
+        profiles = member(d, "profiles", dict, "directory meta") or {}
         return cls(
-            terms_of_service=_get(d, "termsOfService", str, "directory meta"),
-            website=_get(d, "website", str, "directory meta"),
-            caa_identities=_str_list(d, "caaIdentities", "directory meta"),
-            external_account_required=_get(d, "externalAccountRequired", bool, "directory meta"),
+            terms_of_service=member(d, "termsOfService", str, "directory meta"),
+            website=member(d, "website", str, "directory meta"),
+            caa_identities=str_list(d, "caaIdentities", "directory meta"),
+            external_account_required=member(d, "externalAccountRequired", bool, "directory meta"),
             profiles={str(k): str(v) for k, v in profiles.items()},
             extra=cls._unknown(d),
         )
@@ -345,7 +345,7 @@ class DirectoryMeta(_Resource):
 
 
 @dataclass
-class Directory(_Resource):
+class Directory(Resource):
     """The directory object (§7.1.1) plus ``renewalInfo`` (RFC 9773)."""
 
     new_nonce: str
@@ -373,16 +373,16 @@ class Directory(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> Directory:
-        d = _require_object(doc, "directory")
+        d = require_object(doc, "directory")
         return cls(
-            new_nonce=_get(d, "newNonce", str, "directory", True) or "",
-            new_account=_get(d, "newAccount", str, "directory", True) or "",
-            new_order=_get(d, "newOrder", str, "directory", True) or "",
-            revoke_cert=_get(d, "revokeCert", str, "directory"),
-            key_change=_get(d, "keyChange", str, "directory"),
-            new_authz=_get(d, "newAuthz", str, "directory"),
-            renewal_info=_get(d, "renewalInfo", str, "directory"),
-            meta=DirectoryMeta.from_json(_get(d, "meta", dict, "directory") or {}),
+            new_nonce=member(d, "newNonce", str, "directory", True) or "",
+            new_account=member(d, "newAccount", str, "directory", True) or "",
+            new_order=member(d, "newOrder", str, "directory", True) or "",
+            revoke_cert=member(d, "revokeCert", str, "directory"),
+            key_change=member(d, "keyChange", str, "directory"),
+            new_authz=member(d, "newAuthz", str, "directory"),
+            renewal_info=member(d, "renewalInfo", str, "directory"),
+            meta=DirectoryMeta.from_json(member(d, "meta", dict, "directory") or {}),
             extra=cls._unknown(d),
         )
 
@@ -407,7 +407,7 @@ class Directory(_Resource):
 
 
 @dataclass
-class RenewalInfo(_Resource):
+class RenewalInfo(Resource):
     """A renewalInfo response (RFC 9773 §4.2); ``retry_after`` comes from the HTTP header."""
 
     start: dt.datetime
@@ -422,8 +422,8 @@ class RenewalInfo(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> RenewalInfo:
-        d = _require_object(doc, "renewalInfo")
-        window = _get(d, fields.SUGGESTED_WINDOW, dict, "renewalInfo", True) or {}
+        d = require_object(doc, "renewalInfo")
+        window = member(d, fields.SUGGESTED_WINDOW, dict, "renewalInfo", True) or {}
         start = parse_time(window.get("start"), "suggestedWindow start")
         end = parse_time(window.get("end"), "suggestedWindow end")
         if start is None or end is None:
@@ -433,7 +433,7 @@ class RenewalInfo(_Resource):
         return cls(
             start=start,
             end=end,
-            explanation_url=_get(d, fields.EXPLANATION_URL, str, "renewalInfo"),
+            explanation_url=member(d, fields.EXPLANATION_URL, str, "renewalInfo"),
             extra=cls._unknown(d),
         )
 
@@ -455,7 +455,7 @@ class RenewalInfo(_Resource):
 
 
 @dataclass
-class Delegation(_Resource):
+class Delegation(Resource):
     """An RFC 9115 delegation object: ``csr-template`` and optional ``cname-map``."""
 
     csr_template: dict[str, Any]
@@ -467,10 +467,10 @@ class Delegation(_Resource):
 
     @classmethod
     def from_json(cls, doc: Any, url: str | None = None) -> Delegation:
-        d = _require_object(doc, "delegation")
-        cmap = _get(d, fields.CNAME_MAP, dict, "delegation") or {}
+        d = require_object(doc, "delegation")
+        cmap = member(d, fields.CNAME_MAP, dict, "delegation") or {}
         return cls(
-            csr_template=dict(_get(d, fields.CSR_TEMPLATE, dict, "delegation", True) or {}),
+            csr_template=dict(member(d, fields.CSR_TEMPLATE, dict, "delegation", True) or {}),
             cname_map={str(k): str(v) for k, v in cmap.items()},
             url=url,
             extra=cls._unknown(d),
@@ -484,7 +484,7 @@ class Delegation(_Resource):
 
 
 @dataclass
-class UrlList(_Resource):
+class UrlList(Resource):
     """A list resource: an account's ``orders`` (RFC 8555 §7.1.2.1) or ``delegations``
     (RFC 9115 §2.3.1), one member holding URLs. ``member`` names it."""
 
@@ -495,10 +495,10 @@ class UrlList(_Resource):
 
     @classmethod
     def from_json_member(cls, doc: Any, member: str, url: str | None = None) -> UrlList:
-        d = _require_object(doc, f"{member} list")
+        d = require_object(doc, f"{member} list")
         return cls(
             member=member,
-            urls=_str_list(d, member, f"{member} list") if member in d else _missing(member),
+            urls=str_list(d, member, f"{member} list") if member in d else missing_list(member),
             url=url,
             extra={k: v for k, v in d.items() if k != member},
         )

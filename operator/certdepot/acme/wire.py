@@ -1,7 +1,7 @@
 """The parsing rules every ACME resource in :mod:`messages` shares.
 
 A member with the wrong type, or a required one missing, is ``AcmeProblem(malformed)``
-naming it, never a ``KeyError``; unknown members are kept (``_Resource.extra``) so extension
+naming it, never a ``KeyError``; unknown members are kept (``Resource.extra``) so extension
 fields survive a round trip.
 """
 
@@ -30,9 +30,10 @@ def parse_time(value: Any, name: str = "time") -> dt.datetime | None:
         raise AcmeProblem("malformed", f"{name} {value!r} is not an RFC 3339 time") from None
 
 
-def _get(
+def member(
     doc: Mapping[str, Any], key: str, kind: type[T], what: str, required: bool = False
 ) -> T | None:
+    """``doc[key]`` if it is a ``kind`` (``None`` when absent and not ``required``)."""
     value = doc.get(key)
     if value is None:
         if required:
@@ -47,30 +48,34 @@ def _get(
     return value
 
 
-def _str_list(doc: Mapping[str, Any], key: str, what: str) -> list[str]:
-    value = _get(doc, key, list, what) or []
+def str_list(doc: Mapping[str, Any], key: str, what: str) -> list[str]:
+    """``doc[key]`` as a list of strings (empty when absent)."""
+    value = member(doc, key, list, what) or []
     if not all(isinstance(v, str) for v in value):
         raise AcmeProblem("malformed", f"{what} {key!r} must be a list of strings")
     return list(value)
 
 
-def _missing(key: str) -> list[str]:
+def missing_list(key: str) -> list[str]:
+    """Raise: a list resource without its one member."""
     raise AcmeProblem("malformed", f"{key} list lacks {key!r}")
 
 
-def _require_object(doc: Any, what: str) -> Mapping[str, Any]:
+def require_object(doc: Any, what: str) -> Mapping[str, Any]:
+    """``doc`` if it is a JSON object."""
     if not isinstance(doc, Mapping):
         raise AcmeProblem("malformed", f"{what} is not a JSON object")
     return doc
 
 
-def _problem(doc: Mapping[str, Any], key: str, what: str) -> AcmeProblem | None:
-    value = _get(doc, key, dict, what)
+def problem_member(doc: Mapping[str, Any], key: str, what: str) -> AcmeProblem | None:
+    """``doc[key]`` parsed as a problem document, if present."""
+    value = member(doc, key, dict, what)
     return AcmeProblem.from_json(value) if value is not None else None
 
 
 @dataclass
-class _Resource:
+class Resource:
     """Shared extension-field access; ``url`` is where the object lives (Location), if known."""
 
     KNOWN: ClassVar[frozenset[str]] = frozenset()
