@@ -65,7 +65,7 @@ def tenant() -> None:
 @click.argument("name")
 def tenant_create(config_path: Path, name: str) -> None:
     """Mint EAB credentials for tenant NAME (shown once, keep them)."""
-    from certdepot.repository.tenants import TenantExists, create_tenant
+    from certdepot.repository.tenants import BadTenantName, TenantExists, create_tenant
 
     config = _load(config_path)
     if config.tenant(name) is None:
@@ -75,11 +75,103 @@ def tenant_create(config_path: Path, name: str) -> None:
     try:
         creds = create_tenant(store, vault, name)
     except TenantExists:
-        click.echo(f"error: tenant {name!r} already exists", err=True)
+        click.echo(f"error: tenant {name!r} already exists (replace its key with "
+                   f"`tenant rotate {name}`)", err=True)
         sys.exit(1)
+    except BadTenantName as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     finally:
         store.close()
     click.echo(f"tenant:   {creds.tenant}\neab-kid:  {creds.kid}\neab-hmac: {creds.hmac_key}")
+
+
+@tenant.command("list")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tenant_list(config_path: Path, as_json: bool) -> None:
+    """Each tenant: policy in the configuration?, accounts bound, EAB key id, created."""
+    from certdepot.repository.tenants import list_tenants
+
+    config = _load(config_path)
+    store, _ = _open(config)
+    try:
+        rows = list_tenants(config, store)
+    finally:
+        store.close()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(tenant_table(rows))
+
+
+def tenant_table(rows: list[dict[str, Any]]) -> str:
+    """``tenant list`` as text (also what the kubectl plugin prints)."""
+    head = ["NAME", "POLICY", "ACCOUNTS", "EAB KEY ID", "CREATED", "KEY ROTATED"]
+    body = [[r["name"], "yes" if r["policy"] else "NONE",
+             str(r["accounts"]) + (f" (+{r['accountsDeactivated']} deactivated)"
+                                   if r["accountsDeactivated"] else ""),
+             r["eabKeyId"] or "- (no credentials: tenant create)",
+             _ts(r["created"]) if r["created"] else "-",
+             _ts(r["keyRotated"]) if r["keyRotated"] else "-"] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=False)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in [head, *body])
+
+
+@tenant.command("rotate")
+@_config_option
+@click.argument("name")
+def tenant_rotate(config_path: Path, name: str) -> None:
+    """Replace tenant NAME's EAB key id and HMAC key (shown once). The old key binds no new
+    account; accounts already bound keep working."""
+    from certdepot.repository.tenants import NoSuchTenant, rotate_tenant
+
+    config = _load(config_path)
+    store, vault = _open(config)
+    try:
+        creds = rotate_tenant(store, vault, name)
+    except NoSuchTenant:
+        click.echo(f"error: no tenant {name!r} (create it with `tenant create {name}`)",
+                   err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"tenant:   {creds.tenant}\neab-kid:  {creds.kid}\neab-hmac: {creds.hmac_key}\n"
+               "the old key binds no new account; accounts already bound stay bound "
+               f"(to cut them off: tenant delete {name} --force)")
+
+
+@tenant.command("delete")
+@_config_option
+@click.argument("name")
+@click.option("--force", is_flag=True,
+              help="Also when accounts are bound: deactivate them.")
+def tenant_delete(config_path: Path, name: str, force: bool) -> None:
+    """Delete tenant NAME and its EAB credentials (refused while accounts are bound, unless
+    --force, which deactivates them)."""
+    from certdepot.repository.tenants import NoSuchTenant, TenantHasAccounts, delete_tenant
+
+    config = _load(config_path)
+    store, _ = _open(config)
+    try:
+        n = delete_tenant(store, name, force=force)
+    except NoSuchTenant:
+        click.echo(f"error: no tenant {name!r}", err=True)
+        sys.exit(1)
+    except TenantHasAccounts as exc:
+        click.echo(f"error: tenant {name!r} has {exc.args[1]} account(s) bound; --force "
+                   "deactivates them (their clients are refused from their next request)",
+                   err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"tenant {name} deleted ({n} account(s) deactivated)")
+    if config.tenant(name) is not None:
+        click.echo(f"note: {config_path} still has a policy for {name!r}; it grants nothing "
+                   "until the tenant is created again", err=True)
 
 
 def _open(config: Config) -> tuple[Store, KeyVault]:

@@ -42,7 +42,7 @@ def new_account(request: Request, signed: Signed) -> Response:
     if existing:
         row = existing[0]
         if row["status"] != "valid":
-            raise AcmeProblem("unauthorized", f"account is {row['status']}")
+            raise AcmeProblem("unauthorized", tenants.inactive_detail(repo.store, row))
         return acme_json(repo, account_json(repo, row), 200,
                          location=repo.urls.account(row["id"]))
     if payload.get("onlyReturnExisting"):
