@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import uvloop
@@ -28,6 +28,41 @@ def _load(path: Path) -> Config:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def resources_in_force(config: Config) -> bool:
+    """Whether this repository also reads RepositoryCertificate and RepositoryTenant
+    resources (``kubernetes.resources: true``), which the command line cannot see."""
+    # getattr: the section is new; a configuration (and code) without it has none.
+    return bool(getattr(getattr(config, "kubernetes", None), "resources", False))
+
+
+def _unknown_certificate(config: Config, config_path: Path, name: str) -> NoReturn:
+    hint = ""
+    if resources_in_force(config):
+        hint = (f"; if it is a RepositoryCertificate resource, the resource is the source of "
+                f"truth and this command cannot see it: use the admin API "
+                f"(POST /admin/v1/certificates/{name}/rotate) or the resource")
+    click.echo(f"error: no managed certificate {name!r} in {config_path}{hint}", err=True)
+    sys.exit(2)
+
+
+def _resource_tenant_guard(config: Config, config_path: Path, name: str, what: str,
+                           store_only: bool) -> None:
+    """Refuse to change in the store a tenant that may be a RepositoryTenant resource: its
+    EAB key is then in the Secret the repository writes, which would go stale."""
+    if store_only or not resources_in_force(config) or config.tenant(name) is not None:
+        return
+    click.echo(f"error: tenant {name!r} is not in {config_path} and this repository reads "
+               "RepositoryTenant resources (kubernetes.resources: true). If it is declared "
+               f"as one, the resource is the source of truth: {what}. To change the store "
+               "anyway: --store-only", err=True)
+    sys.exit(2)
+
+
+_store_only_option = click.option(
+    "--store-only", is_flag=True,
+    help="Change the store even if the tenant may be a RepositoryTenant resource.")
 
 
 @click.group()
@@ -63,11 +98,14 @@ def tenant() -> None:
 @tenant.command("create")
 @_config_option
 @click.argument("name")
-def tenant_create(config_path: Path, name: str) -> None:
+@_store_only_option
+def tenant_create(config_path: Path, name: str, store_only: bool) -> None:
     """Mint EAB credentials for tenant NAME (shown once, keep them)."""
     from certdepot.repository.tenants import BadTenantName, TenantExists, create_tenant
 
     config = _load(config_path)
+    _resource_tenant_guard(config, config_path, name, "the repository mints its EAB key "
+                           "into a Secret", store_only)
     if config.tenant(name) is None:
         click.echo(f"warning: tenant {name!r} has no policy in {config_path}; its accounts "
                    "will be refused until you add one", err=True)
@@ -124,12 +162,15 @@ def tenant_table(rows: list[dict[str, Any]]) -> str:
 @tenant.command("rotate")
 @_config_option
 @click.argument("name")
-def tenant_rotate(config_path: Path, name: str) -> None:
+@_store_only_option
+def tenant_rotate(config_path: Path, name: str, store_only: bool) -> None:
     """Replace tenant NAME's EAB key id and HMAC key (shown once). The old key binds no new
     account; accounts already bound keep working."""
     from certdepot.repository.tenants import NoSuchTenant, rotate_tenant
 
     config = _load(config_path)
+    _resource_tenant_guard(config, config_path, name, "rotate its EAB key with the "
+                           "resource's spec.eab", store_only)
     store, vault = _open(config)
     try:
         creds = rotate_tenant(store, vault, name)
@@ -149,12 +190,14 @@ def tenant_rotate(config_path: Path, name: str) -> None:
 @click.argument("name")
 @click.option("--force", is_flag=True,
               help="Also when accounts are bound: deactivate them.")
-def tenant_delete(config_path: Path, name: str, force: bool) -> None:
+@_store_only_option
+def tenant_delete(config_path: Path, name: str, force: bool, store_only: bool) -> None:
     """Delete tenant NAME and its EAB credentials (refused while accounts are bound, unless
     --force, which deactivates them)."""
     from certdepot.repository.tenants import NoSuchTenant, TenantHasAccounts, delete_tenant
 
     config = _load(config_path)
+    _resource_tenant_guard(config, config_path, name, "delete the resource", store_only)
     store, _ = _open(config)
     try:
         n = delete_tenant(store, name, force=force)
@@ -242,8 +285,7 @@ def renew(config_path: Path, name: str) -> None:
 
     config = _load(config_path)
     if config.certificate(name) is None:
-        click.echo(f"error: no managed certificate {name!r}", err=True)
-        sys.exit(2)
+        _unknown_certificate(config, config_path, name)
     store, _ = _open(config)
     try:
         request_renewal(store, name)
@@ -321,8 +363,7 @@ def rotate(config_path: Path, name: str, reason: str) -> None:
 
     config = _load(config_path)
     if config.certificate(name) is None:
-        click.echo(f"error: no managed certificate {name!r}", err=True)
-        sys.exit(2)
+        _unknown_certificate(config, config_path, name)
     store, vault = _open(config)
     repo = build_repo(config, store, vault)
 
