@@ -115,6 +115,9 @@ class Limits(_Model):
     identifiers_per_order: int = Field(default=100, ge=1)
     # Accounts created with one EAB credential (one tenant), deactivated ones included.
     accounts_per_eab_key: int = Field(default=100, ge=1)
+    # Accounts registered without EAB (eabRequired: false), all clients together,
+    # deactivated ones included.
+    accounts_without_eab: int = Field(default=10_000, ge=1)
     # Orders still pending or ready (not expired) per account.
     pending_orders_per_account: int = Field(default=300, ge=1)
     # Nonces handed out and not yet used or expired, all clients together: beyond it the
@@ -420,6 +423,9 @@ class Config(_Model):
     listeners: Listeners
     storage: Storage = Field(default_factory=Storage)
     key_encryption_key: KeyEncryptionKey
+    # false: accounts may register without EAB. They belong to no tenant and get no
+    # policy: all they can do is download a downloadByProof certificate after proving
+    # control of its names (docs/operations.md, "Accounts without EAB").
     eab_required: bool = True
     nonce_lifetime: Duration = timedelta(minutes=10)
     max_body_bytes: int = 65536

@@ -199,3 +199,13 @@ def test_migration_adds_rotated_to_an_older_store(tmp_path: Path) -> None:
     row = store.get(tables.tenants, "t")
     assert row is not None and row["rotated"] == 2.0
     store.close()
+
+
+async def test_accounts_without_eab_are_bounded(env_factory: Any) -> None:
+    env: Env = await env_factory(eabRequired=False, limits={"accountsWithoutEab": 2})
+    for _ in range(2):
+        assert (await env.client().register(None)).status_code == 201
+    r = await env.client().register(None)
+    assert r.status_code == 429 and r.headers["Retry-After"], r.text
+    assert r.json()["type"].endswith(":rateLimited")
+    await env.tenant_client("team-a")  # EAB accounts count apart
