@@ -6,15 +6,26 @@ told, and a selfSigned listener serving the same certificate after a restart."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cryptography import x509
-from repository_harness import RepoProcess, base_config, cli, create_tenant, running, write_config
+from repository_harness import (
+    CERTDEPOT,
+    ROOT,
+    RepoProcess,
+    base_config,
+    cli,
+    create_tenant,
+    running,
+    write_config,
+)
 
 from certdepot.acme import crypto
 from certdepot.acme.client import AcmeClient
@@ -86,6 +97,11 @@ async def test_rotate_and_delete_from_the_command_line(tmp_path: Path) -> None:
             await other.new_account(eab=orphan)
             detail = await _refused(other.new_order(["x.a.example.test"]))
             assert "tenant 'orphan' has no policy" in detail, detail
+            plugin = _kubectl_tenants(tmp_path, repo)  # the same through the admin API
+            assert plugin.returncode == 1, plugin  # accounts refused for want of a policy
+            rows = {line.split()[0]: line for line in plugin.stdout.splitlines()[1:]}
+            assert " NONE " in rows["orphan"] and new[0] in rows["team-a"], plugin.stdout
+            assert new[1] not in plugin.stdout
 
             refused = cli(tmp_path, path, "tenant", "delete", "team-a", check=False)
             assert refused.returncode == 1 and "2 account(s) bound" in refused.stderr
@@ -99,6 +115,15 @@ async def test_rotate_and_delete_from_the_command_line(tmp_path: Path) -> None:
                                     if r["eabKeyId"]}
     assert "PRIVATE KEY" not in repo.proc.log_path.read_text()
     assert new[1] not in repo.proc.log_path.read_text()
+
+
+def _kubectl_tenants(tmp: Path, repo: RepoProcess, *args: str
+                     ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "operator"),
+           "CERTDEPOT_ADMIN_TOKEN": TOKEN}
+    return subprocess.run([*CERTDEPOT, "kubectl", "tenants", "--url", repo.directory_url,
+                           "--ca-file", str(repo.ca_path), *args],
+                          capture_output=True, text=True, env=env, timeout=60)
 
 
 def _creds(out: str) -> tuple[str, str]:
@@ -125,6 +150,9 @@ async def test_admin_api_tenants_over_tls(tmp_path: Path) -> None:
                 listed = (await http.get(url, headers=auth)).json()["tenants"]
                 row = next(t for t in listed if t["name"] == "team-b")
                 assert row["accounts"] == 1 and row["eabKeyId"] == rotated["eabKeyId"]
+                plugin = _kubectl_tenants(tmp_path, repo, "-o", "json")
+                assert plugin.returncode == 0, plugin
+                assert json.loads(plugin.stdout) == listed
                 await _issue(c, "y.b.example.test")
                 conflict = await http.delete(f"{url}/team-b", headers=auth)
                 assert conflict.status_code == 409, conflict.text
