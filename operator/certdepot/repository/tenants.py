@@ -11,9 +11,9 @@ Lifecycle (``certdepot repository tenant ...`` and the admin API):
   belongs to its tenant by name, not by the key that registered it, so rotating never
   interrupts a running client. To cut accounts off, delete the tenant.
 - delete: the row goes; refused while valid accounts are bound unless forced, which
-  deactivates them. Either way every account of the tenant is refused from its next
-  request on (``standing``: a tenant whose row is gone, or was created again after the
-  account, is "deleted").
+  deactivates them in the same transaction. Every account of the tenant is refused from
+  its next request on: deactivated, and ``standing`` finds no tenant row for one that
+  slipped in meanwhile. A tenant created again under the name gets none of them back.
 
 What a tenant may do is its policy in the configuration (``tenants:``), apart from all
 this: ``standing`` says which of the two an account lacks, so a client is told the truth.
@@ -177,10 +177,11 @@ DELETED = "tenant-deleted"
 
 
 def _deleted(store: Store, account: Mapping[str, Any]) -> bool:
-    """The account's tenant row is gone, or belongs to a tenant created again after the
-    account was registered (a new tenant of the same name is not the old one)."""
-    row = store.get(tables.tenants, account["tenant"])
-    return row is None or row["created"] > account["created"]
+    """The account's tenant row is gone. (Not compared by creation time with a tenant
+    created again under the name: the CLI may run on a host whose clock differs from the
+    server's, and a fast clock would cut off every new account. A deleted tenant's accounts
+    are deactivated instead, in the transaction that deletes it.)"""
+    return store.get(tables.tenants, account["tenant"]) is None
 
 
 def standing(repo: Repo, account: Mapping[str, Any]) -> tuple[Tenant | None, str | None]:

@@ -70,15 +70,23 @@ async def test_delete_refused_while_bound_then_forced(env: Env) -> None:
         tenants.delete_tenant(env.repo.store, "team-a")
 
 
-async def test_recreated_tenant_is_not_the_deleted_one(env: Env) -> None:
+async def test_an_account_left_valid_is_refused_and_not_inherited(env: Env) -> None:
     c = await env.tenant_client("team-a")
-    # An account left valid (as if registered while the tenant was being deleted): the
-    # tenant row is what counts, at every step.
-    env.repo.store.update(tables.tenants, "team-a", created=env.repo.clock() + 5)
+    # As if registered while the tenant was being deleted: the tenant row is what counts,
+    # at every step.
+    with env.repo.store.tx() as conn:
+        conn.execute(tables.tenants.delete().where(tables.tenants.c.name == "team-a"))
     detail = _problem(await c.new_order(["x.a.example.test"]), 403, "unauthorized")
-    assert "was deleted" in detail
-    assert tenants.standing(env.repo, {"tenant": "team-a", "created": 0.0})[1] == \
-        tenants.DELETED
+    assert "tenant 'team-a' was deleted" in detail
+    # Deleted with --force and created again: the old accounts stay deactivated.
+    d = await env.tenant_client("team-b")
+    tenants.delete_tenant(env.repo.store, "team-b", force=True)
+    fresh = tenants.create_tenant(env.repo.store, env.repo.vault, "team-b")
+    detail = _problem(await d.new_order(["x.b.example.test"]), 403, "unauthorized")
+    assert "deactivated" in detail
+    e = env.client()
+    assert (await e.register(fresh)).status_code == 201
+    assert (await e.new_order(["x.b.example.test"])).status_code == 201
 
 
 async def test_tenant_without_policy_is_told_so(env_factory: Any) -> None:
