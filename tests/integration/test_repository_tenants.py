@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import ssl
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from cryptography import x509
 from repository_harness import (
     CERTDEPOT,
@@ -30,7 +32,13 @@ from repository_harness import (
 from certdepot.acme import crypto
 from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
+from certdepot.repository import listener_tls, tenants
+from certdepot.repository import store as tables
+from certdepot.repository.config import HttpsListener
+from certdepot.repository.keyvault import KeyVault
+from certdepot.repository.store import MIGRATIONS, Store
 from certdepot.testenv import procs
+from certdepot.testenv.postgres import PostgresEnv
 
 TOKEN = "admin-token-" + "y" * 40
 
@@ -200,3 +208,35 @@ async def test_self_signed_listener_survives_a_restart(tmp_path: Path) -> None:
     san = x509.load_der_x509_certificate(moved).extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value
     assert "localhost.localdomain" in san.get_values_for_type(x509.DNSName)
+
+
+def test_tenant_store_and_listener_certificate_on_postgres(postgres: PostgresEnv) -> None:
+    """The same store code on PostgreSQL: migration 3 on a version-2 schema, delete's
+    one-transaction deactivation, the sealed listener certificate shared by two stores."""
+    url = postgres.new_database("tenants_" + secrets.token_hex(4))
+    store = Store(url)
+    store.migrate()
+    with store.tx() as conn:  # the schema as version 2 left it
+        conn.execute(sa.text("ALTER TABLE tenants DROP COLUMN rotated"))
+        conn.execute(sa.text("UPDATE schema_version SET version = 2"))
+    assert Store(url).migrate() == len(MIGRATIONS)
+    vault = KeyVault(os.urandom(32))
+    tenants.create_tenant(store, vault, "t")
+    store.insert(tables.accounts, id="a1", thumbprint="th1", jwk={}, status="valid",
+                 contact=[], tenant="t", created=1.0)
+    store.insert(tables.orders, id="o1", account_id="a1", status="ready", expires=9e9,
+                 data={}, cert_id=None, created=1.0)
+    with pytest.raises(tenants.TenantHasAccounts):
+        tenants.delete_tenant(store, "t")
+    with pytest.raises(tenants.NoSuchTenant):
+        tenants.rotate_tenant(store, vault, "nul\x00name")
+    assert tenants.rotate_tenant(store, vault, "t").tenant == "t"
+    assert tenants.delete_tenant(store, "t", force=True) == 1
+    assert store.get(tables.accounts, "a1")["status"] == "deactivated"  # type: ignore[index]
+    assert store.get(tables.orders, "o1")["status"] == "invalid"  # type: ignore[index]
+    listener = HttpsListener(self_signed=True)
+    first = listener_tls.certificate(store, vault, listener, ["127.0.0.1"])
+    other = Store(url)  # another replica
+    assert listener_tls.certificate(other, vault, listener, ["127.0.0.1"]) == first
+    other.close()
+    store.close()

@@ -77,6 +77,15 @@ class TenantHasAccounts(Exception):
     """Delete refused: valid accounts are bound (``args[1]``: how many)."""
 
 
+def _known_name(name: str) -> None:
+    """NoSuchTenant for a name no tenant can have (before it reaches the store: PostgreSQL
+    refuses a NUL in any string)."""
+    try:
+        check_name(name)
+    except BadTenantName:
+        raise NoSuchTenant(name) from None
+
+
 def _label(kid: str) -> str:
     return f"eab:{kid}"
 
@@ -106,6 +115,7 @@ def create_tenant(store: Store, vault: KeyVault, name: str) -> EabCredentials:
 
 def rotate_tenant(store: Store, vault: KeyVault, name: str) -> EabCredentials:
     """Replace tenant ``name``'s EAB key id and HMAC key (the old ones stop binding)."""
+    _known_name(name)
     kid, key = _new_key()
     if not store.update(tables.tenants, name, eab_kid=kid,
                         eab_key=vault.seal(key, _label(kid)), rotated=time.time()):
@@ -116,6 +126,7 @@ def rotate_tenant(store: Store, vault: KeyVault, name: str) -> EabCredentials:
 def delete_tenant(store: Store, name: str, *, force: bool = False) -> int:
     """Delete tenant ``name``; returns how many accounts were deactivated. Without
     ``force``, raises TenantHasAccounts while valid accounts are bound."""
+    _known_name(name)
     accts = tables.accounts
     with store.unit():  # one transaction: no account slips in between count and delete
         if store.get(tables.tenants, name) is None:

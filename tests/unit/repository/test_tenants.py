@@ -193,6 +193,27 @@ async def test_admin_api_tenants(env_factory: Any, tmp_path: Path) -> None:
     assert "was deleted" in _problem(r, 403, "unauthorized")
 
 
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "", b"{"), ("POST", "", b"[" * 5000), ("POST", "", b'{"name": "\\u0000"}'),
+    ("POST", "", b'{"name": "' + b"x" * 3000 + b'"}'), ("POST", "", b"x" * 10000),
+    ("POST", "", b'{"name": null}'), ("POST", "/%00/rotate", b""),
+    ("POST", "/" + "x" * 3000 + "/rotate", b""), ("DELETE", "/%00", b""),
+    ("DELETE", "/%C3%A9?force=maybe", b""), ("GET", "?x=%00", b""),
+])
+async def test_admin_tenants_hostile_input(env_factory: Any, tmp_path: Path, method: str,
+                                           path: str, body: bytes) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    env: Env = await env_factory(admin={"tokenFile": str(token_file)})
+    r = await env.http.request(method, f"{BASE}/admin/v1/tenants{path}", content=body,
+                               headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.headers["Content-Type"] == "application/problem+json"
+    assert {row["name"] for row in env.repo.store.select(tables.tenants)} == {"team-a",
+                                                                               "team-b"}
+
+
 def test_migration_adds_rotated_to_an_older_store(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     Store(f"sqlite:///{db}").migrate()
