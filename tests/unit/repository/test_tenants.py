@@ -153,6 +153,12 @@ def test_bad_names_refused(env: Env, name: str) -> None:
 
 
 async def test_admin_api_tenants(env_factory: Any, tmp_path: Path) -> None:
+    closed: Env = await env_factory()  # no admin section: as if the routes did not exist
+    for method, path in (("GET", ""), ("POST", ""), ("POST", "/team-a/rotate"),
+                         ("DELETE", "/team-a")):
+        r = await closed.http.request(method, f"{BASE}/admin/v1/tenants{path}",
+                                      headers={"Authorization": f"Bearer {TOKEN}"})
+        _problem(r, 404, "malformed")
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     env: Env = await env_factory(admin={"tokenFile": str(token_file)})
