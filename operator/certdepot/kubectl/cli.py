@@ -1,11 +1,12 @@
-"""``kubectl certdepot`` (also ``certdepot kubectl``): status, renew, inspect, inventory.
+"""``kubectl certdepot`` (also ``certdepot kubectl``): status, renew, inspect, inventory,
+tenants.
 
 Exit codes, the same for every command so scripts can branch on them:
 
 * 0: done, and what was looked at is healthy (Ready, a good Secret, a renewal honoured)
 * 1: done, but it is not healthy (not Ready, a key that does not match, an expired
   certificate, a renewal not honoured within ``--wait``, consumers found by
-  ``inventory --stale``)
+  ``inventory --stale``, a tenant with accounts but no policy found by ``tenants``)
 * 2: usage error (unknown kind, bad option)
 * 3: not found (the resource, the Secret, the repository certificate)
 * 4: could not ask (API server or repository unreachable, access refused)
@@ -83,7 +84,8 @@ def plugin() -> None:
 
     \b
     Exit codes: 0 healthy, 1 unhealthy (not Ready, bad Secret, renewal not honoured in
-    time, inventory --stale found consumers), 2 usage, 3 not found, 4 API server or
+    time, inventory --stale found consumers, tenants found one with accounts but no
+    policy), 2 usage, 3 not found, 4 API server or
     repository unreachable or refused.
     """
 
@@ -196,21 +198,31 @@ def inspect_secret(name: str, kubeconfig: str | None, context: str | None,
     sys.exit(OK if data["ok"] else UNHEALTHY)
 
 
+def _admin_api_options(fn: F) -> F:
+    """Where the repository's admin API is and the token to ask it with."""
+    for option in reversed([
+        click.option("--repository", "repository_ref", metavar="KIND/NAME",
+                     help="The repository to ask: its spec.url and spec.caBundle "
+                          "(e.g. ccrepo/central, or crepo/NAME in -n)."),
+        click.option("--url", help="The repository's base (or directory) URL; overrides "
+                                   "--repository's spec.url."),
+        click.option("--ca-file", type=click.Path(dir_okay=False, exists=True),
+                     help="CA bundle (PEM) to verify the repository by; overrides "
+                          "spec.caBundle."),
+        click.option("--token-file", type=click.Path(dir_okay=False),
+                     help="File holding the admin API token."),
+        click.option("--token-secret", metavar="[NAMESPACE/]NAME",
+                     help="Secret holding the admin API token (default namespace: -n)."),
+        click.option("--token-key", default=inventory.TOKEN_KEY, show_default=True,
+                     help="The token's key in --token-secret."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 @plugin.command("inventory")
 @click.argument("certificate", required=False)
-@click.option("--repository", "repository_ref", metavar="KIND/NAME",
-              help="The repository to ask: its spec.url and spec.caBundle "
-                   "(e.g. ccrepo/central, or crepo/NAME in -n).")
-@click.option("--url", help="The repository's base (or directory) URL; overrides "
-                            "--repository's spec.url.")
-@click.option("--ca-file", type=click.Path(dir_okay=False, exists=True),
-              help="CA bundle (PEM) to verify the repository by; overrides spec.caBundle.")
-@click.option("--token-file", type=click.Path(dir_okay=False),
-              help="File holding the admin API token.")
-@click.option("--token-secret", metavar="[NAMESPACE/]NAME",
-              help="Secret holding the admin API token (default namespace: -n).")
-@click.option("--token-key", default=inventory.TOKEN_KEY, show_default=True,
-              help="The token's key in --token-secret.")
+@_admin_api_options
 @click.option("--stale", is_flag=True,
               help="Only consumers on a revoked or superseded serial; exit 1 if any.")
 @_kube_options
@@ -238,6 +250,29 @@ def inventory_cmd(certificate: str | None, repository_ref: str | None, url: str 
     now = _now()
     _emit(data, output, lambda: tables.inventory_text(data, now, stale=stale))
     sys.exit(UNHEALTHY if stale and inventory.stale_consumers(data) else OK)
+
+
+@plugin.command("tenants")
+@_admin_api_options
+@_kube_options
+@_output_option
+def tenants_cmd(repository_ref: str | None, url: str | None, ca_file: str | None,
+                token_file: str | None, token_secret: str | None, token_key: str,
+                kubeconfig: str | None, context: str | None, namespace: str | None,
+                output: str) -> None:
+    """The repository's tenants: policy in its configuration?, accounts bound, EAB key id
+    (never the key), from its admin API (GET /admin/v1/tenants). Exit 1 if a tenant with
+    accounts has no policy (its clients are refused)."""
+    source = _inventory_source(repository_ref, url, ca_file, token_file, token_secret,
+                               token_key, kubeconfig, context, namespace)
+    try:
+        rows = inventory.fetch_tenants(source)
+    except inventory.InventoryError as exc:
+        _fail(UNAVAILABLE, str(exc))
+    now = _now()
+    _emit(rows, output, lambda: tables.tenants_text(rows, now))
+    sys.exit(UNHEALTHY if any(r.get("accounts") and not r.get("policy") for r in rows)
+             else OK)
 
 
 def _inventory_source(repository_ref: str | None, url: str | None, ca_file: str | None,

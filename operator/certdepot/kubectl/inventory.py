@@ -1,4 +1,5 @@
-"""``kubectl certdepot inventory``: who holds which serial, as the repository reports it.
+"""``kubectl certdepot inventory``: who holds which serial, as the repository reports it
+(and ``kubectl certdepot tenants``: the repository's tenants, ``GET /admin/v1/tenants``).
 
 A client of the repository's admin API, ``GET /admin/v1/inventory[?stale=true]``
 (docs/operations.md, "Admin API" and "Inventory JSON"): the repository keeps the consumers
@@ -33,6 +34,8 @@ import httpx
 
 API_VERSION = "certdepot.io/inventory/v1"
 PATH = "/admin/v1/inventory"
+TENANTS_API_VERSION = "certdepot.io/tenants/v1"
+TENANTS_PATH = "/admin/v1/tenants"
 #: Where the token is read from when neither --token-file nor --token-secret is given.
 TOKEN_ENV = "CERTDEPOT_ADMIN_TOKEN"  # noqa: S105 (a variable name)
 #: The key of the admin token in the chart's credentials Secret.
@@ -92,22 +95,33 @@ def token_from(*, file: str | None, secret_data: Mapping[str, Any] | None,
 
 def fetch(source: Source, *, stale: bool) -> list[dict[str, Any]]:
     """The repository's inventory entries (only those with stale consumers with ``stale``)."""
-    url = source.base_url + PATH + ("?stale=true" if stale else "")
+    res = _get(source, PATH + ("?stale=true" if stale else ""))
+    return _document(res, API_VERSION, "certificates", "inventory")
+
+
+def fetch_tenants(source: Source) -> list[dict[str, Any]]:
+    """The repository's tenants (``GET /admin/v1/tenants``): each ``{"name", "policy",
+    "eabKeyId", "created", "keyRotated", "accounts", "accountsDeactivated"}``; never a key."""
+    return _document(_get(source, TENANTS_PATH), TENANTS_API_VERSION, "tenants", "tenant list")
+
+
+def _get(source: Source, path: str) -> httpx.Response:
+    url = source.base_url + path
     verify: ssl.SSLContext | bool = True
     try:
         if source.ca_pem is not None:
             verify = ssl.create_default_context(cadata=source.ca_pem.decode("ascii"))
         with httpx.Client(verify=verify, timeout=TIMEOUT) as http:
-            res = http.get(url, headers={"Authorization": f"Bearer {source.token}"})
+            return http.get(url, headers={"Authorization": f"Bearer {source.token}"})
     except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
         raise InventoryError(f"the repository's CA bundle is unusable: {exc}") from None
     except httpx.HTTPError as exc:
         raise InventoryError(f"cannot reach the repository at {source.base_url} "
                              f"({type(exc).__name__}: {exc})") from None
-    return _document(res)
 
 
-def _document(res: httpx.Response) -> list[dict[str, Any]]:
+def _document(res: httpx.Response, api_version: str, member: str, what: str
+              ) -> list[dict[str, Any]]:
     if res.status_code == 401:
         raise InventoryError("the repository refused the admin token (401)")
     if res.status_code == 404:
@@ -119,12 +133,12 @@ def _document(res: httpx.Response) -> list[dict[str, Any]]:
     try:
         doc = res.json()
     except ValueError:
-        raise InventoryError("the repository's inventory is not JSON") from None
-    if not isinstance(doc, Mapping) or doc.get("apiVersion") != API_VERSION:
-        raise InventoryError(f"the repository's inventory is not {API_VERSION}")
-    entries = doc.get("certificates")
+        raise InventoryError(f"the repository's {what} is not JSON") from None
+    if not isinstance(doc, Mapping) or doc.get("apiVersion") != api_version:
+        raise InventoryError(f"the repository's {what} is not {api_version}")
+    entries = doc.get(member)
     if not isinstance(entries, list):
-        raise InventoryError("the repository's inventory lists no certificates")
+        raise InventoryError(f"the repository's {what} lists no {member}")
     return [dict(e) for e in entries if isinstance(e, Mapping)]
 
 

@@ -150,6 +150,18 @@ def inventory_text(entries: Sequence[Mapping[str, Any]], now: datetime,
     return "\n".join(out).rstrip("\n")
 
 
+def tenants_text(rows: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    """The repository's tenants as ``certdepot repository tenant list`` shows them."""
+    if not rows:
+        return "the repository has no tenants"
+    return table(["NAME", "POLICY", "ACCOUNTS", "EAB KEY ID", "CREATED", "KEY ROTATED"], [
+        [r.get("name"), "yes" if r.get("policy") else "NONE",
+         f"{r.get('accounts', 0)}" + (f" (+{r['accountsDeactivated']} deactivated)"
+                                      if r.get("accountsDeactivated") else ""),
+         r.get("eabKeyId") or "- (no credentials)", relative(r.get("created"), now),
+         relative(r.get("keyRotated"), now)] for r in rows])
+
+
 def _revoked(cert: Mapping[str, Any]) -> str:
     if not cert.get("revoked"):
         return "no"

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import uvloop
@@ -28,6 +28,41 @@ def _load(path: Path) -> Config:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def resources_in_force(config: Config) -> bool:
+    """Whether this repository also reads RepositoryCertificate and RepositoryTenant
+    resources (``kubernetes.resources: true``), which the command line cannot see."""
+    # getattr: the section is new; a configuration (and code) without it has none.
+    return bool(getattr(getattr(config, "kubernetes", None), "resources", False))
+
+
+def _unknown_certificate(config: Config, config_path: Path, name: str) -> NoReturn:
+    hint = ""
+    if resources_in_force(config):
+        hint = (f"; if it is a RepositoryCertificate resource, the resource is the source of "
+                f"truth and this command cannot see it: use the admin API "
+                f"(POST /admin/v1/certificates/{name}/rotate) or the resource")
+    click.echo(f"error: no managed certificate {name!r} in {config_path}{hint}", err=True)
+    sys.exit(2)
+
+
+def _resource_tenant_guard(config: Config, config_path: Path, name: str, what: str,
+                           store_only: bool) -> None:
+    """Refuse to change in the store a tenant that may be a RepositoryTenant resource: its
+    EAB key is then in the Secret the repository writes, which would go stale."""
+    if store_only or not resources_in_force(config) or config.tenant(name) is not None:
+        return
+    click.echo(f"error: tenant {name!r} is not in {config_path} and this repository reads "
+               "RepositoryTenant resources (kubernetes.resources: true). If it is declared "
+               f"as one, the resource is the source of truth: {what}. To change the store "
+               "anyway: --store-only", err=True)
+    sys.exit(2)
+
+
+_store_only_option = click.option(
+    "--store-only", is_flag=True,
+    help="Change the store even if the tenant may be a RepositoryTenant resource.")
 
 
 @click.group()
@@ -63,11 +98,14 @@ def tenant() -> None:
 @tenant.command("create")
 @_config_option
 @click.argument("name")
-def tenant_create(config_path: Path, name: str) -> None:
+@_store_only_option
+def tenant_create(config_path: Path, name: str, store_only: bool) -> None:
     """Mint EAB credentials for tenant NAME (shown once, keep them)."""
-    from certdepot.repository.tenants import TenantExists, create_tenant
+    from certdepot.repository.tenants import BadTenantName, TenantExists, create_tenant
 
     config = _load(config_path)
+    _resource_tenant_guard(config, config_path, name, "the repository mints its EAB key "
+                           "into a Secret", store_only)
     if config.tenant(name) is None:
         click.echo(f"warning: tenant {name!r} has no policy in {config_path}; its accounts "
                    "will be refused until you add one", err=True)
@@ -75,11 +113,108 @@ def tenant_create(config_path: Path, name: str) -> None:
     try:
         creds = create_tenant(store, vault, name)
     except TenantExists:
-        click.echo(f"error: tenant {name!r} already exists", err=True)
+        click.echo(f"error: tenant {name!r} already exists (replace its key with "
+                   f"`tenant rotate {name}`)", err=True)
         sys.exit(1)
+    except BadTenantName as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     finally:
         store.close()
     click.echo(f"tenant:   {creds.tenant}\neab-kid:  {creds.kid}\neab-hmac: {creds.hmac_key}")
+
+
+@tenant.command("list")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tenant_list(config_path: Path, as_json: bool) -> None:
+    """Each tenant: policy in the configuration?, accounts bound, EAB key id, created."""
+    from certdepot.repository.tenants import list_tenants
+
+    config = _load(config_path)
+    store, _ = _open(config)
+    try:
+        rows = list_tenants(config, store)
+    finally:
+        store.close()
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(tenant_table(rows))
+
+
+def tenant_table(rows: list[dict[str, Any]]) -> str:
+    """``tenant list`` as text (also what the kubectl plugin prints)."""
+    head = ["NAME", "POLICY", "ACCOUNTS", "EAB KEY ID", "CREATED", "KEY ROTATED"]
+    body = [[r["name"], "yes" if r["policy"] else "NONE",
+             str(r["accounts"]) + (f" (+{r['accountsDeactivated']} deactivated)"
+                                   if r["accountsDeactivated"] else ""),
+             r["eabKeyId"] or "- (no credentials: tenant create)",
+             _ts(r["created"]) if r["created"] else "-",
+             _ts(r["keyRotated"]) if r["keyRotated"] else "-"] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=False)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in [head, *body])
+
+
+@tenant.command("rotate")
+@_config_option
+@click.argument("name")
+@_store_only_option
+def tenant_rotate(config_path: Path, name: str, store_only: bool) -> None:
+    """Replace tenant NAME's EAB key id and HMAC key (shown once). The old key binds no new
+    account; accounts already bound keep working."""
+    from certdepot.repository.tenants import NoSuchTenant, rotate_tenant
+
+    config = _load(config_path)
+    _resource_tenant_guard(config, config_path, name, "rotate its EAB key with the "
+                           "resource's spec.eab", store_only)
+    store, vault = _open(config)
+    try:
+        creds = rotate_tenant(store, vault, name)
+    except NoSuchTenant:
+        click.echo(f"error: no tenant {name!r} (create it with `tenant create {name}`)",
+                   err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"tenant:   {creds.tenant}\neab-kid:  {creds.kid}\neab-hmac: {creds.hmac_key}\n"
+               "the old key binds no new account; accounts already bound stay bound "
+               f"(to cut them off: tenant delete {name} --force)")
+
+
+@tenant.command("delete")
+@_config_option
+@click.argument("name")
+@click.option("--force", is_flag=True,
+              help="Also when accounts are bound: deactivate them.")
+@_store_only_option
+def tenant_delete(config_path: Path, name: str, force: bool, store_only: bool) -> None:
+    """Delete tenant NAME and its EAB credentials (refused while accounts are bound, unless
+    --force, which deactivates them)."""
+    from certdepot.repository.tenants import NoSuchTenant, TenantHasAccounts, delete_tenant
+
+    config = _load(config_path)
+    _resource_tenant_guard(config, config_path, name, "delete the resource", store_only)
+    store, _ = _open(config)
+    try:
+        n = delete_tenant(store, name, force=force)
+    except NoSuchTenant:
+        click.echo(f"error: no tenant {name!r}", err=True)
+        sys.exit(1)
+    except TenantHasAccounts as exc:
+        click.echo(f"error: tenant {name!r} has {exc.args[1]} account(s) bound; --force "
+                   "deactivates them (their clients are refused from their next request)",
+                   err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"tenant {name} deleted ({n} account(s) deactivated)")
+    if config.tenant(name) is not None:
+        click.echo(f"note: {config_path} still has a policy for {name!r}; it grants nothing "
+                   "until the tenant is created again", err=True)
 
 
 def _open(config: Config) -> tuple[Store, KeyVault]:
@@ -150,8 +285,7 @@ def renew(config_path: Path, name: str) -> None:
 
     config = _load(config_path)
     if config.certificate(name) is None:
-        click.echo(f"error: no managed certificate {name!r}", err=True)
-        sys.exit(2)
+        _unknown_certificate(config, config_path, name)
     store, _ = _open(config)
     try:
         request_renewal(store, name)
@@ -229,8 +363,7 @@ def rotate(config_path: Path, name: str, reason: str) -> None:
 
     config = _load(config_path)
     if config.certificate(name) is None:
-        click.echo(f"error: no managed certificate {name!r}", err=True)
-        sys.exit(2)
+        _unknown_certificate(config, config_path, name)
     store, vault = _open(config)
     repo = build_repo(config, store, vault)
 

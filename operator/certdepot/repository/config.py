@@ -58,10 +58,14 @@ class HttpsListener(_Model):
     address: str = "127.0.0.1:8443"
     cert: Path | None = None
     key: Path | None = None
-    # Generate a throw-away self-signed certificate (development and tests only) and
-    # write it (not its key) to selfSignedCertFile so clients can trust it.
+    # Generate a self-signed certificate (development, tests, a first look) and write it
+    # (not its key) to selfSignedCertFile so clients can trust it. Kept in the store (key
+    # sealed) and served again after a restart (listener_tls.py).
     self_signed: bool = False
     self_signed_cert_file: Path | None = None
+    self_signed_validity: Duration = timedelta(days=365)
+    # A new certificate is made at the first start this close to the stored one's end.
+    self_signed_renew_before: Duration = timedelta(days=30)
 
     @model_validator(mode="after")
     def _cert_source(self) -> HttpsListener:
@@ -69,6 +73,8 @@ class HttpsListener(_Model):
             raise ValueError("give either cert+key or selfSigned, not both")
         if not self.self_signed and bool(self.cert) != bool(self.key):
             raise ValueError("cert and key must be given together")
+        if self.self_signed_renew_before >= self.self_signed_validity:
+            raise ValueError("selfSignedRenewBefore must be shorter than selfSignedValidity")
         return self
 
 
@@ -109,6 +115,9 @@ class Limits(_Model):
     identifiers_per_order: int = Field(default=100, ge=1)
     # Accounts created with one EAB credential (one tenant), deactivated ones included.
     accounts_per_eab_key: int = Field(default=100, ge=1)
+    # Accounts registered without EAB (eabRequired: false), all clients together,
+    # deactivated ones included.
+    accounts_without_eab: int = Field(default=10_000, ge=1)
     # Orders still pending or ready (not expired) per account.
     pending_orders_per_account: int = Field(default=300, ge=1)
     # Nonces handed out and not yet used or expired, all clients together: beyond it the
@@ -414,6 +423,9 @@ class Config(_Model):
     listeners: Listeners
     storage: Storage = Field(default_factory=Storage)
     key_encryption_key: KeyEncryptionKey
+    # false: accounts may register without EAB. They belong to no tenant and get no
+    # policy: all they can do is download a downloadByProof certificate after proving
+    # control of its names (docs/operations.md, "Accounts without EAB").
     eab_required: bool = True
     nonce_lifetime: Duration = timedelta(minutes=10)
     max_body_bytes: int = 65536

@@ -23,15 +23,15 @@ import logging
 from typing import Any
 
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import policy
+from certdepot.repository import policy, tenants
 from certdepot.repository import store as tables
+from certdepot.repository.config import Tenant
 from certdepot.repository.state import Repo
 
 log = logging.getLogger("certdepot.repository.grants")
 
 # Reason codes: a fixed set, so the metric's label values stay bounded.
 ACCOUNT = "account-not-valid"
-TENANT = "no-tenant"
 DOWNLOAD = "download-grant-withdrawn"
 CERTIFICATE = "certificate-not-held"
 ISSUE = "names-not-granted"
@@ -39,7 +39,6 @@ DELEGATION = "delegation-withdrawn"
 
 _DETAIL = {
     ACCOUNT: "the account is no longer valid",
-    TENANT: "the account is not bound to a tenant known here",
     DOWNLOAD: "the tenant's grant to download this certificate was withdrawn",
     CERTIFICATE: "the certificate is no longer held here under these names",
     ISSUE: "the tenant's policy no longer allows these names",
@@ -61,15 +60,17 @@ def _proved(repo: Repo, row: dict[str, Any]) -> bool:
             c.get("status") == "valid" for c in a["challenges"]) for a in authzs)
 
 
-def _download(repo: Repo, row: dict[str, Any], tenant_name: str | None) -> str | None:
+def _download(repo: Repo, row: dict[str, Any], tenant: Tenant | None,
+              why: str | None) -> str | None:
     managed = repo.config.certificate(row["data"].get("managed", ""))
     if managed is None or set(managed.dns_names) != set(_names(row)):
         return CERTIFICATE
-    if policy.may_download(repo.tenant(tenant_name), managed):
+    if policy.may_download(tenant, managed):
         return None
     if managed.download_by_proof and _proved(repo, row):
         return None
-    return DOWNLOAD
+    # No policy at all is not a withdrawn grant: say which (tenants.standing).
+    return why or DOWNLOAD
 
 
 def _delegated(repo: Repo, row: dict[str, Any], account: dict[str, Any]) -> str | None:
@@ -91,13 +92,13 @@ def refused(repo: Repo, row: dict[str, Any], account: dict[str, Any] | None) -> 
     if account is None or account["status"] != "valid":
         return ACCOUNT
     data = row["data"]
+    tenant, why = tenants.standing(repo, account)
     if data.get("download"):
-        return _download(repo, row, account.get("tenant"))
-    if repo.tenant(account.get("tenant")) is None:
-        return TENANT
+        return _download(repo, row, tenant, why)
+    if tenant is None:
+        return why
     if data.get("delegation"):
         return _delegated(repo, row, account)
-    tenant = repo.tenant(account.get("tenant"))
     if not all(policy.may_issue(tenant, n) for n in _names(row)):
         return ISSUE
     return None
@@ -109,7 +110,8 @@ def refuse(repo: Repo, row: dict[str, Any], account: dict[str, Any] | None, step
     repo.count_refusal(step, reason)
     log.warning("policy refused %s of order %s (tenant %s, account %s): %s", step, row["id"],
                 (account or {}).get("tenant"), row["account_id"], reason)
-    return AcmeProblem("unauthorized", _DETAIL[reason])
+    detail = _DETAIL.get(reason) or tenants.refusal_detail(reason, (account or {}).get("tenant"))
+    return AcmeProblem("unauthorized", detail)
 
 
 def require(repo: Repo, row: dict[str, Any], account: dict[str, Any] | None,

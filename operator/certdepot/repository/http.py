@@ -23,6 +23,7 @@ from starlette.responses import Response
 from certdepot.acme import jws
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import store as tables
+from certdepot.repository import tenants
 from certdepot.repository.state import Repo
 
 log = logging.getLogger("certdepot.repository.http")
@@ -263,7 +264,7 @@ def _verify(repo: Repo, body: bytes, url: str, use_jwk: bool | None,
         key = public_key_of(signer_jwk)
     parsed.verify(key)
     if account is not None and account["status"] != "valid" and not allow_deactivated:
-        raise AcmeProblem("unauthorized", f"account is {account['status']}")
+        raise AcmeProblem("unauthorized", tenants.inactive_detail(repo.store, account))
     if not parsed.nonce or not repo.store.use_nonce(parsed.nonce):
         raise AcmeProblem("badNonce", "nonce unknown, expired or already used")
     return Signed(parsed.protected, parsed.payload_json(), parsed.payload, signer_jwk, account)

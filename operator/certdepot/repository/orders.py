@@ -16,7 +16,15 @@ from typing import Any
 
 from certdepot.acme import keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore, csrpolicy, delegation, grants, policy, validity
+from certdepot.repository import (
+    certstore,
+    csrpolicy,
+    delegation,
+    grants,
+    policy,
+    tenants,
+    validity,
+)
 from certdepot.repository import store as tables
 from certdepot.repository.issuance import (
     FINALIZE_WAIT,
@@ -54,9 +62,12 @@ def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: 
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
     check_new_order(repo, account, payload)
-    tenant = repo.tenant(account.get("tenant"))
+    # None for an account without a policy: it may still download a downloadByProof
+    # certificate; everything else tells it why it has no policy (tenants.standing).
+    tenant, _ = tenants.standing(repo, account)
     profile = _requested_profile(repo, payload)
     if payload.get("delegation") is not None:
+        tenants.require_policy(repo, account)
         return delegation.create_order(repo, account, payload)
     idents = parse_identifiers(payload)
     names = [i["value"] for i in idents]
@@ -84,6 +95,8 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                                  i["value"] in c.dns_names for c in repo.config.certificates)])
         granted = policy.may_download(tenant, managed)
         if not granted and not managed.download_by_proof:
+            if tenant is None:
+                tenants.require_policy(repo, account)
             raise AcmeProblem("unauthorized",
                               "this account may not download that certificate")
         if data.get("profile", managed.profile) != managed.profile:
@@ -92,8 +105,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         data.update(download=True, managed=managed.name)
         grants = [granted] * len(names)
     else:
-        if tenant is None:
-            raise AcmeProblem("unauthorized", "this account is not bound to a tenant")
+        tenant = tenants.require_policy(repo, account)
         refused = [i for i in idents if not policy.may_issue(tenant, i["value"])]
         if refused:
             raise AcmeProblem(

@@ -32,6 +32,7 @@ IDENTIFIERS = "quota-identifiers-per-order"
 VALUE_LENGTH = "quota-value-length"
 OPEN_ORDERS = "quota-open-orders"
 ACCOUNTS = "quota-accounts-per-eab-key"
+UNBOUND_ACCOUNTS = "quota-accounts-without-eab"
 REPLACES = "replaces-not-replaceable"
 
 #: Orders that still hold authorizations a client could act on.
@@ -48,6 +49,20 @@ def check_new_account(repo: Repo, tenant: str) -> None:
                  limit)
         raise AcmeProblem("rateLimited", f"this External Account Binding key already has "
                           f"{held} accounts (limit {limit}); reuse one")
+
+
+def check_unbound_account(repo: Repo) -> None:
+    """Before an account is registered without EAB (``eabRequired: false``): anyone may
+    do that, so the table they fill is bounded as a whole."""
+    limit = repo.config.limits.accounts_without_eab
+    held = repo.store.count(tables.accounts, tables.accounts.c.tenant.is_(None))
+    if held >= limit:
+        repo.count_refusal("newAccount", UNBOUND_ACCOUNTS)
+        log.warning("account without EAB refused: %d exist (limits.accountsWithoutEab %d)",
+                    held, limit)
+        raise AcmeProblem("rateLimited", "this repository holds as many accounts without "
+                          "External Account Binding as it accepts; register with EAB "
+                          "credentials or ask its administrator")
 
 
 def check_new_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]) -> None:

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import ipaddress
 import logging
-import os
 import signal
 import tempfile
 from collections.abc import Generator
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import uvicorn
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 
-from certdepot.acme import crypto
+from certdepot.repository import listener_tls
 from certdepot.repository.app import create_app
 from certdepot.repository.bootstrap import build_repo
 from certdepot.repository.config import Config, ConfigError
@@ -62,34 +57,6 @@ def split_address(address: str, key: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def self_signed(workdir: Path, host: str, out: Path | None) -> tuple[Path, Path]:
-    """A throw-away certificate for the HTTPS listener (development and tests)."""
-    key = crypto.generate_private_key("ec-p256")
-    now = dt.datetime.now(dt.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    try:
-        sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-    except ValueError:
-        sans.append(x509.DNSName(host))
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certdepot repository")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = workdir / "tls.crt", workdir / "tls.key"
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path.write_bytes(pem)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(crypto.private_key_to_pem(key))
-    if out is not None:
-        out.write_bytes(pem)
-    return cert_path, key_path
-
-
 async def serve(config: Config, log_level: str = "info") -> None:
     repo = build_repo(config)
     app = create_app(repo, run_background=True)
@@ -102,7 +69,10 @@ async def serve(config: Config, log_level: str = "info") -> None:
         if ls.https is not None:
             host, port = split_address(ls.https.address, "listeners.https.address")
             if ls.https.self_signed:
-                cert, key = self_signed(Path(tmp), host, ls.https.self_signed_cert_file)
+                pair = listener_tls.certificate(repo.store, repo.vault, ls.https,
+                                                [host, urlsplit(config.base_url).hostname or ""])
+                cert, key = listener_tls.write_files(Path(tmp), pair,
+                                                     ls.https.self_signed_cert_file)
             elif ls.https.cert and ls.https.key:
                 cert, key = ls.https.cert, ls.https.key
             else:

@@ -38,6 +38,9 @@ tenants = sa.Table(
     sa.Column("eab_kid", sa.String(100), unique=True, nullable=False),
     sa.Column("eab_key", sa.LargeBinary, nullable=False),  # KeyVault blob
     sa.Column("created", sa.Float, nullable=False),
+    # When the EAB key was last replaced (``tenant rotate``); None: never. Added by
+    # _migrate_tenant_rotation.
+    sa.Column("rotated", sa.Float, nullable=True),
 )
 accounts = sa.Table(
     "accounts", metadata,
@@ -167,8 +170,16 @@ def _migrate_rotation(conn: Connection) -> None:
     metadata.create_all(conn, tables=[revocations, consumers])
 
 
+def _migrate_tenant_rotation(conn: Connection) -> None:
+    # _migrate_v1 creates ``tenants`` from the current definition, which has the column
+    # already: add it only to a table made before it existed.
+    if "rotated" not in {c["name"] for c in sa.inspect(conn).get_columns("tenants")}:
+        conn.execute(sa.text("ALTER TABLE tenants ADD COLUMN rotated FLOAT"))
+
+
 # Ordered history: index + 1 is the version a step produces. Append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_v1, _migrate_rotation]
+MIGRATIONS: list[Callable[[Connection], None]] = [_migrate_v1, _migrate_rotation,
+                                                  _migrate_tenant_rotation]
 
 
 def new_id() -> str:

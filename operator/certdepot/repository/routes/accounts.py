@@ -15,7 +15,7 @@ from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import store as tables
 from certdepot.repository import tenants
 from certdepot.repository.http import Signed, acme_json, acme_post, problem_response, repo_of
-from certdepot.repository.quotas import check_new_account
+from certdepot.repository.quotas import check_new_account, check_unbound_account
 from certdepot.repository.store import new_id
 from certdepot.repository.views import account_json, url_list
 
@@ -42,7 +42,7 @@ def new_account(request: Request, signed: Signed) -> Response:
     if existing:
         row = existing[0]
         if row["status"] != "valid":
-            raise AcmeProblem("unauthorized", f"account is {row['status']}")
+            raise AcmeProblem("unauthorized", tenants.inactive_detail(repo.store, row))
         return acme_json(repo, account_json(repo, row), 200,
                          location=repo.urls.account(row["id"]))
     if payload.get("onlyReturnExisting"):
@@ -67,6 +67,8 @@ def new_account(request: Request, signed: Signed) -> Response:
     elif repo.config.eab_required:
         raise AcmeProblem("externalAccountRequired",
                           "this server requires External Account Binding credentials")
+    else:
+        check_unbound_account(repo)
     acct_id = new_id()
     row = {"id": acct_id, "thumbprint": thumb, "jwk": signed.jwk, "status": "valid",
            "contact": contact, "tenant": tenant, "created": repo.clock()}

@@ -13,7 +13,7 @@ from starlette.routing import Route
 import certdepot.repository.rotation as rotation
 from certdepot.acme import crypto, jws
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import grants, star, upstream_revocation
+from certdepot.repository import grants, star, tenants, upstream_revocation
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 from certdepot.repository.state import Repo
@@ -103,8 +103,8 @@ def _may_revoke(repo: Repo, row: dict[str, Any], signed: Signed,
         return "certificate key"
     account = signed.account
     if row["managed_name"] is not None:
-        tenant = repo.tenant(account.get("tenant"))
-        if tenant is None or row["managed_name"] not in tenant.revoke:
+        tenant = tenants.require_policy(repo, account)
+        if row["managed_name"] not in tenant.revoke:
             raise AcmeProblem("unauthorized", "this account may not revoke that certificate")
         return f"tenant {tenant.name} account {account['id']}"
     if not may_read(repo, row, account["id"]):
