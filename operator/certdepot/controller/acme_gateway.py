@@ -26,7 +26,7 @@ from certdepot.controller.gateway import (
     ExternalAccount,
     Issued,
 )
-from certdepot.controller.metrics import Metrics
+from certdepot.controller.ops.metrics import Metrics
 
 #: Consumer-identity headers for the requests of the current task (docs/protocol.md,
 #: "Consumer identity"): set around a download or a renewalInfo poll.

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from certdepot.controller import failures, renewrequest, repolookup, secrets
+from certdepot.controller import failures, repolookup, secrets
+from certdepot.controller.core import renewrequest
 from certdepot.controller.deps import Deps, Memory, Step
 from certdepot.controller.gateway import Endpoint
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from certdepot.acme import crypto
-from certdepot.controller import tlsdata
+from certdepot.controller.core import certinfo
 from certdepot.controller.gateway import Downloaded
 
 Fetch = Callable[[], Awaitable[Downloaded]]
@@ -43,8 +43,8 @@ class _Flight:
 
 
 def leaf_serial(result: Downloaded) -> str:
-    """The serial in the form the Secret inspection reports it (tlsdata.cert_info)."""
-    return tlsdata.cert_info(crypto.parse_pem_chain(result.chain_pem)[0]).serial
+    """The serial in the form the Secret inspection reports it (certinfo.cert_info)."""
+    return certinfo.cert_info(crypto.parse_pem_chain(result.chain_pem)[0]).serial
 
 
 class DownloadCoalescer:

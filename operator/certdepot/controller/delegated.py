@@ -10,17 +10,11 @@ from typing import Any
 
 from certdepot.acme import crypto, csr_template
 from certdepot.acme.timefmt import rfc3339
-from certdepot.controller import (
-    certstep,
-    decisions,
-    ready,
-    secrets,
-    secretwriter,
-    tlsdata,
-)
+from certdepot.controller import certstep, decisions, ready, secrets, secretwriter
+from certdepot.controller.core import certinfo
+from certdepot.controller.core.errors import ReconcileError, SecretConflict
 from certdepot.controller.deps import Deps, Memory, Step
 from certdepot.controller.durations import optional_duration, parse_duration
-from certdepot.controller.errors import ReconcileError, SecretConflict
 from certdepot.controller.gateway import Delegation, Endpoint
 
 KIND = "DelegatedCertificate"
@@ -88,10 +82,10 @@ def choose_key(spec: Mapping[str, Any], state: secrets.SecretState) -> crypto.Pr
         pk.get("rotationPolicy") == "Never"
         and state.ours
         and state.bundle is not None
-        and tlsdata.key_fits(state.bundle.key, algorithm, size)
+        and certinfo.key_fits(state.bundle.key, algorithm, size)
     ):
         return state.bundle.key
-    return crypto.generate_private_key(tlsdata.key_kind(algorithm, size))
+    return crypto.generate_private_key(certinfo.key_kind(algorithm, size))
 
 
 _SUBJECT_FIELDS = {
@@ -169,12 +163,12 @@ def _spec_changed(
         return True
     # Also judged from the Secret itself, so a lost status cannot hide a wrong key type.
     pk = spec.get("privateKey") or {}
-    return state.bundle is not None and not tlsdata.key_fits(
+    return state.bundle is not None and not certinfo.key_fits(
         state.bundle.key, str(pk.get("algorithm") or "ECDSA"), pk.get("size")
     )
 
 
-def _half_life(info: tlsdata.CertInfo) -> datetime:
+def _half_life(info: certinfo.CertInfo) -> datetime:
     return info.not_before + (info.not_after - info.not_before) / 2
 
 
@@ -239,7 +233,7 @@ async def _follow_auto_renewal(
     assert state.bundle is not None and state.info is not None
     pem = await deps.gateway.fetch_certificate(endpoint, str(status["certificateURL"]))
     chain, root = crypto.separate_root(crypto.parse_pem_chain(pem))
-    leaf = tlsdata.cert_info(chain[0])
+    leaf = certinfo.cert_info(chain[0])
     if leaf.serial == state.info.serial:
         return None
     if not crypto.public_key_matches(state.bundle.key, chain[0]):
@@ -293,7 +287,7 @@ async def _issue(
         raise ReconcileError(
             "InvalidCertificate", "the issued certificate is not for our key", permanent=False
         )
-    leaf = tlsdata.cert_info(chain[0])
+    leaf = certinfo.cert_info(chain[0])
     await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, key)
     renew_before = optional_duration(spec.get("renewBefore"))
     if renew_before is None:

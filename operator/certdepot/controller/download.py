@@ -8,18 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from certdepot.acme import crypto
-from certdepot.controller import (
-    certstep,
-    decisions,
-    loop,
-    ready,
-    secrets,
-    secretwriter,
-    tlsdata,
-)
+from certdepot.controller import certstep, decisions, loop, ready, secrets, secretwriter
+from certdepot.controller.core import certinfo
+from certdepot.controller.core.errors import ReconcileError, SecretConflict
 from certdepot.controller.deps import Deps, Memory, Step
 from certdepot.controller.durations import optional_duration
-from certdepot.controller.errors import ReconcileError, SecretConflict
 from certdepot.controller.gateway import Endpoint
 
 KIND = "CertificateDownload"
@@ -103,7 +96,7 @@ async def _fetch(
         endpoint, names, current, resource=f"{owner.namespace}/{owner.name}"
     )
     chain, root = crypto.separate_root(crypto.parse_pem_chain(result.chain_pem))
-    leaf = tlsdata.cert_info(chain[0])
+    leaf = certinfo.cert_info(chain[0])
     if not crypto.public_key_matches(result.key, chain[0]):
         raise ReconcileError(
             "InvalidDownload", "the downloaded key does not match the certificate", permanent=False

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from certdepot.controller import secrets, tlsdata
-from certdepot.controller import status as status_doc
+from certdepot.controller import secrets
+from certdepot.controller.core import certinfo
+from certdepot.controller.core import status as status_doc
+from certdepot.controller.core.errors import Outcome, classify
 from certdepot.controller.deps import Deps, Memory, Step
-from certdepot.controller.errors import Outcome, classify
 
 log = logging.getLogger("certdepot.operator")
 
@@ -78,7 +79,7 @@ def announce(
 
 def still_valid(
     state: secrets.SecretState | None, spec: Mapping[str, Any], now: datetime
-) -> tlsdata.CertInfo | None:
+) -> certinfo.CertInfo | None:
     if state is None or not state.ours or state.info is None:
         return None
     names = frozenset(n.lower() for n in spec.get("dnsNames") or [])

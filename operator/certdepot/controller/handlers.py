@@ -15,8 +15,7 @@ from typing import Any
 import kopf
 
 from certdepot.controller import delegated, download, ingress, repository
-from certdepot.controller.deps import Deps, Step
-from certdepot.controller.resources import (
+from certdepot.controller.core.resources import (
     CLUSTER_REPOSITORIES,
     DELEGATED,
     DOWNLOADS,
@@ -24,6 +23,7 @@ from certdepot.controller.resources import (
     REPOSITORIES,
     VERSION,
 )
+from certdepot.controller.deps import Deps, Step
 from certdepot.controller.runtime import Runtime
 from certdepot.controller.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
 from certdepot.controller.supervisor import Supervisor

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from certdepot.controller import decisions, secrets, secretwriter, tlsdata
-from certdepot.controller import status as status_doc
+from certdepot.controller import decisions, secrets, secretwriter
+from certdepot.controller.core import certinfo
+from certdepot.controller.core import status as status_doc
 from certdepot.controller.deps import Deps, Memory, Step
 
 
@@ -67,7 +68,7 @@ def new_certificate(
     deps: Deps,
     owner: secrets.Owner,
     *,
-    leaf: tlsdata.CertInfo,
+    leaf: certinfo.CertInfo,
     renew_at: datetime,
     reason: str,
     fetch_reason: str,

@@ -10,11 +10,15 @@ from typing import Any
 
 from certdepot.acme import crypto
 from certdepot.controller import access
-from certdepot.controller.conditions import get_condition
-from certdepot.controller.errors import ReconcileError, RepositoryNotAllowed, RepositoryNotReady
+from certdepot.controller.core.errors import (
+    ReconcileError,
+    RepositoryNotAllowed,
+    RepositoryNotReady,
+)
+from certdepot.controller.core.settings import Settings
+from certdepot.controller.core.status import get_condition
 from certdepot.controller.gateway import Endpoint
 from certdepot.controller.kubeapi import KubeApi
-from certdepot.controller.settings import Settings
 from certdepot.controller.watchcache import WatchCache
 
 ACCOUNT_KEY_FIELD = "account.key"

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from certdepot.acme import crypto
-from certdepot.controller import failures, repolookup, tlsdata
-from certdepot.controller.conditions import Condition, set_condition
+from certdepot.controller import failures, repolookup
+from certdepot.controller.core import certinfo
+from certdepot.controller.core.errors import ReconcileError, classify
+from certdepot.controller.core.status import Condition, set_condition
 from certdepot.controller.deps import Deps, Step
-from certdepot.controller.errors import ReconcileError, classify
 from certdepot.controller.gateway import Endpoint, ExternalAccount
 from certdepot.controller.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
 
@@ -41,7 +42,7 @@ async def ensure_account_key(
             raise ReconcileError(
                 "AccountKeyInvalid", f"Secret {namespace}/{name} holds no readable key"
             ) from None
-    key = crypto.generate_private_key(tlsdata.key_kind("ECDSA", 256))
+    key = crypto.generate_private_key(certinfo.key_kind("ECDSA", 256))
     meta = body.get("metadata") or {}
     await deps.kube.create_secret(
         {

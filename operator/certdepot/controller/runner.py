@@ -15,16 +15,15 @@ from typing import Any, cast
 
 import kopf
 
-from certdepot.controller.apireach import ApiReachability
+from certdepot.controller.core.errors import BackoffPolicy
+from certdepot.controller.core.settings import Settings
 from certdepot.controller.deps import Deps
-from certdepot.controller.errors import BackoffPolicy
-from certdepot.controller.health import start_health, start_metrics
 from certdepot.controller.kubeapi import RealKubeApi
-from certdepot.controller.leader import LeaseElector
-from certdepot.controller.metrics import Metrics
+from certdepot.controller.ops.health import ApiReachability, start_health, start_metrics
+from certdepot.controller.ops.leader import LeaseElector
+from certdepot.controller.ops.metrics import Metrics
 from certdepot.controller.renewalwatch import RenewalWatch
 from certdepot.controller.runtime import Runtime
-from certdepot.controller.settings import Settings
 
 log = logging.getLogger("certdepot.operator")
 

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from certdepot.acme import crypto
 from certdepot.acme.timefmt import rfc3339
-from certdepot.controller import tlsdata
+from certdepot.controller.core import certinfo
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "certdepot"
@@ -49,8 +49,8 @@ class SecretState:
     exists: bool
     ours: bool = False  # managed by certdepot for this very owner
     foreign: str = ""  # non-empty: why it is not ours to overwrite
-    bundle: tlsdata.Bundle | None = None
-    info: tlsdata.CertInfo | None = None
+    bundle: certinfo.Bundle | None = None
+    info: certinfo.CertInfo | None = None
     problem: str = ""  # non-empty: why its content is not a usable certificate + key
     resource_version: str = ""
     secret_type: str = ""
@@ -79,11 +79,11 @@ def inspect(secret: Mapping[str, Any] | None, owner: Owner) -> SecretState:
     bundle, problem = _read_bundle(secret)
     state.bundle, state.problem = bundle, problem
     if bundle is not None:
-        state.info = tlsdata.cert_info(bundle.chain[0])
+        state.info = certinfo.cert_info(bundle.chain[0])
     return state
 
 
-def _read_bundle(secret: Mapping[str, Any]) -> tuple[tlsdata.Bundle | None, str]:
+def _read_bundle(secret: Mapping[str, Any]) -> tuple[certinfo.Bundle | None, str]:
     data = secret.get("data") or {}
     try:
         crt = base64.b64decode(data.get("tls.crt") or "")
@@ -113,7 +113,7 @@ def _read_bundle(secret: Mapping[str, Any]) -> tuple[tlsdata.Bundle | None, str]
             root = crypto.parse_pem_chain(base64.b64decode(ca))[0]
         except ValueError:
             root = None
-    return tlsdata.Bundle(chain=chain, root=root, key=key), ""
+    return certinfo.Bundle(chain=chain, root=root, key=key), ""
 
 
 def build(
@@ -132,7 +132,7 @@ def build(
     ``existing_metadata`` keeps labels/annotations others put on a Secret we manage (an
     ingress controller's, say) while ours always win.
     """
-    info = tlsdata.cert_info(chain[0])
+    info = certinfo.cert_info(chain[0])
     template = template or {}
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}

@@ -7,7 +7,7 @@ from typing import Any
 
 from certdepot.acme import crypto
 from certdepot.controller import secrets
-from certdepot.controller.errors import ReconcileError
+from certdepot.controller.core.errors import ReconcileError
 from certdepot.controller.kubeapi import Conflict, KubeApi
 from certdepot.controller.secrets import SecretState
 

@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from certdepot.controller import loop, renewrequest
+from certdepot.controller import loop
+from certdepot.controller.core import renewrequest
 from certdepot.controller.deps import Step
 from certdepot.controller.kubeapi import lean_copy
 from certdepot.controller.runtime import Runtime

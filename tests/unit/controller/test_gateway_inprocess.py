@@ -16,7 +16,7 @@ from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.controller import delegated, download, repository
 from certdepot.controller.acme_gateway import AcmeGateway
 from certdepot.controller.deps import Deps
-from certdepot.controller.metrics import Metrics
+from certdepot.controller.ops.metrics import Metrics
 from certdepot.repository import renewal
 from certdepot.repository.app import create_app
 from certdepot.repository.bootstrap import build_repo

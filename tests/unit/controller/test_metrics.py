@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from certdepot.controller.deps import Deps, Step
-from certdepot.controller.metrics import Metrics
+from certdepot.controller.ops.metrics import Metrics
 from certdepot.controller.runtime import Runtime
 from certdepot.controller.supervisor import Supervisor
 

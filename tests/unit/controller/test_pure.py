@@ -9,10 +9,10 @@ import pytest
 from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.transport_errors import ConnectError, TlsError
 from certdepot.controller import access
-from certdepot.controller.conditions import Condition, get_condition, set_condition
+from certdepot.controller.core.errors import BackoffPolicy, ReconcileError, SecretConflict, classify
+from certdepot.controller.core.status import Condition, get_condition, set_condition
 from certdepot.controller.durations import format_duration, parse_duration
-from certdepot.controller.errors import BackoffPolicy, ReconcileError, SecretConflict, classify
-from certdepot.controller.leader import LeaseView, lease_action
+from certdepot.controller.ops.leader import LeaseView, lease_action
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
@@ -163,8 +163,8 @@ def test_lease_action() -> None:
 
 def test_decide_uses_an_earlier_ari_window_as_renewal_time() -> None:
     from certdepot.controller import decisions
+    from certdepot.controller.core.certinfo import CertInfo
     from certdepot.controller.secrets import SecretState
-    from certdepot.controller.tlsdata import CertInfo
 
     info = CertInfo(
         NOW - dt.timedelta(days=1),

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller import delegated, download, renewrequest
+from certdepot.controller import delegated, download
+from certdepot.controller.core import renewrequest
 from certdepot.controller.deps import Deps, Step
 from certdepot.controller.runtime import Runtime
 from certdepot.controller.supervisor import Supervisor

@@ -9,7 +9,7 @@ import pytest
 
 from certdepot.acme import crypto
 from certdepot.controller import repolookup
-from certdepot.controller.settings import Settings
+from certdepot.controller.core.settings import Settings
 
 from .fakes import FakeKube
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from certdepot.acme import crypto
 from certdepot.controller import repolookup
-from certdepot.controller.errors import RepositoryNotAllowed
-from certdepot.controller.settings import Settings
+from certdepot.controller.core.errors import RepositoryNotAllowed
+from certdepot.controller.core.settings import Settings
 from certdepot.controller.watchcache import WatchCache
 
 from .fakes import FakeKube
