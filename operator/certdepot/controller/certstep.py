@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from certdepot.controller import failures, repolookup, secrets
+from certdepot.controller import failures
 from certdepot.controller.core import renewrequest
 from certdepot.controller.deps import Deps, Memory, Step
-from certdepot.controller.gateway import Endpoint
+from certdepot.controller.gateway.model import Endpoint
+from certdepot.controller.kube import lookup, secrets
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ async def run(
         state = secrets.inspect(
             await deps.kube.get_secret(owner.namespace, spec["secretName"]), owner
         )
-        endpoint = await repolookup.resolve(
+        endpoint = await lookup.resolve(
             deps.kube,
             spec.get("repositoryRef") or {},
             owner.namespace,

@@ -7,22 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certdepot.controller.secrets import SecretState
+from certdepot.controller.gateway.model import RenewalWindow
+from certdepot.controller.kube.secrets import SecretState
 
 DEFAULT_RENEW_BEFORE = timedelta(days=30)
 
-
-@dataclass(frozen=True)
-class RenewalWindow:
-    """An ARI (RFC 9773) suggested window for the certificate currently in the Secret."""
-
-    start: datetime
-    end: datetime
-    serial: str
-    # The answer's Retry-After: when the repository wants to be asked again.
-    retry_after: float | None = None
-    # Set when the repository revoked this certificate (a rotation): the reason.
-    revoked: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from typing import Any
 
 from certdepot.acme import crypto, csr_template
 from certdepot.acme.timefmt import rfc3339
-from certdepot.controller import certstep, decisions, ready, secrets, secretwriter
+from certdepot.controller import certstep, decisions, ready
 from certdepot.controller.core import certinfo
 from certdepot.controller.core.errors import ReconcileError, SecretConflict
 from certdepot.controller.deps import Deps, Memory, Step
 from certdepot.controller.durations import optional_duration, parse_duration
-from certdepot.controller.gateway import Delegation, Endpoint
+from certdepot.controller.gateway.model import Delegation, Endpoint
+from certdepot.controller.kube import secrets
 
 KIND = "DelegatedCertificate"
 DEFAULT_STAR_PERIOD = timedelta(days=30)
@@ -239,7 +240,7 @@ async def _follow_auto_renewal(
     if not crypto.public_key_matches(state.bundle.key, chain[0]):
         return None
     owner = secrets.owner_of(body, KIND)
-    await secretwriter.write_bundle(
+    await secrets.write_bundle(
         deps.kube, body, owner, state, chain, root or state.bundle.root, state.bundle.key
     )
     renew_at = decisions.renewal_time(None, leaf.not_before, leaf.not_after)
@@ -288,7 +289,7 @@ async def _issue(
             "InvalidCertificate", "the issued certificate is not for our key", permanent=False
         )
     leaf = certinfo.cert_info(chain[0])
-    await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, key)
+    await secrets.write_bundle(deps.kube, body, owner, state, chain, root, key)
     renew_before = optional_duration(spec.get("renewBefore"))
     if renew_before is None:
         renew_before = (leaf.not_after - leaf.not_before) / 3

@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from certdepot.acme import crypto
-from certdepot.controller import certstep, decisions, loop, ready, secrets, secretwriter
+from certdepot.controller import certstep, decisions, loop, ready
 from certdepot.controller.core import certinfo
 from certdepot.controller.core.errors import ReconcileError, SecretConflict
 from certdepot.controller.deps import Deps, Memory, Step
 from certdepot.controller.durations import optional_duration
-from certdepot.controller.gateway import Endpoint
+from certdepot.controller.gateway.model import Endpoint, RenewalWindow
+from certdepot.controller.kube import secrets
 
 KIND = "CertificateDownload"
 log = logging.getLogger("certdepot.operator")
@@ -54,7 +55,7 @@ async def _renewal_window(
     state: secrets.SecretState,
     now: datetime,
     wake_key: str,
-) -> decisions.RenewalWindow | None:
+) -> RenewalWindow | None:
     """Ask ARI at most every renewal_info_interval; an ARI failure never blocks a reconcile."""
     if not state.ours or state.bundle is None or state.info is None:
         return None
@@ -119,7 +120,7 @@ async def _fetch(
         # soon after the first must reach this object too).
         deps.renewals.watch(loop.key_of(KIND, owner.namespace, owner.name), endpoint, chain[0])
     # Replaced in one update (never deleted first): consumers never see it empty.
-    await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, result.key)
+    await secrets.write_bundle(deps.kube, body, owner, state, chain, root, result.key)
     renew_before = optional_duration(spec.get("renewBefore"))
     renew_at = decisions.renewal_time(renew_before, leaf.not_before, leaf.not_after)
     message = (

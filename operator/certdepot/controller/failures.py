@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from certdepot.controller import secrets
 from certdepot.controller.core import certinfo
 from certdepot.controller.core import status as status_doc
 from certdepot.controller.core.errors import Outcome, classify
 from certdepot.controller.deps import Deps, Memory, Step
+from certdepot.controller.kube import secrets
 
 log = logging.getLogger("certdepot.operator")
 

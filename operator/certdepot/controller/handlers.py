@@ -24,8 +24,8 @@ from certdepot.controller.core.resources import (
     VERSION,
 )
 from certdepot.controller.deps import Deps, Step
+from certdepot.controller.kube.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
 from certdepot.controller.runtime import Runtime
-from certdepot.controller.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
 from certdepot.controller.supervisor import Supervisor
 
 SECRET_KINDS = ("CertificateDownload", "DelegatedCertificate")

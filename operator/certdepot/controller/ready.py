@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from certdepot.controller import decisions, secrets, secretwriter
+from certdepot.controller import decisions
 from certdepot.controller.core import certinfo
 from certdepot.controller.core import status as status_doc
 from certdepot.controller.deps import Deps, Memory, Step
+from certdepot.controller.kube import secrets
 
 
 def wait_until(moment: datetime, now: datetime, recheck: timedelta) -> float:
@@ -37,7 +38,7 @@ async def up_to_date(
     assert state.bundle is not None and state.info is not None  # decide() guarantees it
     if decision.rewrite:
         bundle = state.bundle
-        await secretwriter.write_bundle(
+        await secrets.write_bundle(
             deps.kube, body, owner, state, bundle.chain, bundle.root, bundle.key
         )
     deps.metrics.observe(

@@ -18,11 +18,11 @@ import kopf
 from certdepot.controller.core.errors import BackoffPolicy
 from certdepot.controller.core.settings import Settings
 from certdepot.controller.deps import Deps
-from certdepot.controller.kubeapi import RealKubeApi
+from certdepot.controller.gateway.sharing import RenewalWatch
+from certdepot.controller.kube.api import RealKubeApi
 from certdepot.controller.ops.health import ApiReachability, start_health, start_metrics
 from certdepot.controller.ops.leader import LeaseElector
 from certdepot.controller.ops.metrics import Metrics
-from certdepot.controller.renewalwatch import RenewalWatch
 from certdepot.controller.runtime import Runtime
 
 log = logging.getLogger("certdepot.operator")
@@ -99,7 +99,7 @@ def _kopf_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 async def run(options: RunOptions) -> int:
     from certdepot.controller import handlers  # registers the kopf handlers on import
-    from certdepot.controller.acme_gateway import AcmeGateway
+    from certdepot.controller.gateway.acme_gateway import AcmeGateway
 
     kopf.configure(
         verbose=options.verbose,

@@ -19,7 +19,7 @@ from typing import Any
 from certdepot.controller import loop
 from certdepot.controller.core import renewrequest
 from certdepot.controller.deps import Step
-from certdepot.controller.kubeapi import lean_copy
+from certdepot.controller.kube.api import lean_copy
 from certdepot.controller.runtime import Runtime
 from certdepot.controller.steps import run_step
 

@@ -15,16 +15,16 @@ from cryptography.x509.oid import NameOID
 from certdepot.acme import crypto
 from certdepot.acme.problems import AcmeProblem
 from certdepot.controller.core import certinfo
-from certdepot.controller.decisions import RenewalWindow
-from certdepot.controller.gateway import (
+from certdepot.controller.gateway.model import (
     AccountInfo,
     Delegation,
     Downloaded,
     Endpoint,
     ExternalAccount,
     Issued,
+    RenewalWindow,
 )
-from certdepot.controller.kubeapi import Conflict
+from certdepot.controller.kube.api import Conflict
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -7,9 +7,14 @@ import asyncio
 import pytest
 
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller.coalesce import DownloadCoalescer, SharedCalls, leaf_serial, names_key
 from certdepot.controller.core import certinfo
-from certdepot.controller.gateway import Downloaded
+from certdepot.controller.gateway.model import Downloaded
+from certdepot.controller.gateway.sharing import (
+    DownloadCoalescer,
+    SharedCalls,
+    leaf_serial,
+    names_key,
+)
 
 from .fakes import MiniCA, pem
 

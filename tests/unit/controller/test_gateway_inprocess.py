@@ -14,8 +14,8 @@ import pytest
 from certdepot.acme import crypto
 from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.controller import delegated, download, repository
-from certdepot.controller.acme_gateway import AcmeGateway
 from certdepot.controller.deps import Deps
+from certdepot.controller.gateway.acme_gateway import AcmeGateway
 from certdepot.controller.ops.metrics import Metrics
 from certdepot.repository import renewal
 from certdepot.repository.app import create_app

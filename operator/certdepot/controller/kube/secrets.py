@@ -1,6 +1,9 @@
 """The kubernetes.io/tls Secret: what we write, and what we find when we look at one.
 
-Pure: Secrets are plain API dicts ("metadata", "type", "data" with base64 values).
+Secrets are plain API dicts ("metadata", "type", "data" with base64 values); all but
+the writing is pure.
+
+Writing the Secret: create, or replace with optimistic concurrency; never a partial write.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from cryptography import x509
 from certdepot.acme import crypto
 from certdepot.acme.timefmt import rfc3339
 from certdepot.controller.core import certinfo
+from certdepot.controller.core.errors import ReconcileError
+from certdepot.controller.kube.api import Conflict, KubeApi
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "certdepot"
@@ -194,3 +199,54 @@ def owner_of(body: Mapping[str, Any], kind: str) -> Owner:
     return Owner(
         kind, str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid") or "")
     )
+
+
+async def write(kube: KubeApi, body: Mapping[str, Any], state: SecretState) -> None:
+    """Put ``body`` in place of what ``state`` saw.
+
+    A Secret's type is immutable, so adopting a Secret of another type means delete and
+    create; that only happens when the resource opted into adoption.
+    """
+    try:
+        if not state.exists:
+            await kube.create_secret(body)
+            return
+        if state.secret_type != "kubernetes.io/tls":  # noqa: S105 - a type, not a password
+            await kube.delete_secret(body["metadata"]["namespace"], body["metadata"]["name"])
+            fresh = dict(body)
+            fresh["metadata"] = {
+                k: v for k, v in body["metadata"].items() if k != "resourceVersion"
+            }
+            await kube.create_secret(fresh)
+            return
+        await kube.replace_secret(body)
+    except Conflict:
+        raise ReconcileError(
+            "SecretChanged",
+            "the Secret changed while it was being written; retrying",
+            permanent=False,
+        ) from None
+
+
+async def write_bundle(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    owner: Owner,
+    state: SecretState,
+    chain: list[Any],
+    root: Any,
+    key: crypto.PrivateKey,
+) -> None:
+    """Build the Secret for ``body``'s spec from a chain and key, and write it."""
+    spec = body.get("spec") or {}
+    secret = build(
+        name=spec["secretName"],
+        owner=owner,
+        chain=chain,
+        root=root,
+        key=key,
+        key_encoding=str((spec.get("privateKey") or {}).get("encoding") or "PKCS8"),
+        template=spec.get("secretTemplate"),
+        existing_metadata=state.metadata if state.exists else None,
+    )
+    await write(kube, secret, state)
