@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from certdepot.acme import crypto
 from certdepot.acme.csr_template import P256_TLS_SERVER
-from certdepot.controller import delegated, ingress
 from certdepot.controller.core import certinfo
-from certdepot.controller.deps import Deps
+from certdepot.controller.kinds import delegated, ingress
+from certdepot.controller.kinds.deps import Deps
 from certdepot.controller.kube import secrets
 
 from .conftest import Clock, Events

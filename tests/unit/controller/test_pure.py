@@ -10,7 +10,7 @@ from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.transport_errors import ConnectError, TlsError
 from certdepot.controller.core.errors import BackoffPolicy, ReconcileError, SecretConflict, classify
 from certdepot.controller.core.status import Condition, get_condition, set_condition
-from certdepot.controller.durations import format_duration, parse_duration
+from certdepot.controller.kinds.decisions import format_duration, parse_duration
 from certdepot.controller.kube import lookup
 from certdepot.controller.ops.leader import LeaseView, lease_action
 
@@ -162,8 +162,8 @@ def test_lease_action() -> None:
 
 
 def test_decide_uses_an_earlier_ari_window_as_renewal_time() -> None:
-    from certdepot.controller import decisions
     from certdepot.controller.core.certinfo import CertInfo
+    from certdepot.controller.kinds import decisions
     from certdepot.controller.kube.secrets import SecretState
 
     info = CertInfo(

@@ -137,28 +137,8 @@ def build(
     ``existing_metadata`` keeps labels/annotations others put on a Secret we manage (an
     ingress controller's, say) while ours always win.
     """
-    info = certinfo.cert_info(chain[0])
-    template = template or {}
-    labels: dict[str, str] = {}
-    annotations: dict[str, str] = {}
-    if existing_metadata:
-        labels.update(_unreserved(existing_metadata.get("labels")))
-        annotations.update(_unreserved(existing_metadata.get("annotations")))
-    labels.update(_unreserved(template.get("labels")))
-    annotations.update(_unreserved(template.get("annotations")))
-    labels[MANAGED_BY_LABEL] = MANAGED_BY
-    labels[OWNER_KIND_LABEL] = owner.kind
-    if len(owner.name) <= 63:
-        labels[OWNER_NAME_LABEL] = owner.name
-    annotations.update(
-        {
-            OWNER_ANNOTATION: owner.ref,
-            OWNER_UID_ANNOTATION: owner.uid,
-            SERIAL_ANNOTATION: info.serial,
-            FINGERPRINT_ANNOTATION: info.fingerprint,
-            NOT_AFTER_ANNOTATION: rfc3339(info.not_after),
-            DNS_NAMES_ANNOTATION: ",".join(sorted(info.dns_names)),
-        }
+    labels, annotations = _labels_and_annotations(
+        owner, certinfo.cert_info(chain[0]), template or {}, existing_metadata
     )
     data = {
         "tls.crt": _b64(crypto.chain_to_pem(chain)),
@@ -182,6 +162,38 @@ def build(
         "metadata": metadata,
         "data": data,
     }
+
+
+def _labels_and_annotations(
+    owner: Owner,
+    info: certinfo.CertInfo,
+    template: Mapping[str, Any],
+    existing_metadata: Mapping[str, Any] | None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Others' labels and annotations (the existing Secret's, then the template's), with
+    ours (certdepot.io/, managed-by) always set last."""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    if existing_metadata:
+        labels.update(_unreserved(existing_metadata.get("labels")))
+        annotations.update(_unreserved(existing_metadata.get("annotations")))
+    labels.update(_unreserved(template.get("labels")))
+    annotations.update(_unreserved(template.get("annotations")))
+    labels[MANAGED_BY_LABEL] = MANAGED_BY
+    labels[OWNER_KIND_LABEL] = owner.kind
+    if len(owner.name) <= 63:
+        labels[OWNER_NAME_LABEL] = owner.name
+    annotations.update(
+        {
+            OWNER_ANNOTATION: owner.ref,
+            OWNER_UID_ANNOTATION: owner.uid,
+            SERIAL_ANNOTATION: info.serial,
+            FINGERPRINT_ANNOTATION: info.fingerprint,
+            NOT_AFTER_ANNOTATION: rfc3339(info.not_after),
+            DNS_NAMES_ANNOTATION: ",".join(sorted(info.dns_names)),
+        }
+    )
+    return labels, annotations
 
 
 def _unreserved(values: Any) -> dict[str, str]:
@@ -233,18 +245,16 @@ async def write_bundle(
     body: Mapping[str, Any],
     owner: Owner,
     state: SecretState,
-    chain: list[Any],
-    root: Any,
-    key: crypto.PrivateKey,
+    bundle: certinfo.Bundle,
 ) -> None:
-    """Build the Secret for ``body``'s spec from a chain and key, and write it."""
+    """Build the Secret for ``body``'s spec from a chain, root and key, and write it."""
     spec = body.get("spec") or {}
     secret = build(
         name=spec["secretName"],
         owner=owner,
-        chain=chain,
-        root=root,
-        key=key,
+        chain=bundle.chain,
+        root=bundle.root,
+        key=bundle.key,
         key_encoding=str((spec.get("privateKey") or {}).get("encoding") or "PKCS8"),
         template=spec.get("secretTemplate"),
         existing_metadata=state.metadata if state.exists else None,

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from certdepot.acme import crypto
-from certdepot.controller import failures
 from certdepot.controller.core import certinfo
 from certdepot.controller.core.errors import ReconcileError, classify
 from certdepot.controller.core.status import Condition, set_condition
-from certdepot.controller.deps import Deps, Step
 from certdepot.controller.gateway.model import Endpoint, ExternalAccount
+from certdepot.controller.kinds import certificate
+from certdepot.controller.kinds.deps import Deps, Step
 from certdepot.controller.kube import lookup
 from certdepot.controller.kube.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
 
@@ -114,7 +114,7 @@ async def reconcile(body: Mapping[str, Any], kind: str, deps: Deps) -> Step:
         cond = Condition("Ready", "False", outcome.reason, outcome.message)
         deps.metrics.observe(kind, namespace, str(meta.get("name")), ready=False)
         memory = deps.memory(str(meta.get("uid") or meta.get("name")))
-        failures.announce(body, deps, memory, kind, str(meta.get("name")), outcome, attempts)
+        certificate.announce(body, deps, memory, kind, str(meta.get("name")), outcome, attempts)
         return Step(
             {
                 "observedGeneration": generation,
