@@ -219,7 +219,7 @@ class AcmeGateway:
 
     @asynccontextmanager
     async def _client(self, endpoint: Endpoint) -> AsyncIterator[AcmeClient]:
-        """The pooled client for this endpoint and account (see acme_clients)."""
+        """The pooled client for this endpoint and account (see ClientPool)."""
         async with self._clients.lease(
             endpoint_key(endpoint), lambda: self._new_client(endpoint)
         ) as client:

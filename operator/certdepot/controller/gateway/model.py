@@ -98,7 +98,7 @@ class RepositoryGateway(Protocol):
     ) -> Downloaded:
         """The repository's certificate for ``dns_names``. ``current_serial`` is the one the
         caller already has: an implementation that shares results never answers with it
-        from a download begun before the call (see coalesce). ``resource`` (namespace/name)
+        from a download begun before the call (see sharing). ``resource`` (namespace/name)
         names the caller in the repository's inventory."""
         ...
 

@@ -234,7 +234,7 @@ async def resolve(
     """The repository ``ref`` names, if ``namespace`` may use it and it is ready.
 
     With ``cache`` the repository object and namespace labels come from the watches when
-    they have delivered them (see watchcache), else from a GET."""
+    they have delivered them (see WatchCache), else from a GET."""
     kind = ref.get("kind") or NAMESPACED_KIND
     name = str(ref.get("name") or "")
     repo_ns = namespace if kind == NAMESPACED_KIND else None
