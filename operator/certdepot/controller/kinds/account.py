@@ -114,7 +114,10 @@ async def reconcile(body: Mapping[str, Any], kind: str, deps: Deps) -> Step:
         cond = Condition("Ready", "False", outcome.reason, outcome.message)
         deps.metrics.observe(kind, namespace, str(meta.get("name")), ready=False)
         memory = deps.memory(str(meta.get("uid") or meta.get("name")))
-        certificate.announce(body, deps, memory, kind, str(meta.get("name")), outcome, attempts)
+        who = str(meta.get("name"))
+        certificate.announce(
+            body, deps, outcome, kind=kind, who=who, memory=memory, attempts=attempts
+        )
         return Step(
             {
                 "observedGeneration": generation,

@@ -85,7 +85,7 @@ async def begin(body: Mapping[str, Any], deps: Deps, kind: str) -> Start | Step:
             deps.objects,
         )
     except Exception as error:
-        return _failed(body, deps, kind, memory, error, state, now)
+        return _failed(body, deps, error, kind=kind, memory=memory, state=state, now=now)
     return Start(
         kind=kind,
         body=body,
@@ -185,15 +185,24 @@ def finish(start: Start, step: Step) -> Step:
 
 def fail(start: Start, deps: Deps, error: BaseException) -> Step:
     """Any error of the kind's step becomes status, metrics, one Event, one log line."""
-    return _failed(start.body, deps, start.kind, start.memory, error, start.state, start.now)
+    return _failed(
+        start.body,
+        deps,
+        error,
+        kind=start.kind,
+        memory=start.memory,
+        state=start.state,
+        now=start.now,
+    )
 
 
 def _failed(
     body: Mapping[str, Any],
     deps: Deps,
+    error: BaseException,
+    *,
     kind: str,
     memory: Memory,
-    error: BaseException,
     state: secrets.SecretState | None,
     now: datetime,
 ) -> Step:
@@ -217,17 +226,18 @@ def _failed(
         ready=valid is not None and outcome.reason != "SecretConflict",
     )
     who = f"{meta.get('namespace')}/{meta.get('name')}"
-    announce(body, deps, memory, kind, who, outcome, attempts)
+    announce(body, deps, outcome, kind=kind, who=who, memory=memory, attempts=attempts)
     return Step(new_status, outcome.retry_after)
 
 
 def announce(
     body: Mapping[str, Any],
     deps: Deps,
-    memory: Memory,
+    outcome: Outcome,
+    *,
     kind: str,
     who: str,
-    outcome: Outcome,
+    memory: Memory,
     attempts: int,
 ) -> None:
     """Count the failure, log it, and post it as an Event unless it repeats the last one

@@ -84,7 +84,10 @@ def decide(
         return Decision(
             True, "RenewalRequested", "a renewal was requested (kubectl certdepot renew)"
         )
-    return _time_decision(info, renew_before, status, generation, now, window, recheck)
+    rewrite = generation is not None and status.get("observedGeneration") != generation
+    return _time_decision(
+        info, renew_before, now=now, window=window, recheck=recheck, rewrite=rewrite
+    )
 
 
 def _secret_decision(
@@ -123,11 +126,11 @@ def _secret_decision(
 def _time_decision(
     info: CertInfo,
     renew_before: timedelta | None,
-    status: Mapping[str, Any],
-    generation: int | None,
+    *,
     now: datetime,
     window: RenewalWindow | None,
     recheck: timedelta,
+    rewrite: bool,
 ) -> Decision:
     """Expired, expiring, a renewal window open (ARI, a revocation), or up to date."""
     if now >= info.not_after:
@@ -159,7 +162,6 @@ def _time_decision(
         # The repository suggests an earlier start (ARI): that is when we will fetch.
         renew_at = min(renew_at, window.start)
         next_check = min(next_check, window.start)
-    rewrite = generation is not None and status.get("observedGeneration") != generation
     return Decision(
         False,
         "UpToDate",
