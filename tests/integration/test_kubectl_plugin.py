@@ -33,7 +33,7 @@ from test_operator_support import (
 from certdepot.acme import crypto
 from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller import renewrequest
+from certdepot.controller.core import renewrequest
 from certdepot.testenv import procs
 from certdepot.testenv.kube import KubeEnv
 from certdepot.testenv.provision import binary

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from certdepot.controller.metrics import Metrics as OperatorMetrics
+from certdepot.controller.ops.metrics import Metrics as OperatorMetrics
 from certdepot.repository.metrics import Metrics as RepositoryMetrics
 
 ROOT = Path(__file__).resolve().parents[2]

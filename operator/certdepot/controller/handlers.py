@@ -14,9 +14,7 @@ from typing import Any
 
 import kopf
 
-from certdepot.controller import delegated, download, ingress, repository
-from certdepot.controller.deps import Deps, Step
-from certdepot.controller.resources import (
+from certdepot.controller.core.resources import (
     CLUSTER_REPOSITORIES,
     DELEGATED,
     DOWNLOADS,
@@ -24,22 +22,14 @@ from certdepot.controller.resources import (
     REPOSITORIES,
     VERSION,
 )
-from certdepot.controller.runtime import Runtime
-from certdepot.controller.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
-from certdepot.controller.supervisor import Supervisor
+from certdepot.controller.kinds import account, delegated, download, ingress
+from certdepot.controller.kinds.deps import Deps, Step
+from certdepot.controller.kube.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
+from certdepot.controller.loops import Runtime
 
 SECRET_KINDS = ("CertificateDownload", "DelegatedCertificate")
 # Read by every certificate reconcile: served from the watch (deps.objects).
 CACHED_KINDS = ("CertificateRepository", "ClusterCertificateRepository")
-
-
-def _supervisor(memo: Runtime) -> Supervisor:
-    # kopf copies memo per object (shallowly): the supervisor must live in a shared field.
-    sup = memo.shared.get("supervisor")
-    if sup is None:
-        sup = memo.shared["supervisor"] = Supervisor(memo)
-    assert isinstance(sup, Supervisor)
-    return sup
 
 
 # --- login and shutdown ------------------------------------------------------------------------
@@ -53,7 +43,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.cleanup()
 async def stop_loops(memo: Runtime, **_: Any) -> None:
-    await _supervisor(memo).stop_all()
+    await memo.supervisor.stop_all()
 
 
 # --- the four kinds ------------------------------------------------------------------------------
@@ -70,7 +60,7 @@ def _watch(name: str, plural: str, kind: str, reconcile: Reconciler) -> Handler:
     async def on_event(event: Mapping[str, Any], body: kopf.Body, memo: Runtime, **_: Any) -> None:
         if kind in CACHED_KINDS:
             memo.deps.objects.observe(kind, event.get("type"), body)
-        _supervisor(memo).observe(kind, event.get("type"), body, lambda b: reconcile(b, memo.deps))
+        memo.supervisor.observe(kind, event.get("type"), body, lambda b: reconcile(b, memo.deps))
 
     on_event.__name__ = on_event.__qualname__ = name
     kopf.on.event(GROUP, VERSION, plural)(on_event)
@@ -81,13 +71,13 @@ repository_event = _watch(
     "repository_event",
     REPOSITORIES,
     "CertificateRepository",
-    lambda b, deps: repository.reconcile(b, "CertificateRepository", deps),
+    lambda b, deps: account.reconcile(b, "CertificateRepository", deps),
 )
 cluster_repository_event = _watch(
     "cluster_repository_event",
     CLUSTER_REPOSITORIES,
     "ClusterCertificateRepository",
-    lambda b, deps: repository.reconcile(b, "ClusterCertificateRepository", deps),
+    lambda b, deps: account.reconcile(b, "ClusterCertificateRepository", deps),
 )
 download_event = _watch("download_event", DOWNLOADS, "CertificateDownload", download.reconcile)
 delegated_event = _watch("delegated_event", DELEGATED, "DelegatedCertificate", delegated.reconcile)
@@ -123,7 +113,7 @@ async def ingress_event(event: Mapping[str, Any], body: kopf.Body, memo: Runtime
     if event.get("type") == "DELETED":
         return  # the garbage collector removes the owned CertificateDownloads
     key = f"{body.metadata.namespace}/{body.metadata.name}"
-    shimmed: set[str] = memo.shared.setdefault("shimmed-ingresses", set())
+    shimmed = memo.shimmed_ingresses
     if ingress.is_annotated(body.metadata.annotations or {}):
         shimmed.add(key)
     elif key in shimmed:

@@ -14,17 +14,19 @@ from datetime import timedelta
 from typing import Any, cast
 
 import kopf
+from aiohttp import web
 
-from certdepot.controller.apireach import ApiReachability
-from certdepot.controller.deps import Deps
-from certdepot.controller.errors import BackoffPolicy
-from certdepot.controller.health import start_health, start_metrics
-from certdepot.controller.kubeapi import RealKubeApi
-from certdepot.controller.leader import LeaseElector
-from certdepot.controller.metrics import Metrics
-from certdepot.controller.renewalwatch import RenewalWatch
-from certdepot.controller.runtime import Runtime
-from certdepot.controller.settings import Settings
+from certdepot.controller import handlers  # registers the kopf handlers on import
+from certdepot.controller.core.errors import BackoffPolicy
+from certdepot.controller.core.settings import Settings
+from certdepot.controller.gateway.acme_gateway import AcmeGateway
+from certdepot.controller.gateway.sharing import RenewalWatch
+from certdepot.controller.kinds.deps import Deps
+from certdepot.controller.kube.api import RealKubeApi
+from certdepot.controller.loops import Runtime
+from certdepot.controller.ops.health import ApiReachability, start_health, start_metrics
+from certdepot.controller.ops.leader import LeaseElector
+from certdepot.controller.ops.metrics import Metrics
 
 log = logging.getLogger("certdepot.operator")
 
@@ -98,10 +100,7 @@ def _kopf_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
 
 
-async def run(options: RunOptions) -> int:
-    from certdepot.controller import handlers  # registers the kopf handlers on import
-    from certdepot.controller.acme_gateway import AcmeGateway
-
+def _configure_logging(options: RunOptions) -> None:
     kopf.configure(
         verbose=options.verbose,
         log_format=kopf.LogFormat.JSON if options.log_json else kopf.LogFormat.FULL,
@@ -112,9 +111,11 @@ async def run(options: RunOptions) -> int:
         # kopf logs "Handler ... succeeded." at INFO for every watch event of every object
         # (three or more per certificate); warnings and errors still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    if options.kubeconfig:
-        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it too
-    kube = RealKubeApi.from_environment(options.kubeconfig)
+
+
+def _assemble(options: RunOptions, kube: RealKubeApi) -> tuple[Runtime, AcmeGateway, RenewalWatch]:
+    """The reconcilers' dependencies (gateway, settings, metrics, the ARI poll) as kopf's memo,
+    and the two of them to close on the way out."""
     metrics = Metrics()
     gateway = AcmeGateway(
         metrics,
@@ -130,106 +131,152 @@ async def run(options: RunOptions) -> int:
         renewal_info_interval=timedelta(seconds=options.renewal_info_seconds),
         backoff=BackoffPolicy(options.backoff_base_seconds, options.backoff_cap_seconds),
     )
-    deps = Deps(
-        kube=kube,
-        gateway=gateway,
-        settings=settings,
-        events=post_event,
-        metrics=metrics,
-    )
+    deps = Deps(kube=kube, gateway=gateway, settings=settings, events=post_event, metrics=metrics)
     runtime = Runtime(deps)
-    deps.renewals = RenewalWatch(
+    renewals = deps.renewals = RenewalWatch(
         gateway.renewal_window,
         runtime.wakeups.wake,
         deps.clock,
         floor=options.renewal_info_min_seconds,
         ceiling=options.renewal_info_seconds,
     )
-    state = {"operator_ready": False, "standby": options.leader_election}
-    ready_flag = asyncio.Event()
-    stop_flag = asyncio.Event()
+    return runtime, gateway, renewals
 
-    api = ApiReachability(kube.version)
 
-    def is_ready() -> bool:
+@dataclass
+class _Service:
+    """What runs beside kopf: health and metrics listeners, the API probe, the Lease."""
+
+    options: RunOptions
+    kube: RealKubeApi
+    metrics: Metrics
+    stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
+    ready_flag: asyncio.Event = field(default_factory=asyncio.Event)
+    # Waiting for the Lease (readiness counts a standby replica as ready).
+    standby: bool = False
+    elector: LeaseElector | None = None
+
+    def __post_init__(self) -> None:
+        self.api = ApiReachability(self.kube.version)
+        self.standby = self.options.leader_election
+        self._health: web.AppRunner | None = None
+        self._metrics: web.AppRunner | None = None
+        self._api_watch: asyncio.Task[None] | None = None
+
+    def is_ready(self) -> bool:
         # A standby replica is ready too, but only while it could take over: both need
         # the API server.
-        started = bool(state["standby"] or ready_flag.is_set())
-        return started and api.reachable() and not stop_flag.is_set()
+        started = self.standby or self.ready_flag.is_set()
+        return started and self.api.reachable() and not self.stop_flag.is_set()
 
-    health = await start_health(options.bind, options.health_port, is_ready, lambda: True)
-    metrics_server = await start_metrics(options.bind, options.metrics_port, metrics.registry)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop_flag.set)
+    async def start(self) -> None:
+        options = self.options
+        self._health = await start_health(
+            options.bind, options.health_port, self.is_ready, lambda: True
+        )
+        self._metrics = await start_metrics(
+            options.bind, options.metrics_port, self.metrics.registry
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self.stop_flag.set)
+        self._api_watch = asyncio.create_task(self.api.run())
 
-    elector: LeaseElector | None = None
-    exit_code = 0
-    api_watch = asyncio.create_task(api.run())
-    try:
-        if options.leader_election:
-            identity = options.identity or f"{socket.gethostname()}-{os.getpid()}"
-            elector = LeaseElector(
-                kube._client,
+    async def lead(self) -> bool:
+        """Wait for the Lease (with --peering); False when told to stop first."""
+        if self.options.leader_election:
+            options = self.options
+            self.elector = LeaseElector(
+                self.kube._client,
                 namespace=options.lease_namespace,
                 name=options.lease_name,
-                identity=identity,
+                identity=options.identity or f"{socket.gethostname()}-{os.getpid()}",
                 duration_seconds=options.lease_seconds,
             )
-            acquire = asyncio.create_task(elector.acquire())
-            stopper = asyncio.create_task(stop_flag.wait())
+            acquire = asyncio.create_task(self.elector.acquire())
+            stopper = asyncio.create_task(self.stop_flag.wait())
             await asyncio.wait({acquire, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
             if not acquire.done():
                 acquire.cancel()
-                return 0
-        state["standby"] = False
-        metrics.leader.set(1)
-        registry = kopf.get_default_registry()
-        kopf.on.startup(registry=registry)(_kopf_settings)
+                return False
+        self.standby = False
+        self.metrics.leader.set(1)
+        return True
 
-        # kopf replaces our SIGTERM/SIGINT handlers with its own, so on a signal stop_flag
-        # would stay unset until kopf.operator() returns. Its "stop-flag waiter" task then
-        # counts as hung and kopf waits 5 s for it. Cleanup handlers run before kopf looks
-        # for hung tasks: setting the flag there lets that waiter finish at once.
-        def _raise_stop_flag(**_: Any) -> None:
-            stop_flag.set()
+    async def stop(self) -> None:
+        if self._api_watch is not None:
+            self._api_watch.cancel()
+        self.metrics.leader.set(0)
+        if self.elector is not None:
+            await asyncio.to_thread(self.elector.release)
+        for server in (self._health, self._metrics):
+            if server is not None:
+                await server.cleanup()
 
-        kopf.on.cleanup(registry=registry, id="certdepot-stop-flag")(_raise_stop_flag)
-        if options.ingress_shim:
-            handlers.register_ingress_shim(registry)
-        operator = asyncio.create_task(
-            kopf.operator(
-                registry=registry,
-                standalone=True,
-                clusterwide=not options.namespaces,
-                namespaces=options.namespaces,
-                memo=runtime,
-                stop_flag=stop_flag,
-                ready_flag=ready_flag,
-            )
-        )
-        waiters: set[asyncio.Task[Any]] = {operator}
-        holder = asyncio.create_task(elector.hold()) if elector else None
-        if holder:
-            waiters.add(holder)
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if holder is not None and holder.done():
-            log.error("leadership lost; stopping so that only one replica acts")
-            exit_code = 1
+
+def _registry(options: RunOptions, stop_flag: asyncio.Event) -> kopf.OperatorRegistry:
+    registry = kopf.get_default_registry()
+    kopf.on.startup(registry=registry)(_kopf_settings)
+
+    # kopf replaces our SIGTERM/SIGINT handlers with its own, so on a signal stop_flag
+    # would stay unset until kopf.operator() returns. Its "stop-flag waiter" task then
+    # counts as hung and kopf waits 5 s for it. Cleanup handlers run before kopf looks
+    # for hung tasks: setting the flag there lets that waiter finish at once.
+    def _raise_stop_flag(**_: Any) -> None:
         stop_flag.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await operator
-        if holder is not None and not holder.done():
-            holder.cancel()
-    finally:
-        api_watch.cancel()
-        metrics.leader.set(0)
-        if elector is not None:
-            await asyncio.to_thread(elector.release)
-        await health.cleanup()
-        await metrics_server.cleanup()
-        await deps.renewals.aclose()
-        await gateway.aclose()
+
+    kopf.on.cleanup(registry=registry, id="certdepot-stop-flag")(_raise_stop_flag)
+    if options.ingress_shim:
+        handlers.register_ingress_shim(registry)
+    return registry
+
+
+async def _operate(service: _Service, runtime: Runtime) -> int:
+    """Run kopf until it stops or leadership is lost (exit code 1)."""
+    options, stop_flag = service.options, service.stop_flag
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=_registry(options, stop_flag),
+            standalone=True,
+            clusterwide=not options.namespaces,
+            namespaces=options.namespaces,
+            memo=runtime,
+            stop_flag=stop_flag,
+            ready_flag=service.ready_flag,
+        )
+    )
+    waiters: set[asyncio.Task[Any]] = {operator}
+    holder = asyncio.create_task(service.elector.hold()) if service.elector else None
+    if holder:
+        waiters.add(holder)
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    exit_code = 0
+    if holder is not None and holder.done():
+        log.error("leadership lost; stopping so that only one replica acts")
+        exit_code = 1
+    stop_flag.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await operator
+    if holder is not None and not holder.done():
+        holder.cancel()
     return exit_code
+
+
+async def run(options: RunOptions) -> int:
+    _configure_logging(options)
+    if options.kubeconfig:
+        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it too
+    kube = RealKubeApi.from_environment(options.kubeconfig)
+    runtime, gateway, renewals = _assemble(options, kube)
+    service = _Service(options, kube, runtime.deps.metrics)
+    await service.start()
+    try:
+        if not await service.lead():
+            return 0
+        return await _operate(service, runtime)
+    finally:
+        await service.stop()
+        await renewals.aclose()
+        await gateway.aclose()

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from certdepot.controller import ingress
+from certdepot.controller.kinds import ingress
 
 GROUP = "certdepot.io"
 REPOSITORY_KINDS = ("ClusterCertificateRepository", "CertificateRepository")

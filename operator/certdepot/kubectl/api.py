@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from certdepot.controller.resources import GROUP, PLURALS, VERSION
+from certdepot.controller.core.resources import GROUP, PLURALS, VERSION
 
 CLUSTER_SCOPED = ("ClusterCertificateRepository",)
 

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import click
 
 from certdepot.acme.timefmt import rfc3339
-from certdepot.controller import renewrequest
+from certdepot.controller.core import renewrequest
 from certdepot.kubectl import api, inventory, report, tables
 
 OK, UNHEALTHY, USAGE, NOT_FOUND, UNAVAILABLE = 0, 1, 2, 3, 4

@@ -16,7 +16,7 @@ from cryptography import x509
 
 from certdepot.acme import crypto
 from certdepot.acme.timefmt import rfc3339
-from certdepot.controller import renewrequest
+from certdepot.controller.core import renewrequest
 
 SECRET_KINDS = ("CertificateDownload", "DelegatedCertificate")
 RECENT_EVENTS = 10

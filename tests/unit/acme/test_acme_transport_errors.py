@@ -19,7 +19,7 @@ from certdepot.acme.transport_errors import (
     TlsError,
     TransportError,
 )
-from certdepot.controller.errors import BackoffPolicy, classify
+from certdepot.controller.core.errors import BackoffPolicy, classify
 from certdepot.testenv.pki import TestCA
 
 URL = "https://repo.example.test/dir"

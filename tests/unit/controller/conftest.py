@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from certdepot.acme import crypto
-from certdepot.controller.deps import Deps
-from certdepot.controller.settings import Settings
+from certdepot.controller.core.settings import Settings
+from certdepot.controller.kinds.deps import Deps
 
 from .fakes import NOW, FakeKube, FakeRepository, MiniCA
 

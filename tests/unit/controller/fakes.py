@@ -14,17 +14,17 @@ from cryptography.x509.oid import NameOID
 
 from certdepot.acme import crypto
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller import tlsdata
-from certdepot.controller.decisions import RenewalWindow
-from certdepot.controller.gateway import (
+from certdepot.controller.core import certinfo
+from certdepot.controller.gateway.model import (
     AccountInfo,
     Delegation,
     Downloaded,
     Endpoint,
     ExternalAccount,
     Issued,
+    RenewalWindow,
 )
-from certdepot.controller.kubeapi import Conflict
+from certdepot.controller.kube.api import Conflict
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -80,7 +80,7 @@ class MiniCA:
         not_before: dt.datetime | None = None,
         lifetime: dt.timedelta = dt.timedelta(days=90),
     ) -> tuple[list[x509.Certificate], crypto.PrivateKey]:
-        key = key or crypto.generate_private_key(tlsdata.key_kind("ECDSA", 256))
+        key = key or crypto.generate_private_key(certinfo.key_kind("ECDSA", 256))
         leaf = self._cert(
             "",
             self.int_key,

@@ -8,8 +8,8 @@ from typing import cast
 
 from certdepot.acme import crypto
 from certdepot.acme.client import AcmeClient
-from certdepot.controller.acme_clients import ClientPool, endpoint_key
-from certdepot.controller.gateway import Endpoint
+from certdepot.controller.gateway.acme_gateway import ClientPool, endpoint_key
+from certdepot.controller.gateway.model import Endpoint
 
 
 class _Client:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from certdepot.controller.apireach import ApiReachability
+from certdepot.controller.ops.health import ApiReachability
 
 
 class Clock:

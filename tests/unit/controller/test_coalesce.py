@@ -7,9 +7,14 @@ import asyncio
 import pytest
 
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller import tlsdata
-from certdepot.controller.coalesce import DownloadCoalescer, SharedCalls, leaf_serial, names_key
-from certdepot.controller.gateway import Downloaded
+from certdepot.controller.core import certinfo
+from certdepot.controller.gateway.model import Downloaded
+from certdepot.controller.gateway.sharing import (
+    DownloadCoalescer,
+    SharedCalls,
+    leaf_serial,
+    names_key,
+)
 
 from .fakes import MiniCA, pem
 
@@ -200,7 +205,7 @@ def test_names_key_ignores_order_and_case() -> None:
 
 def test_leaf_serial_matches_secret_inspection(ca: MiniCA) -> None:
     chain, key = ca.issue(["a.example"])
-    assert leaf_serial(Downloaded(pem(chain), key)) == tlsdata.cert_info(chain[0]).serial
+    assert leaf_serial(Downloaded(pem(chain), key)) == certinfo.cert_info(chain[0]).serial
 
 
 async def test_shared_calls_share_concurrent_and_recent_answers() -> None:

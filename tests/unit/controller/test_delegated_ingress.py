@@ -11,8 +11,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from certdepot.acme import crypto
 from certdepot.acme.csr_template import P256_TLS_SERVER
-from certdepot.controller import delegated, ingress, secrets, tlsdata
-from certdepot.controller.deps import Deps
+from certdepot.controller.core import certinfo
+from certdepot.controller.kinds import delegated, ingress
+from certdepot.controller.kinds.deps import Deps
+from certdepot.controller.kube import secrets
 
 from .conftest import Clock, Events
 from .fakes import FakeKube, FakeRepository, MiniCA
@@ -143,7 +145,7 @@ def test_order_extra() -> None:
 
 
 def generate_key(algorithm: str, size: int | None = None) -> crypto.PrivateKey:
-    return crypto.generate_private_key(tlsdata.key_kind(algorithm, size))
+    return crypto.generate_private_key(certinfo.key_kind(algorithm, size))
 
 
 def test_key_generation_per_algorithm() -> None:

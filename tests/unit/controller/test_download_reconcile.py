@@ -9,9 +9,10 @@ from cryptography import x509
 
 from certdepot.acme import crypto
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller import download, secrets
-from certdepot.controller.decisions import RenewalWindow
-from certdepot.controller.deps import Deps
+from certdepot.controller.gateway.model import RenewalWindow
+from certdepot.controller.kinds import download
+from certdepot.controller.kinds.deps import Deps
+from certdepot.controller.kube import secrets
 
 from .conftest import Clock, Events, download_body
 from .fakes import FakeKube, FakeRepository, MiniCA

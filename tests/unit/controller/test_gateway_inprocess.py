@@ -13,10 +13,10 @@ import pytest
 
 from certdepot.acme import crypto
 from certdepot.acme.csr_template import P256_TLS_SERVER
-from certdepot.controller import delegated, download, repository
-from certdepot.controller.acme_gateway import AcmeGateway
-from certdepot.controller.deps import Deps
-from certdepot.controller.metrics import Metrics
+from certdepot.controller.gateway.acme_gateway import AcmeGateway
+from certdepot.controller.kinds import account, delegated, download
+from certdepot.controller.kinds.deps import Deps
+from certdepot.controller.ops.metrics import Metrics
 from certdepot.repository import renewal
 from certdepot.repository.app import create_app
 from certdepot.repository.bootstrap import build_repo
@@ -99,7 +99,7 @@ async def world() -> AsyncIterator[tuple[Deps, FakeKube, Any]]:
 
 async def register(deps: Deps, kube: FakeKube) -> dict[str, Any]:
     body = kube.customs[("CertificateRepository", "team-a", "depot")]
-    step = await repository.reconcile(body, "CertificateRepository", deps)
+    step = await account.reconcile(body, "CertificateRepository", deps)
     await kube.patch_status("CertificateRepository", "team-a", "depot", step.status)
     return step.status
 

@@ -6,10 +6,10 @@ import asyncio
 import time
 from typing import Any
 
-from certdepot.controller import loop, repository
-from certdepot.controller.deps import Deps, Step
-from certdepot.controller.runtime import Runtime
-from certdepot.controller.steps import run_step
+from certdepot.controller import loops
+from certdepot.controller.kinds import account
+from certdepot.controller.kinds.deps import Deps, Step
+from certdepot.controller.loops import Runtime, run_step
 
 from .conftest import download_body
 from .fakes import FakeKube, FakeRepository
@@ -51,7 +51,7 @@ async def test_repository_ready_wakes_waiting_certificates(
     deps: Deps, kube: FakeKube, repo: FakeRepository
 ) -> None:
     runtime = Runtime(deps)
-    key = loop.key_of("CertificateDownload", "team-a", "web")
+    key = loops.key_of("CertificateDownload", "team-a", "web")
     event = runtime.wakeups.event(key)
     body = {
         "kind": "CertificateRepository",
@@ -63,7 +63,7 @@ async def test_repository_ready_wakes_waiting_certificates(
         "CertificateRepository",
         body,
         runtime,
-        lambda b: repository.reconcile(b, "CertificateRepository", deps),
+        lambda b: account.reconcile(b, "CertificateRepository", deps),
     )
     assert event.is_set()
     assert ("team-a", "new-account-key") in kube.secrets  # the account key, kept for reuse
@@ -74,8 +74,8 @@ async def test_repository_ready_wakes_waiting_certificates(
 
 async def test_repository_account_key_is_reused(deps: Deps, kube: FakeKube) -> None:
     body = {"metadata": {"name": "r", "namespace": "team-a", "uid": "u"}, "spec": {"url": "x"}}
-    key1, name = await repository.ensure_account_key(deps, body, "CertificateRepository")
-    key2, _ = await repository.ensure_account_key(deps, body, "CertificateRepository")
+    key1, name = await account.ensure_account_key(deps, body, "CertificateRepository")
+    key2, _ = await account.ensure_account_key(deps, body, "CertificateRepository")
     assert name == "r-account-key"
     assert key1.private_numbers() == key2.private_numbers()  # type: ignore[union-attr]
 
@@ -89,13 +89,13 @@ async def test_missing_eab_secret_is_reported(deps: Deps) -> None:
         },
         "status": {},
     }
-    step = await repository.reconcile(body, "CertificateRepository", deps)
+    step = await account.reconcile(body, "CertificateRepository", deps)
     cond = step.status["conditions"][0]
     assert (cond["status"], cond["reason"]) == ("False", "EABSecretNotFound")
 
 
 async def test_loop_sleeps_until_woken_or_stopped() -> None:
-    wakeups = loop.Wakeups()
+    wakeups = loops.Wakeups()
     stopped = Flag()
     calls: list[float] = []
 
@@ -105,7 +105,7 @@ async def test_loop_sleeps_until_woken_or_stopped() -> None:
             stopped.value = True
         return 3600.0
 
-    task = asyncio.create_task(loop.run("K/ns/a", step, wakeups, stopped))
+    task = asyncio.create_task(loops.run("K/ns/a", step, wakeups, stopped))
     await asyncio.sleep(0.05)
     assert len(calls) == 1
     wakeups.wake("K/ns/a")
@@ -118,7 +118,7 @@ async def test_loop_sleeps_until_woken_or_stopped() -> None:
 
 
 async def test_loop_survives_a_failing_step() -> None:
-    wakeups = loop.Wakeups()
+    wakeups = loops.Wakeups()
     stopped = Flag()
     calls: list[int] = []
 
@@ -129,5 +129,5 @@ async def test_loop_survives_a_failing_step() -> None:
         stopped.value = True
         return 1.0
 
-    await asyncio.wait_for(loop.run("K/ns/b", step, wakeups, stopped), timeout=10)
+    await asyncio.wait_for(loops.run("K/ns/b", step, wakeups, stopped), timeout=10)
     assert len(calls) == 2

@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from certdepot.controller.deps import Deps, Step
-from certdepot.controller.metrics import Metrics
-from certdepot.controller.runtime import Runtime
-from certdepot.controller.supervisor import Supervisor
+from certdepot.controller.kinds.deps import Deps, Step
+from certdepot.controller.loops import Runtime, Supervisor
+from certdepot.controller.ops.metrics import Metrics
 
 from .fakes import FakeKube, FakeRepository, MiniCA
 

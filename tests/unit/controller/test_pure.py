@@ -8,11 +8,11 @@ import pytest
 
 from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.transport_errors import ConnectError, TlsError
-from certdepot.controller import access
-from certdepot.controller.conditions import Condition, get_condition, set_condition
-from certdepot.controller.durations import format_duration, parse_duration
-from certdepot.controller.errors import BackoffPolicy, ReconcileError, SecretConflict, classify
-from certdepot.controller.leader import LeaseView, lease_action
+from certdepot.controller.core.errors import BackoffPolicy, ReconcileError, SecretConflict, classify
+from certdepot.controller.core.status import Condition, get_condition, set_condition
+from certdepot.controller.kinds.decisions import format_duration, parse_duration
+from certdepot.controller.kube import lookup
+from certdepot.controller.ops.leader import LeaseView, lease_action
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
@@ -83,22 +83,22 @@ def test_classify_rate_limited_honours_retry_after() -> None:
 
 def test_selector_semantics() -> None:
     labels = {"team": "a", "env": "prod"}
-    assert access.selector_matches(None, labels)
-    assert access.selector_matches({}, labels)
-    assert access.selector_matches({"matchLabels": {"team": "a"}}, labels)
-    assert not access.selector_matches({"matchLabels": {"team": "b"}}, labels)
+    assert lookup.selector_matches(None, labels)
+    assert lookup.selector_matches({}, labels)
+    assert lookup.selector_matches({"matchLabels": {"team": "a"}}, labels)
+    assert not lookup.selector_matches({"matchLabels": {"team": "b"}}, labels)
     expr = {"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "stage"]}]}
-    assert access.selector_matches(expr, labels)
-    assert not access.selector_matches(
+    assert lookup.selector_matches(expr, labels)
+    assert not lookup.selector_matches(
         {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}, labels
     )
-    assert access.selector_matches(
+    assert lookup.selector_matches(
         {"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, labels
     )
-    assert not access.selector_matches(
+    assert not lookup.selector_matches(
         {"matchExpressions": [{"key": "x", "operator": "Exists"}]}, labels
     )
-    assert not access.selector_matches(
+    assert not lookup.selector_matches(
         {"matchExpressions": [{"key": "x", "operator": "Bogus"}]}, labels
     )
 
@@ -107,13 +107,13 @@ def test_access_rules() -> None:
     ns_repo = {"metadata": {"name": "r", "namespace": "team-a"}, "spec": {}}
     ref = {"name": "r", "kind": "CertificateRepository"}
     assert (
-        access.check_access(ref=ref, namespace="team-a", repository=ns_repo, namespace_labels={})
+        lookup.check_access(ref=ref, namespace="team-a", repository=ns_repo, namespace_labels={})
         == ""
     )
-    assert "another namespace" in access.check_access(
+    assert "another namespace" in lookup.check_access(
         ref=ref, namespace="team-b", repository=ns_repo, namespace_labels={}
     )
-    assert "not found" in access.check_access(
+    assert "not found" in lookup.check_access(
         ref=ref, namespace="team-b", repository=None, namespace_labels={}
     )
     cluster = {
@@ -122,12 +122,12 @@ def test_access_rules() -> None:
     }
     cref = {"name": "c", "kind": "ClusterCertificateRepository"}
     assert (
-        access.check_access(
+        lookup.check_access(
             ref=cref, namespace="x", repository=cluster, namespace_labels={"team": "a"}
         )
         == ""
     )
-    assert "does not admit" in access.check_access(
+    assert "does not admit" in lookup.check_access(
         ref=cref, namespace="y", repository=cluster, namespace_labels={"team": "b"}
     )
 
@@ -162,9 +162,9 @@ def test_lease_action() -> None:
 
 
 def test_decide_uses_an_earlier_ari_window_as_renewal_time() -> None:
-    from certdepot.controller import decisions
-    from certdepot.controller.secrets import SecretState
-    from certdepot.controller.tlsdata import CertInfo
+    from certdepot.controller.core.certinfo import CertInfo
+    from certdepot.controller.kinds import decisions
+    from certdepot.controller.kube.secrets import SecretState
 
     info = CertInfo(
         NOW - dt.timedelta(days=1),

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from certdepot.acme.problems import AcmeProblem
-from certdepot.controller import delegated, download, renewrequest
-from certdepot.controller.deps import Deps, Step
-from certdepot.controller.runtime import Runtime
-from certdepot.controller.supervisor import Supervisor
+from certdepot.controller.core import renewrequest
+from certdepot.controller.kinds import delegated, download
+from certdepot.controller.kinds.deps import Deps, Step
+from certdepot.controller.loops import Runtime, Supervisor
 
 from .conftest import Events, download_body
 from .fakes import FakeKube, FakeRepository, MiniCA

@@ -9,11 +9,10 @@ import datetime as dt
 
 from cryptography import x509
 
-from certdepot.controller import download
-from certdepot.controller.decisions import RenewalWindow
-from certdepot.controller.deps import Deps
-from certdepot.controller.gateway import Endpoint
-from certdepot.controller.renewalwatch import RenewalWatch
+from certdepot.controller.gateway.model import Endpoint, RenewalWindow
+from certdepot.controller.gateway.sharing import RenewalWatch
+from certdepot.controller.kinds import download
+from certdepot.controller.kinds.deps import Deps
 
 from .conftest import Clock, Events, download_body
 from .fakes import FakeKube, FakeRepository, MiniCA

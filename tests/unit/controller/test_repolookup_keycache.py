@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from certdepot.acme import crypto
-from certdepot.controller import repolookup
-from certdepot.controller.settings import Settings
+from certdepot.controller.core.settings import Settings
+from certdepot.controller.kube import lookup
 
 from .fakes import FakeKube
 
@@ -60,7 +60,7 @@ async def test_unchanged_repository_reads_its_key_once() -> None:
     key = put_key(kube, "depot-key")
     put_repo(kube, "7")
     for _ in range(3):
-        endpoint = await repolookup.resolve(kube, REF, "team-a", Settings())
+        endpoint = await lookup.resolve(kube, REF, "team-a", Settings())
         assert pem(endpoint.account_key) == pem(key)
     assert kube.secret_gets == 1
 
@@ -69,10 +69,10 @@ async def test_changed_repository_reads_the_key_again() -> None:
     kube = CountingKube()
     put_key(kube, "depot-key")
     put_repo(kube, "7")
-    await repolookup.resolve(kube, REF, "team-a", Settings())
+    await lookup.resolve(kube, REF, "team-a", Settings())
     new_key = put_key(kube, "depot-key-2")
     put_repo(kube, "8", key_secret="depot-key-2")
-    endpoint = await repolookup.resolve(kube, REF, "team-a", Settings())
+    endpoint = await lookup.resolve(kube, REF, "team-a", Settings())
     assert pem(endpoint.account_key) == pem(new_key)
     assert kube.secret_gets == 2
 
@@ -81,10 +81,10 @@ async def test_cached_key_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     kube = CountingKube()
     put_key(kube, "depot-key")
     put_repo(kube, "7")
-    monkeypatch.setattr(repolookup, "KEY_CACHE_SECONDS", 0.0)
-    await repolookup.resolve(kube, REF, "team-a", Settings())
+    monkeypatch.setattr(lookup, "KEY_CACHE_SECONDS", 0.0)
+    await lookup.resolve(kube, REF, "team-a", Settings())
     replaced = put_key(kube, "depot-key")  # rotated in place, repository unchanged
-    endpoint = await repolookup.resolve(kube, REF, "team-a", Settings())
+    endpoint = await lookup.resolve(kube, REF, "team-a", Settings())
     assert pem(endpoint.account_key) == pem(replaced)
     assert kube.secret_gets == 2
 
@@ -93,8 +93,8 @@ async def test_no_resource_version_means_no_caching() -> None:
     kube = CountingKube()
     put_key(kube, "depot-key")
     put_repo(kube, None)
-    await repolookup.resolve(kube, REF, "team-a", Settings())
-    await repolookup.resolve(kube, REF, "team-a", Settings())
+    await lookup.resolve(kube, REF, "team-a", Settings())
+    await lookup.resolve(kube, REF, "team-a", Settings())
     assert kube.secret_gets == 2
 
 
@@ -103,7 +103,7 @@ async def test_missing_key_secret_is_never_cached() -> None:
     put_repo(kube, "7")
     for _ in range(2):
         with pytest.raises(Exception, match="account key Secret not found"):
-            await repolookup.resolve(kube, REF, "team-a", Settings())
+            await lookup.resolve(kube, REF, "team-a", Settings())
     put_key(kube, "depot-key")
-    await repolookup.resolve(kube, REF, "team-a", Settings())
+    await lookup.resolve(kube, REF, "team-a", Settings())
     assert kube.secret_gets == 3

@@ -6,9 +6,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from certdepot.controller.deps import Deps, Step
-from certdepot.controller.runtime import Runtime
-from certdepot.controller.supervisor import Supervisor
+from certdepot.controller.kinds.deps import Deps, Step
+from certdepot.controller.loops import Runtime, Supervisor
 
 from .fakes import FakeKube, FakeRepository, MiniCA
 

@@ -7,10 +7,10 @@ import base64
 from typing import Any
 
 from certdepot.acme import crypto
-from certdepot.controller import repolookup
-from certdepot.controller.errors import RepositoryNotAllowed
-from certdepot.controller.settings import Settings
-from certdepot.controller.watchcache import WatchCache
+from certdepot.controller.core.errors import RepositoryNotAllowed
+from certdepot.controller.core.settings import Settings
+from certdepot.controller.kube import lookup
+from certdepot.controller.kube.lookup import WatchCache
 
 from .fakes import FakeKube
 
@@ -82,7 +82,7 @@ async def test_watched_objects_cost_no_get() -> None:
     cache.observe(CLUSTER, "ADDED", cluster_repo())
     cache.observe("Namespace", "ADDED", ns_body({"env": "prod"}))
     for _ in range(5):
-        await repolookup.resolve(kube, REF, "team-a", Settings(), cache)
+        await lookup.resolve(kube, REF, "team-a", Settings(), cache)
     assert (kube.repo_gets, kube.ns_gets) == (0, 0)
 
 
@@ -90,14 +90,14 @@ async def test_a_miss_is_a_get_and_its_answer_is_kept() -> None:
     kube = setup()
     cache = WatchCache()
     for _ in range(3):
-        await repolookup.resolve(kube, REF, "team-a", Settings(), cache)
+        await lookup.resolve(kube, REF, "team-a", Settings(), cache)
     assert (kube.repo_gets, kube.ns_gets) == (1, 1)
 
 
 async def test_without_a_cache_every_lookup_is_a_get() -> None:
     kube = setup()
     for _ in range(2):
-        await repolookup.resolve(kube, REF, "team-a", Settings())
+        await lookup.resolve(kube, REF, "team-a", Settings())
     assert (kube.repo_gets, kube.ns_gets) == (2, 2)
 
 
@@ -106,10 +106,10 @@ async def test_watched_label_change_is_seen_at_once() -> None:
     cache = WatchCache()
     cache.observe("Namespace", "ADDED", ns_body({"env": "prod"}))
     cache.observe(CLUSTER, "ADDED", cluster_repo())
-    await repolookup.resolve(kube, REF, "team-a", Settings(), cache)
+    await lookup.resolve(kube, REF, "team-a", Settings(), cache)
     cache.observe("Namespace", "MODIFIED", ns_body({"env": "dev"}))
     try:
-        await repolookup.resolve(kube, REF, "team-a", Settings(), cache)
+        await lookup.resolve(kube, REF, "team-a", Settings(), cache)
     except RepositoryNotAllowed:
         pass
     else:
@@ -121,10 +121,10 @@ async def test_watched_repository_change_is_seen_at_once() -> None:
     cache = WatchCache()
     cache.observe("Namespace", "ADDED", ns_body({"env": "prod"}))
     cache.observe(CLUSTER, "ADDED", cluster_repo())
-    await repolookup.resolve(kube, REF, "team-a", Settings(), cache)
+    await lookup.resolve(kube, REF, "team-a", Settings(), cache)
     cache.observe(CLUSTER, "MODIFIED", cluster_repo(version="2", env="staging"))
     try:
-        await repolookup.resolve(kube, REF, "team-a", Settings(), cache)
+        await lookup.resolve(kube, REF, "team-a", Settings(), cache)
     except RepositoryNotAllowed:
         pass
     else:
@@ -137,7 +137,7 @@ async def test_cached_not_ready_repository_is_asked_again() -> None:
     kube = setup()
     cache = WatchCache()
     cache.observe(CLUSTER, "ADDED", cluster_repo(ready=False))
-    endpoint = await repolookup.resolve(kube, REF, "team-a", Settings(), cache)
+    endpoint = await lookup.resolve(kube, REF, "team-a", Settings(), cache)
     assert endpoint.account_url == "https://repo.test/acme/acct/9"
     assert kube.repo_gets == 1
 
@@ -205,7 +205,7 @@ async def test_concurrent_misses_share_one_get() -> None:
     kube = setup()
     cache = WatchCache()
     kube.gate = asyncio.Event()
-    lookups = [asyncio.create_task(repolookup.resolve(kube, REF, "team-a", Settings(), cache))
+    lookups = [asyncio.create_task(lookup.resolve(kube, REF, "team-a", Settings(), cache))
                for _ in range(20)]
     await asyncio.sleep(0.01)
     kube.gate.set()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from certdepot.acme import crypto
-from certdepot.controller import renewrequest
+from certdepot.controller.core import renewrequest
 from certdepot.kubectl import api, inventory, report, tables
 from certdepot.testenv.pki import TestCA
 

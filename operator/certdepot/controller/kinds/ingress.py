@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from certdepot.controller.resources import API_VERSION
+from certdepot.controller.core.resources import API_VERSION
 
 REPOSITORY_ANNOTATION = "certdepot.io/repository"
 CLUSTER_REPOSITORY_ANNOTATION = "certdepot.io/cluster-repository"

@@ -1,6 +1,9 @@
 """The kubernetes.io/tls Secret: what we write, and what we find when we look at one.
 
-Pure: Secrets are plain API dicts ("metadata", "type", "data" with base64 values).
+Secrets are plain API dicts ("metadata", "type", "data" with base64 values); all but
+the writing is pure.
+
+Writing the Secret: create, or replace with optimistic concurrency; never a partial write.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from cryptography import x509
 
 from certdepot.acme import crypto
 from certdepot.acme.timefmt import rfc3339
-from certdepot.controller import tlsdata
+from certdepot.controller.core import certinfo
+from certdepot.controller.core.errors import ReconcileError
+from certdepot.controller.kube.api import Conflict, KubeApi
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "certdepot"
@@ -49,8 +54,8 @@ class SecretState:
     exists: bool
     ours: bool = False  # managed by certdepot for this very owner
     foreign: str = ""  # non-empty: why it is not ours to overwrite
-    bundle: tlsdata.Bundle | None = None
-    info: tlsdata.CertInfo | None = None
+    bundle: certinfo.Bundle | None = None
+    info: certinfo.CertInfo | None = None
     problem: str = ""  # non-empty: why its content is not a usable certificate + key
     resource_version: str = ""
     secret_type: str = ""
@@ -79,11 +84,11 @@ def inspect(secret: Mapping[str, Any] | None, owner: Owner) -> SecretState:
     bundle, problem = _read_bundle(secret)
     state.bundle, state.problem = bundle, problem
     if bundle is not None:
-        state.info = tlsdata.cert_info(bundle.chain[0])
+        state.info = certinfo.cert_info(bundle.chain[0])
     return state
 
 
-def _read_bundle(secret: Mapping[str, Any]) -> tuple[tlsdata.Bundle | None, str]:
+def _read_bundle(secret: Mapping[str, Any]) -> tuple[certinfo.Bundle | None, str]:
     data = secret.get("data") or {}
     try:
         crt = base64.b64decode(data.get("tls.crt") or "")
@@ -113,7 +118,7 @@ def _read_bundle(secret: Mapping[str, Any]) -> tuple[tlsdata.Bundle | None, str]
             root = crypto.parse_pem_chain(base64.b64decode(ca))[0]
         except ValueError:
             root = None
-    return tlsdata.Bundle(chain=chain, root=root, key=key), ""
+    return certinfo.Bundle(chain=chain, root=root, key=key), ""
 
 
 def build(
@@ -132,28 +137,8 @@ def build(
     ``existing_metadata`` keeps labels/annotations others put on a Secret we manage (an
     ingress controller's, say) while ours always win.
     """
-    info = tlsdata.cert_info(chain[0])
-    template = template or {}
-    labels: dict[str, str] = {}
-    annotations: dict[str, str] = {}
-    if existing_metadata:
-        labels.update(_unreserved(existing_metadata.get("labels")))
-        annotations.update(_unreserved(existing_metadata.get("annotations")))
-    labels.update(_unreserved(template.get("labels")))
-    annotations.update(_unreserved(template.get("annotations")))
-    labels[MANAGED_BY_LABEL] = MANAGED_BY
-    labels[OWNER_KIND_LABEL] = owner.kind
-    if len(owner.name) <= 63:
-        labels[OWNER_NAME_LABEL] = owner.name
-    annotations.update(
-        {
-            OWNER_ANNOTATION: owner.ref,
-            OWNER_UID_ANNOTATION: owner.uid,
-            SERIAL_ANNOTATION: info.serial,
-            FINGERPRINT_ANNOTATION: info.fingerprint,
-            NOT_AFTER_ANNOTATION: rfc3339(info.not_after),
-            DNS_NAMES_ANNOTATION: ",".join(sorted(info.dns_names)),
-        }
+    labels, annotations = _labels_and_annotations(
+        owner, certinfo.cert_info(chain[0]), template or {}, existing_metadata
     )
     data = {
         "tls.crt": _b64(crypto.chain_to_pem(chain)),
@@ -179,6 +164,38 @@ def build(
     }
 
 
+def _labels_and_annotations(
+    owner: Owner,
+    info: certinfo.CertInfo,
+    template: Mapping[str, Any],
+    existing_metadata: Mapping[str, Any] | None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Others' labels and annotations (the existing Secret's, then the template's), with
+    ours (certdepot.io/, managed-by) always set last."""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    if existing_metadata:
+        labels.update(_unreserved(existing_metadata.get("labels")))
+        annotations.update(_unreserved(existing_metadata.get("annotations")))
+    labels.update(_unreserved(template.get("labels")))
+    annotations.update(_unreserved(template.get("annotations")))
+    labels[MANAGED_BY_LABEL] = MANAGED_BY
+    labels[OWNER_KIND_LABEL] = owner.kind
+    if len(owner.name) <= 63:
+        labels[OWNER_NAME_LABEL] = owner.name
+    annotations.update(
+        {
+            OWNER_ANNOTATION: owner.ref,
+            OWNER_UID_ANNOTATION: owner.uid,
+            SERIAL_ANNOTATION: info.serial,
+            FINGERPRINT_ANNOTATION: info.fingerprint,
+            NOT_AFTER_ANNOTATION: rfc3339(info.not_after),
+            DNS_NAMES_ANNOTATION: ",".join(sorted(info.dns_names)),
+        }
+    )
+    return labels, annotations
+
+
 def _unreserved(values: Any) -> dict[str, str]:
     if not isinstance(values, Mapping):
         return {}
@@ -194,3 +211,52 @@ def owner_of(body: Mapping[str, Any], kind: str) -> Owner:
     return Owner(
         kind, str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid") or "")
     )
+
+
+async def write(kube: KubeApi, body: Mapping[str, Any], state: SecretState) -> None:
+    """Put ``body`` in place of what ``state`` saw.
+
+    A Secret's type is immutable, so adopting a Secret of another type means delete and
+    create; that only happens when the resource opted into adoption.
+    """
+    try:
+        if not state.exists:
+            await kube.create_secret(body)
+            return
+        if state.secret_type != "kubernetes.io/tls":  # noqa: S105 - a type, not a password
+            await kube.delete_secret(body["metadata"]["namespace"], body["metadata"]["name"])
+            fresh = dict(body)
+            fresh["metadata"] = {
+                k: v for k, v in body["metadata"].items() if k != "resourceVersion"
+            }
+            await kube.create_secret(fresh)
+            return
+        await kube.replace_secret(body)
+    except Conflict:
+        raise ReconcileError(
+            "SecretChanged",
+            "the Secret changed while it was being written; retrying",
+            permanent=False,
+        ) from None
+
+
+async def write_bundle(
+    kube: KubeApi,
+    body: Mapping[str, Any],
+    owner: Owner,
+    state: SecretState,
+    bundle: certinfo.Bundle,
+) -> None:
+    """Build the Secret for ``body``'s spec from a chain, root and key, and write it."""
+    spec = body.get("spec") or {}
+    secret = build(
+        name=spec["secretName"],
+        owner=owner,
+        chain=bundle.chain,
+        root=bundle.root,
+        key=bundle.key,
+        key_encoding=str((spec.get("privateKey") or {}).get("encoding") or "PKCS8"),
+        template=spec.get("secretTemplate"),
+        existing_metadata=state.metadata if state.exists else None,
+    )
+    await write(kube, secret, state)

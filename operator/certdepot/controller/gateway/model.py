@@ -1,19 +1,34 @@
 """What the operator asks of a repository, independent of how the ACME client spells it.
 
-Reconcilers talk to :class:`RepositoryGateway`; :mod:`certdepot.controller.acme_gateway`
-implements it with :class:`certdepot.acme.client.AcmeClient`, unit tests with a fake.
+Reconcilers talk to :class:`RepositoryGateway`; :mod:`.acme_gateway` implements it with
+:class:`certdepot.acme.client.AcmeClient`, unit tests with a fake. The values passed either
+way (an :class:`Endpoint`, a :class:`RenewalWindow`, ...) are defined here, so the rest of
+the gateway knows nothing of Kubernetes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from cryptography import x509
 
 from certdepot.acme.crypto import PrivateKey
-from certdepot.controller.decisions import RenewalWindow
+
+
+@dataclass(frozen=True)
+class RenewalWindow:
+    """An ARI (RFC 9773) suggested window for the certificate currently in the Secret."""
+
+    start: datetime
+    end: datetime
+    serial: str
+    # The answer's Retry-After: when the repository wants to be asked again.
+    retry_after: float | None = None
+    # Set when the repository revoked this certificate (a rotation): the reason.
+    revoked: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +98,7 @@ class RepositoryGateway(Protocol):
     ) -> Downloaded:
         """The repository's certificate for ``dns_names``. ``current_serial`` is the one the
         caller already has: an implementation that shares results never answers with it
-        from a download begun before the call (see coalesce). ``resource`` (namespace/name)
+        from a download begun before the call (see sharing). ``resource`` (namespace/name)
         names the caller in the repository's inventory."""
         ...
 

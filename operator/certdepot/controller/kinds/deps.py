@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from certdepot.controller.clock import Clock, system_clock
-from certdepot.controller.decisions import RenewalWindow
-from certdepot.controller.gateway import RepositoryGateway
-from certdepot.controller.kubeapi import KubeApi
-from certdepot.controller.metrics import Metrics
-from certdepot.controller.renewalwatch import RenewalWatch
-from certdepot.controller.settings import Settings
-from certdepot.controller.watchcache import WatchCache
+from certdepot.controller.core.settings import Clock, Settings, system_clock
+from certdepot.controller.gateway.model import RenewalWindow, RepositoryGateway
+from certdepot.controller.gateway.sharing import RenewalWatch
+from certdepot.controller.kube.api import KubeApi
+from certdepot.controller.kube.lookup import WatchCache
+from certdepot.controller.ops.metrics import Metrics
 
 
 class EventSink(Protocol):

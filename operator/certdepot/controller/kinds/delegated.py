@@ -1,4 +1,7 @@
-"""DelegatedCertificate: key and CSR made here, certificate issued via an RFC 9115 delegation."""
+"""DelegatedCertificate: key and CSR made here, certificate issued via an RFC 9115 delegation.
+
+Forward only, like :mod:`.download`: the step begins and ends in :mod:`.certificate`.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +13,15 @@ from typing import Any
 
 from certdepot.acme import crypto, csr_template
 from certdepot.acme.timefmt import rfc3339
-from certdepot.controller import (
-    certstep,
-    decisions,
-    ready,
-    secrets,
-    secretwriter,
-    tlsdata,
-)
-from certdepot.controller.deps import Deps, Memory, Step
-from certdepot.controller.durations import optional_duration, parse_duration
-from certdepot.controller.errors import ReconcileError, SecretConflict
-from certdepot.controller.gateway import Delegation, Endpoint
+from certdepot.controller.core import certinfo
+from certdepot.controller.core.certinfo import Bundle
+from certdepot.controller.core.errors import ReconcileError, SecretConflict
+from certdepot.controller.gateway.model import Delegation
+from certdepot.controller.kinds import certificate, decisions
+from certdepot.controller.kinds.certificate import Start
+from certdepot.controller.kinds.decisions import optional_duration, parse_duration
+from certdepot.controller.kinds.deps import Deps, Step
+from certdepot.controller.kube import secrets
 
 KIND = "DelegatedCertificate"
 DEFAULT_STAR_PERIOD = timedelta(days=30)
@@ -88,10 +88,10 @@ def choose_key(spec: Mapping[str, Any], state: secrets.SecretState) -> crypto.Pr
         pk.get("rotationPolicy") == "Never"
         and state.ours
         and state.bundle is not None
-        and tlsdata.key_fits(state.bundle.key, algorithm, size)
+        and certinfo.key_fits(state.bundle.key, algorithm, size)
     ):
         return state.bundle.key
-    return crypto.generate_private_key(tlsdata.key_kind(algorithm, size))
+    return crypto.generate_private_key(certinfo.key_kind(algorithm, size))
 
 
 _SUBJECT_FIELDS = {
@@ -169,29 +169,35 @@ def _spec_changed(
         return True
     # Also judged from the Secret itself, so a lost status cannot hide a wrong key type.
     pk = spec.get("privateKey") or {}
-    return state.bundle is not None and not tlsdata.key_fits(
+    return state.bundle is not None and not certinfo.key_fits(
         state.bundle.key, str(pk.get("algorithm") or "ECDSA"), pk.get("size")
     )
 
 
-def _half_life(info: tlsdata.CertInfo) -> datetime:
+def _half_life(info: certinfo.CertInfo) -> datetime:
     return info.not_before + (info.not_after - info.not_before) / 2
 
 
 async def reconcile(body: Mapping[str, Any], deps: Deps) -> Step:
-    return await certstep.run(body, deps, KIND, lambda start: _step(start, deps))
+    """Bring the Secret in line with the spec; never raises (errors become status)."""
+    start = await certificate.begin(body, deps, KIND)
+    if isinstance(start, Step):
+        return start  # the Secret or the repository could not be read: the status says why
+    try:
+        return certificate.finish(start, await _bring_in_line(start, deps))
+    except Exception as error:
+        return certificate.fail(start, deps, error)
 
 
-async def _step(start: certstep.Start, deps: Deps) -> Step:
-    body, spec, status, state, now = start.body, start.spec, start.status, start.state, start.now
-    meta, owner, memory, endpoint = start.meta, start.owner, start.memory, start.endpoint
+async def _bring_in_line(start: Start, deps: Deps) -> Step:
+    spec, status, state, now = start.spec, start.status, start.state, start.now
     wanted_hash = issuance_hash(spec)
     decision = decisions.decide(
         dns_names=spec.get("dnsNames") or [],
         renew_before=optional_duration(spec.get("renewBefore")),
         state=state,
         status=status,
-        generation=meta.get("generation"),
+        generation=start.meta.get("generation"),
         adopt=bool(spec.get("adoptExistingSecret")),
         now=now,
         recheck=deps.settings.recheck,
@@ -210,79 +216,56 @@ async def _step(start: certstep.Start, deps: Deps) -> Step:
     ):
         # STAR: the repository re-issues at half-life; pick the new one up from the stable
         # URL, and order afresh only if it has nothing newer.
-        step = await _follow_auto_renewal(body, deps, endpoint, state, now)
+        step = await _follow_auto_renewal(start, deps)
         if step is not None:
             return step
     if decision.fetch:
-        return await _issue(body, deps, memory, endpoint, state, decision.reason, now, wanted_hash)
-    return await ready.up_to_date(
-        body,
-        deps,
-        memory,
-        owner,
-        state,
-        decision,
-        now,
-        extra={"specHash": status.get("specHash") or wanted_hash},
+        return await _issue(start, deps, decision.reason, wanted_hash)
+    return await certificate.up_to_date(
+        start, deps, decision, extra={"specHash": status.get("specHash") or wanted_hash}
     )
 
 
-async def _follow_auto_renewal(
-    body: Mapping[str, Any],
-    deps: Deps,
-    endpoint: Endpoint,
-    state: secrets.SecretState,
-    now: datetime,
-) -> Step | None:
-    status = body.get("status") or {}
-    spec = body.get("spec") or {}
+async def _follow_auto_renewal(start: Start, deps: Deps) -> Step | None:
+    state, now = start.state, start.now
     assert state.bundle is not None and state.info is not None
-    pem = await deps.gateway.fetch_certificate(endpoint, str(status["certificateURL"]))
+    pem = await deps.gateway.fetch_certificate(
+        start.endpoint, str(start.status["certificateURL"])
+    )
     chain, root = crypto.separate_root(crypto.parse_pem_chain(pem))
-    leaf = tlsdata.cert_info(chain[0])
+    leaf = certinfo.cert_info(chain[0])
     if leaf.serial == state.info.serial:
         return None
     if not crypto.public_key_matches(state.bundle.key, chain[0]):
         return None
-    owner = secrets.owner_of(body, KIND)
-    await secretwriter.write_bundle(
-        deps.kube, body, owner, state, chain, root or state.bundle.root, state.bundle.key
-    )
     renew_at = decisions.renewal_time(None, leaf.not_before, leaf.not_after)
-    message = f"auto-renewed certificate {leaf.serial} written to Secret {spec['secretName']}"
-    new_status = ready.new_certificate(
-        body,
+    message = (
+        f"auto-renewed certificate {leaf.serial} written to Secret {start.spec['secretName']}"
+    )
+    new_status = await certificate.install(
+        start,
         deps,
-        owner,
+        Bundle(chain=chain, root=root or state.bundle.root, key=state.bundle.key),
         leaf=leaf,
         renew_at=renew_at,
         reason="AutoRenewed",
         fetch_reason="AutoRenewed",
         message=message,
-        now=now,
     )
     # The repository re-issues at half-life: look again then.
-    return Step(new_status, ready.wait_until(_half_life(leaf), now, deps.settings.recheck))
+    return Step(new_status, certificate.wait_until(_half_life(leaf), now, deps.settings.recheck))
 
 
-async def _issue(
-    body: Mapping[str, Any],
-    deps: Deps,
-    memory: Memory,
-    endpoint: Endpoint,
-    state: secrets.SecretState,
-    reason: str,
-    now: datetime,
-    wanted_hash: str,
-) -> Step:
-    spec = body.get("spec") or {}
-    owner = secrets.owner_of(body, KIND)
-    delegation = find_delegation(await deps.gateway.delegations(endpoint), str(spec["delegation"]))
-    key = choose_key(spec, state)
+async def _issue(start: Start, deps: Deps, reason: str, wanted_hash: str) -> Step:
+    spec, now = start.spec, start.now
+    delegation = find_delegation(
+        await deps.gateway.delegations(start.endpoint), str(spec["delegation"])
+    )
+    key = choose_key(spec, start.state)
     names = list(spec.get("dnsNames") or [])
     csr = build_csr(spec, delegation, key, names)
     issued = await deps.gateway.delegated_order(
-        endpoint,
+        start.endpoint,
         delegation_url=delegation.url,
         dns_names=names,
         csr_der=csr,
@@ -293,26 +276,24 @@ async def _issue(
         raise ReconcileError(
             "InvalidCertificate", "the issued certificate is not for our key", permanent=False
         )
-    leaf = tlsdata.cert_info(chain[0])
-    await secretwriter.write_bundle(deps.kube, body, owner, state, chain, root, key)
+    leaf = certinfo.cert_info(chain[0])
     renew_before = optional_duration(spec.get("renewBefore"))
     if renew_before is None:
         renew_before = (leaf.not_after - leaf.not_before) / 3
     renew_at = decisions.renewal_time(renew_before, leaf.not_before, leaf.not_after)
-    secret_name = spec["secretName"]
     message = (
-        f"certificate {leaf.serial} issued via delegation into Secret {secret_name} ({reason})"
+        f"certificate {leaf.serial} issued via delegation into Secret {spec['secretName']} "
+        f"({reason})"
     )
-    new_status = ready.new_certificate(
-        body,
+    new_status = await certificate.install(
+        start,
         deps,
-        owner,
+        Bundle(chain=chain, root=root, key=key),
         leaf=leaf,
         renew_at=renew_at,
         reason="Issued",
         fetch_reason=reason,
         message=message,
-        now=now,
         extra={
             "certificateURL": issued.certificate_url or None,
             "orderURL": issued.order_url or None,
@@ -321,5 +302,5 @@ async def _issue(
             "specHash": wanted_hash,
         },
     )
-    memory.last_warning = ""
-    return Step(new_status, ready.wait_until(renew_at, now, deps.settings.recheck))
+    start.memory.last_warning = ""
+    return Step(new_status, certificate.wait_until(renew_at, now, deps.settings.recheck))

@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from certdepot.acme import crypto
-from certdepot.controller import failures, repolookup, tlsdata
-from certdepot.controller.conditions import Condition, set_condition
-from certdepot.controller.deps import Deps, Step
-from certdepot.controller.errors import ReconcileError, classify
-from certdepot.controller.gateway import Endpoint, ExternalAccount
-from certdepot.controller.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
+from certdepot.controller.core import certinfo
+from certdepot.controller.core.errors import ReconcileError, classify
+from certdepot.controller.core.status import Condition, set_condition
+from certdepot.controller.gateway.model import Endpoint, ExternalAccount
+from certdepot.controller.kinds import certificate
+from certdepot.controller.kinds.deps import Deps, Step
+from certdepot.controller.kube import lookup
+from certdepot.controller.kube.secrets import MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION
 
 
 def account_key_secret_name(body: Mapping[str, Any]) -> str:
@@ -25,15 +27,15 @@ async def ensure_account_key(
     deps: Deps, body: Mapping[str, Any], kind: str
 ) -> tuple[crypto.PrivateKey, str]:
     """Load the account key from its Secret, creating both on first use (reused on restart)."""
-    namespace = repolookup.repository_namespace(body, deps.settings)
+    namespace = lookup.repository_namespace(body, deps.settings)
     name = account_key_secret_name(body)
     secret = await deps.kube.get_secret(namespace, name)
     if secret is not None:
-        raw = (secret.get("data") or {}).get(repolookup.ACCOUNT_KEY_FIELD)
+        raw = (secret.get("data") or {}).get(lookup.ACCOUNT_KEY_FIELD)
         if not raw:
             raise ReconcileError(
                 "AccountKeyInvalid",
-                f"Secret {namespace}/{name} has no {repolookup.ACCOUNT_KEY_FIELD}",
+                f"Secret {namespace}/{name} has no {lookup.ACCOUNT_KEY_FIELD}",
             )
         try:
             return crypto.load_private_key(base64.b64decode(raw)), name
@@ -41,7 +43,7 @@ async def ensure_account_key(
             raise ReconcileError(
                 "AccountKeyInvalid", f"Secret {namespace}/{name} holds no readable key"
             ) from None
-    key = crypto.generate_private_key(tlsdata.key_kind("ECDSA", 256))
+    key = crypto.generate_private_key(certinfo.key_kind("ECDSA", 256))
     meta = body.get("metadata") or {}
     await deps.kube.create_secret(
         {
@@ -57,7 +59,7 @@ async def ensure_account_key(
                 },
             },
             "data": {
-                repolookup.ACCOUNT_KEY_FIELD: base64.b64encode(
+                lookup.ACCOUNT_KEY_FIELD: base64.b64encode(
                     crypto.private_key_to_pem(key)
                 ).decode()
             },
@@ -70,7 +72,7 @@ async def external_account(deps: Deps, body: Mapping[str, Any]) -> ExternalAccou
     eab = (body.get("spec") or {}).get("externalAccountBinding")
     if not eab:
         return None
-    namespace = repolookup.repository_namespace(body, deps.settings)
+    namespace = lookup.repository_namespace(body, deps.settings)
     ref = eab.get("keySecretRef") or {}
     secret = await deps.kube.get_secret(namespace, str(ref.get("name")))
     if secret is None:
@@ -104,7 +106,7 @@ async def reconcile(body: Mapping[str, Any], kind: str, deps: Deps) -> Step:
     try:
         key, secret_name = await ensure_account_key(deps, body, kind)
         eab = await external_account(deps, body)
-        endpoint = Endpoint(str(spec.get("url")), key, repolookup.ca_bundle(spec))
+        endpoint = Endpoint(str(spec.get("url")), key, lookup.ca_bundle(spec))
         info = await deps.gateway.register(endpoint, email=spec.get("email"), eab=eab)
     except Exception as error:
         attempts = int(status.get("failedAttempts") or 0) + 1
@@ -112,7 +114,10 @@ async def reconcile(body: Mapping[str, Any], kind: str, deps: Deps) -> Step:
         cond = Condition("Ready", "False", outcome.reason, outcome.message)
         deps.metrics.observe(kind, namespace, str(meta.get("name")), ready=False)
         memory = deps.memory(str(meta.get("uid") or meta.get("name")))
-        failures.announce(body, deps, memory, kind, str(meta.get("name")), outcome, attempts)
+        who = str(meta.get("name"))
+        certificate.announce(
+            body, deps, outcome, kind=kind, who=who, memory=memory, attempts=attempts
+        )
         return Step(
             {
                 "observedGeneration": generation,

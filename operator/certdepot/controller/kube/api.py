@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
-from certdepot.controller.resources import CLUSTER_REPOSITORIES, GROUP, PLURALS, VERSION
+from certdepot.controller.core.resources import CLUSTER_REPOSITORIES, GROUP, PLURALS, VERSION
 
 
 def lean_copy(obj: Mapping[str, Any]) -> dict[str, Any]:

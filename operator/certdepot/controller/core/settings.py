@@ -1,11 +1,22 @@
-"""Operator-wide settings (from the command line), shared by every reconciler."""
+"""Operator-wide settings (from the command line), shared by every reconciler, and the clock.
+
+Time is a dependency (:data:`Clock`), so renewal decisions can be tested at any instant.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from certdepot.controller.errors import BackoffPolicy
+from certdepot.controller.core.errors import BackoffPolicy
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The real time, always timezone-aware UTC."""
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certdepot.acme.timefmt import parse_rfc3339
-from certdepot.controller.clock import Clock, system_clock
+from certdepot.controller.core.settings import Clock, system_clock
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Running the operator as a service: leader election, health and readiness, metrics."""
