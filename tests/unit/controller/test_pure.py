@@ -76,7 +76,7 @@ def test_classify_rate_limited_uses_the_retry_after_header() -> None:
 
 
 def test_classify_rate_limited_honours_retry_after() -> None:
-    problem = AcmeProblem("rateLimited", "slow down", extra={"retry_after": 120})
+    problem = AcmeProblem("rateLimited", "slow down", extra={"retry-after": 120})  # wire spelling
     outcome = classify(problem, 1, BackoffPolicy(5, 300))
     assert outcome.reason == "RateLimited" and outcome.retry_after == 120
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
-from certdepot.acme.client import CLIENT_NS
+from certdepot.acme import fields
+from certdepot.acme.client_errors import AcmeClientError, AcmeTimeout, Unsupported
 from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.transport_errors import Timeout, TlsError, TransportError
 
@@ -93,7 +94,7 @@ def classify(error: BaseException, attempt: int, policy: BackoffPolicy) -> Outco
         return _outcome(error.reason, error.message, error.permanent, attempt, policy)
     if isinstance(error, TransportError):
         return _transport_outcome(error, attempt, policy)
-    if isinstance(error, AcmeProblem) and error.type.startswith(CLIENT_NS):
+    if isinstance(error, AcmeClientError):
         return _client_outcome(error, attempt, policy)
     if isinstance(error, AcmeProblem):
         short = error.short_type
@@ -124,12 +125,11 @@ def _transport_outcome(error: TransportError, attempt: int, policy: BackoffPolic
     )
 
 
-def _client_outcome(error: AcmeProblem, attempt: int, policy: BackoffPolicy) -> Outcome:
+def _client_outcome(error: AcmeClientError, attempt: int, policy: BackoffPolicy) -> Outcome:
     """Errors the ACME client raises itself about an answer (not a problem document)."""
-    kind = error.type.removeprefix(CLIENT_NS)
-    if kind == "timeout":
+    if isinstance(error, AcmeTimeout):
         return _outcome("Timeout", error.detail, False, attempt, policy)
-    if kind == "unsupported":
+    if isinstance(error, Unsupported):
         return _outcome("Unsupported", f"repository: {error.detail}", True, attempt, policy)
     return _outcome("BadResponse", f"repository: {error.detail}", False, attempt, policy)
 
@@ -142,9 +142,10 @@ def _outcome(
 
 
 def _retry_after(problem: AcmeProblem) -> float:
-    # The ACME client stores the response's Retry-After header on the problem it raises;
-    # a server may also put the hint into the problem document itself.
-    value = problem.retry_after or problem.extra.get("retry_after")
+    # The ACME client fills retry_after from the response's Retry-After header, or from the
+    # problem document's own "retry-after" member; a problem built elsewhere may carry only
+    # the member.
+    value = problem.retry_after or problem.extra.get(fields.PROBLEM_RETRY_AFTER)
     try:
         return float(value) if value is not None else 0.0
     except (TypeError, ValueError):
