@@ -183,4 +183,10 @@ def start_sources(repo: Repo) -> list[Callable[[], Awaitable[None]]]:
     stoppers = []
     if (stop := _watch_file(repo, live)) is not None:
         stoppers.append(stop)
+    if repo.config.kubernetes.resources:
+        # Imported only here: installs outside Kubernetes never load the client.
+        from certdepot.repository import kubewatch
+
+        stop_watch, live.merge = kubewatch.start(repo, lambda: live.file, live.apply)
+        stoppers.append(stop_watch)
     return stoppers

@@ -1,0 +1,315 @@
+"""RepositoryCertificate and RepositoryTenant resources, watched from the repository.
+
+With ``kubernetes.resources: true`` every replica lists both kinds in its namespace, merges
+them with the file (resources.py) and installs the result (livereload.py). A watch on each
+kind wakes the loop as soon as something changes; a full list every
+``kubernetes.resyncInterval`` also refreshes what the statuses show (serial, notAfter,
+consumers, accounts bound), which changes without any resource changing.
+
+One replica at a time (a store lease) writes what the cluster sees: the statuses, the
+tenants' EAB Secrets (eabsecrets.py), their rotations, and the removal of the Secrets of
+tenants whose resource is gone.
+
+The official ``kubernetes`` client rather than kopf: the repository needs a list, two
+watches and a few writes inside the server's own event loop and lifespan, while kopf is a
+framework that wants to own the process (its own loop, signal handling, logging, peering
+and finalizers); and certdepot.controller, which wraps kopf, must not be imported here
+(the repository and the operator meet only through acme). Its calls block, so they run in
+worker threads, and each watch in a daemon thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from certdepot.repository import certstore, consumers, eabsecrets, leases, resources
+from certdepot.repository import store as tables
+from certdepot.repository.config import Config, KubernetesResources
+from certdepot.repository.resources import CERTIFICATES, GROUP, TENANTS, VERSION, Declared
+from certdepot.repository.state import Repo
+
+log = logging.getLogger("certdepot.repository.kubewatch")
+
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+LEASE = "kubernetes-status"
+
+
+def api_client(cfg: KubernetesResources) -> Any:
+    # The client's configuration loaders carry no annotations.
+    kconfig: Any = kubernetes.config
+    if cfg.kubeconfig is not None:
+        return kconfig.new_client_from_config(config_file=str(cfg.kubeconfig))
+    try:
+        kconfig.load_incluster_config()
+        return kubernetes.client.ApiClient()
+    except kconfig.ConfigException:
+        return kconfig.new_client_from_config()
+
+
+def namespace_of(cfg: KubernetesResources) -> str:
+    if cfg.namespace:
+        return cfg.namespace
+    try:
+        return SA_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rfc3339(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ready(old: dict[str, Any], ok: bool, reason: str, message: str, generation: int
+          ) -> list[dict[str, Any]]:
+    """The Ready condition, keeping its lastTransitionTime while its status holds."""
+    status = "True" if ok else "False"
+    prev: dict[str, Any] = next(
+        (c for c in old.get("conditions") or [] if c.get("type") == "Ready"), {})
+    since = prev.get("lastTransitionTime") if prev.get("status") == status else None
+    return [{"type": "Ready", "status": status, "reason": reason, "message": message[:1000],
+             "observedGeneration": generation, "lastTransitionTime": since or _now()}]
+
+
+class KubeWatch:
+    def __init__(self, repo: Repo, file: Callable[[], Config], apply: Callable[[str], None],
+                 client: Any, namespace: str) -> None:
+        self.repo = repo
+        # The file's configuration in force, and how to install a new merge (livereload).
+        self.file = file
+        self.apply = apply
+        self.namespace = namespace
+        # Any: the generated API takes and returns plain dicts for custom objects, and its
+        # annotations ask for model objects where dicts work as well.
+        self.custom: Any = kubernetes.client.CustomObjectsApi(client)
+        self.core: Any = kubernetes.client.CoreV1Api(client)
+        self.objects: dict[str, list[dict[str, Any]]] = {CERTIFICATES: [], TENANTS: []}
+        self.wake = asyncio.Event()
+        self.stopping = threading.Event()
+        self.listed = False
+
+    # --- reading -------------------------------------------------------------------------
+
+    def declared(self, plural: str) -> list[Declared]:
+        return [Declared(str(o["metadata"]["name"]), o.get("spec") or {},
+                         int(o["metadata"].get("generation") or 0))
+                for o in self.objects[plural]]
+
+    def merge(self, file: Config) -> Config:
+        return resources.merge(file, self.declared(CERTIFICATES), self.declared(TENANTS)).config
+
+    def _list(self) -> dict[str, list[dict[str, Any]]]:
+        return {plural: list(self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, plural).get("items") or [])
+            for plural in (CERTIFICATES, TENANTS)}
+
+    def watch(self, plural: str, loop: asyncio.AbstractEventLoop, timeout: int) -> None:
+        """Thread body: wake the loop at every event of ``plural`` until stopped."""
+        while not self.stopping.is_set():
+            try:
+                watcher: Any = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+                stream = watcher.stream(
+                    self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                    plural, timeout_seconds=timeout)
+                for _ in stream:
+                    loop.call_soon_threadsafe(self.wake.set)
+                    if self.stopping.is_set():
+                        return
+            except Exception as exc:  # the API server restarting, a network hiccup
+                log.warning("watch of %s failed (%s); retrying", plural, type(exc).__name__)
+                self.stopping.wait(5)
+
+    # --- one pass --------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        self.objects = await asyncio.to_thread(self._list)
+        self.listed = True
+        merged = resources.merge(self.file(), self.declared(CERTIFICATES),
+                                 self.declared(TENANTS))
+        cfg = self.repo.config
+        if (merged.config.certificates, merged.config.tenants) != (cfg.certificates,
+                                                                   cfg.tenants):
+            self.apply("kubernetes")
+        async with leases.held(self.repo, LEASE) as mine:
+            if mine:
+                await asyncio.to_thread(self.write_cluster_state, merged)
+
+    def write_cluster_state(self, merged: resources.Merged) -> None:
+        for obj in self.objects[CERTIFICATES]:
+            name = str(obj["metadata"]["name"])
+            self._status(CERTIFICATES, obj, self.certificate_status(obj, merged.certificates[name]))
+        names = set()
+        for obj in self.objects[TENANTS]:
+            name = str(obj["metadata"]["name"])
+            names.add(name)
+            self._status(TENANTS, obj, self.tenant_status(obj, merged.tenants[name]))
+        self.remove_orphan_secrets(names)
+
+    def _status(self, plural: str, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        old = obj.get("status") or {}
+        if status == old:
+            return  # nothing new: no write, and no watch event that would wake us again
+        verdict = status["conditions"][0]
+        if verdict["reason"] in (resources.CONFLICT, resources.INVALID) and \
+                old.get("conditions") != status["conditions"]:
+            self.repo.count_reload("kubernetes", "rejected")
+            log.error("%s %s/%s rejected (%s): %s", plural, self.namespace,
+                      obj["metadata"]["name"], verdict["reason"], verdict["message"])
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, plural, obj["metadata"]["name"],
+                {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile
+                raise
+
+    # --- certificates ------------------------------------------------------------------------
+
+    def certificate_status(self, obj: dict[str, Any], verdict: resources.Verdict
+                           ) -> dict[str, Any]:
+        name = str(obj["metadata"]["name"])
+        generation = int(obj["metadata"].get("generation") or 0)
+        old = obj.get("status") or {}
+        status: dict[str, Any] = {"observedGeneration": generation}
+        if not verdict.accepted:
+            status["conditions"] = ready(old, False, verdict.reason, verdict.message,
+                                         generation)
+            return status
+        store = self.repo.store
+        cur = certstore.current_managed(store, name)
+        total, _ = consumers.counts(self.repo, name, cur["id"] if cur else None)
+        status["consumers"] = total
+        if cur is None:
+            state = store.get(tables.managed, name) or {}
+            why = state.get("last_error") or "the repository is obtaining it"
+            status["conditions"] = ready(old, False, "Pending", str(why), generation)
+            return status
+        status["serial"] = str(cur["serial"])
+        status["notAfter"] = _rfc3339(float(cur["not_after"]))
+        status["conditions"] = ready(old, True, "Issued", f"serial {cur['serial']} valid "
+                                     f"until {status['notAfter']}", generation)
+        return status
+
+    # --- tenants -----------------------------------------------------------------------------
+
+    def tenant_status(self, obj: dict[str, Any], verdict: resources.Verdict) -> dict[str, Any]:
+        name = str(obj["metadata"]["name"])
+        spec = obj.get("spec") or {}
+        generation = int(obj["metadata"].get("generation") or 0)
+        old = obj.get("status") or {}
+        status: dict[str, Any] = {"observedGeneration": generation}
+        if not verdict.accepted:
+            status["conditions"] = ready(old, False, verdict.reason, verdict.message,
+                                         generation)
+            return status
+        secret, wanted = eabsecrets.secret_name(name, spec), eabsecrets.rotation_generation(spec)
+        creds, minted = self.write_eab_secret(name, secret, wanted)
+        accounts = self.repo.store.count(tables.accounts, tables.accounts.c.tenant == name)
+        status["accountsBound"] = accounts
+        status["eab"] = {"keyID": creds.kid, "secretName": secret, "rotationGeneration": minted}
+        status["conditions"] = ready(old, True, "Ready", f"EAB credentials in Secret {secret} "
+                                     f"(key id {creds.kid})", generation)
+        return status
+
+    def _read_secret(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.core.api_client.sanitize_for_serialization(
+                self.core.read_namespaced_secret(name, self.namespace))
+            return found
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def write_eab_secret(self, tenant: str, secret: str, wanted: int
+                         ) -> tuple[Any, int]:
+        """Mint (or rotate) the tenant's credentials and keep its Secret in step; returns
+        the credentials and the rotation generation they were minted for."""
+        store, vault = self.repo.store, self.repo.vault
+        existing = self._read_secret(secret)
+        minted = eabsecrets.minted_for(existing)
+        if minted is not None and minted < wanted:
+            creds = eabsecrets.rotate(store, vault, tenant)
+            log.info("tenant %s: EAB key rotated (generation %d), new key id %s", tenant,
+                     wanted, creds.kid)
+            minted = wanted
+        else:
+            creds = eabsecrets.ensure(store, vault, tenant)
+            minted = wanted if minted is None else minted
+        body = eabsecrets.secret_body(secret, self.namespace, creds, minted)
+        if existing is None:
+            self.core.create_namespaced_secret(self.namespace, body)
+            log.info("tenant %s: EAB credentials written to Secret %s/%s", tenant,
+                     self.namespace, secret)
+        elif existing.get("data") != body["data"] or eabsecrets.minted_for(existing) != minted:
+            body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+            self.core.replace_namespaced_secret(secret, self.namespace, body)
+        return creds, minted
+
+    def remove_orphan_secrets(self, tenants: set[str]) -> None:
+        """Delete the EAB Secrets of tenants whose resource is gone (the tenant's store
+        entry stays: its accounts stay bound, and get nothing without a policy)."""
+        selector = ",".join(f"{k}={v}" for k, v in eabsecrets.MANAGED_BY.items())
+        found = self.core.list_namespaced_secret(self.namespace, label_selector=selector)
+        for item in found.items:
+            meta = item.metadata
+            if meta is None or meta.name is None:
+                continue
+            owner = (meta.annotations or {}).get(eabsecrets.TENANT_ANNOTATION)
+            if owner is not None and owner not in tenants:
+                with contextlib.suppress(ApiException):
+                    self.core.delete_namespaced_secret(meta.name, self.namespace)
+                log.info("tenant %s: resource removed, EAB Secret %s deleted", owner,
+                         meta.name)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def run(self, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        for plural in (CERTIFICATES, TENANTS):
+            threading.Thread(target=self.watch, args=(plural, loop, max(int(interval), 1)),
+                             name=f"watch-{plural}", daemon=True).start()
+        while True:
+            self.wake.clear()
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("reading the Kubernetes resources failed (%s: %s); the "
+                            "configuration in force stays", type(exc).__name__,
+                            str(exc).splitlines()[0] if str(exc) else "")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), interval)
+            await asyncio.sleep(0.2)  # let a burst of events settle into one pass
+
+
+def start(repo: Repo, file: Callable[[], Config], apply: Callable[[str], None]
+          ) -> tuple[Callable[[], Awaitable[None]], Callable[[Config], Config]]:
+    """Start watching; returns the stopper and the merge step of the configuration (the
+    file's configuration in, the configuration in force out)."""
+    cfg = repo.config.kubernetes
+    watcher = KubeWatch(repo, file, apply, api_client(cfg), namespace_of(cfg))
+    task = asyncio.get_running_loop().create_task(
+        watcher.run(cfg.resync_interval.total_seconds()), name="kubernetes-resources")
+
+    async def stop() -> None:
+        watcher.stopping.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop, watcher.merge
