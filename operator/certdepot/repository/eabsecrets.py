@@ -79,12 +79,19 @@ def minted_for(secret: dict[str, Any] | None) -> int | None:
         return 0
 
 
+def ours(secret: dict[str, Any], tenant: str) -> bool:
+    """Whether the repository wrote ``secret`` for ``tenant`` (its label and annotation)."""
+    meta = secret.get("metadata") or {}
+    labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
+    return all(labels.get(k) == v for k, v in MANAGED_BY.items()) and \
+        notes.get(TENANT_ANNOTATION) == tenant
+
+
 def secret_body(name: str, namespace: str, creds: tenants.EabCredentials, generation: int
                 ) -> dict[str, Any]:
     """The Secret (an Opaque one: consumers read its data keys, nothing else). No owner
     reference: a copy applied to another cluster would name an owner that does not exist
-    there, and that cluster's garbage collector would delete it; the repository deletes
-    the Secrets of removed tenants itself (kubewatch.py)."""
+    there, and that cluster's garbage collector would delete it."""
     meta: dict[str, Any] = {
         "name": name, "namespace": namespace, "labels": dict(MANAGED_BY),
         "annotations": {TENANT_ANNOTATION: creds.tenant,

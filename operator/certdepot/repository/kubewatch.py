@@ -7,8 +7,9 @@ kind wakes the loop as soon as something changes; a full list every
 consumers, accounts bound), which changes without any resource changing.
 
 One replica at a time (a store lease) writes what the cluster sees: the statuses, the
-tenants' EAB Secrets (eabsecrets.py), their rotations, and the removal of the Secrets of
-tenants whose resource is gone.
+tenants' EAB Secrets (eabsecrets.py) and their rotations. A removed RepositoryTenant loses
+its policy at once; its Secret and its store entry stay (re-creating the resource brings the
+same credentials back; delete the Secret by hand to be rid of it).
 
 The official ``kubernetes`` client rather than kopf: the repository needs a list, two
 watches and a few writes inside the server's own event loop and lifespan, while kopf is a
@@ -151,12 +152,9 @@ class KubeWatch:
         for obj in self.objects[CERTIFICATES]:
             name = str(obj["metadata"]["name"])
             self._status(CERTIFICATES, obj, self.certificate_status(obj, merged.certificates[name]))
-        names = set()
         for obj in self.objects[TENANTS]:
             name = str(obj["metadata"]["name"])
-            names.add(name)
             self._status(TENANTS, obj, self.tenant_status(obj, merged.tenants[name]))
-        self.remove_orphan_secrets(names)
 
     def _status(self, plural: str, obj: dict[str, Any], status: dict[str, Any]) -> None:
         old = obj.get("status") or {}
@@ -216,7 +214,17 @@ class KubeWatch:
                                          generation)
             return status
         secret, wanted = eabsecrets.secret_name(name, spec), eabsecrets.rotation_generation(spec)
-        creds, minted = self.write_eab_secret(name, secret, wanted)
+        existing = self._read_secret(secret)
+        if existing is not None and not eabsecrets.ours(existing, name):
+            # Never overwrite a Secret the repository did not write for this tenant: a
+            # tenant resource must not be a way to replace another Secret of the namespace
+            # (the key-encryption key's, another tenant's).
+            status["conditions"] = ready(old, False, "SecretConflict", f"Secret {secret} "
+                                         "exists and was not written by the repository for "
+                                         "this tenant; choose another spec.eab.secretName",
+                                         generation)
+            return status
+        creds, minted = self.write_eab_secret(name, secret, existing, wanted)
         accounts = self.repo.store.count(tables.accounts, tables.accounts.c.tenant == name)
         status["accountsBound"] = accounts
         status["eab"] = {"keyID": creds.kid, "secretName": secret, "rotationGeneration": minted}
@@ -234,12 +242,11 @@ class KubeWatch:
                 return None
             raise
 
-    def write_eab_secret(self, tenant: str, secret: str, wanted: int
-                         ) -> tuple[Any, int]:
+    def write_eab_secret(self, tenant: str, secret: str, existing: dict[str, Any] | None,
+                         wanted: int) -> tuple[Any, int]:
         """Mint (or rotate) the tenant's credentials and keep its Secret in step; returns
         the credentials and the rotation generation they were minted for."""
         store, vault = self.repo.store, self.repo.vault
-        existing = self._read_secret(secret)
         minted = eabsecrets.minted_for(existing)
         if minted is not None and minted < wanted:
             creds = eabsecrets.rotate(store, vault, tenant)
@@ -258,22 +265,6 @@ class KubeWatch:
             body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
             self.core.replace_namespaced_secret(secret, self.namespace, body)
         return creds, minted
-
-    def remove_orphan_secrets(self, tenants: set[str]) -> None:
-        """Delete the EAB Secrets of tenants whose resource is gone (the tenant's store
-        entry stays: its accounts stay bound, and get nothing without a policy)."""
-        selector = ",".join(f"{k}={v}" for k, v in eabsecrets.MANAGED_BY.items())
-        found = self.core.list_namespaced_secret(self.namespace, label_selector=selector)
-        for item in found.items:
-            meta = item.metadata
-            if meta is None or meta.name is None:
-                continue
-            owner = (meta.annotations or {}).get(eabsecrets.TENANT_ANNOTATION)
-            if owner is not None and owner not in tenants:
-                with contextlib.suppress(ApiException):
-                    self.core.delete_namespaced_secret(meta.name, self.namespace)
-                log.info("tenant %s: resource removed, EAB Secret %s deleted", owner,
-                         meta.name)
 
     # --- the loop ----------------------------------------------------------------------------
 
