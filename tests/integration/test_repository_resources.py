@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from repository_harness import RepoProcess, base_config, running, write_config
+from repository_harness import RepoProcess, base_config, cli, running, write_config
 from test_operator_support import apply, get, ready_condition, wait_condition, wait_for
 
 from certdepot.acme import crypto
@@ -104,7 +104,7 @@ async def download(repo: RepoProcess, eab: tuple[str, str], names: list[str]
 
 
 def test_declared_certificate_and_tenant_are_served(kube: KubeEnv, depot: Any) -> None:
-    repo, _ = depot
+    repo, workdir = depot
     apply(kube, certificate("blog", dnsNames=["blog.res.test"], issuer="local",
                             renewBefore="10d", allowedTenants=["team"]),
           tenant("team", download=["shop"]))
@@ -137,6 +137,14 @@ def test_declared_certificate_and_tenant_are_served(kube: KubeEnv, depot: Any) -
     row = kube.kubectl("get", "repotenant", "team", "-n", NS).stdout.splitlines()
     assert row[0].split()[:3] == ["NAME", "READY", "ACCOUNTS"], row
     assert row[1].split()[:4] == ["team", "True", "2", "team-eab"], row
+
+    # The CLI knows the declared certificate, and says where the truth is.
+    res = cli(workdir, repo.config_path, "renew", "blog")
+    assert "renewal of blog requested" in res.stdout
+    assert "RepositoryCertificate and RepositoryTenant resources in depot-resources are " \
+        "the source of truth" in res.stderr, res.stderr
+    wait_for("the renewal", lambda: (get(kube, "repocert", "blog", NS) or {}).get(
+        "status", {}).get("serial") not in (None, serial), proc=repo.proc)
 
     # A withdrawn grant is refused at the next request, without a restart.
     apply(kube, certificate("blog", dnsNames=["blog.res.test"], issuer="local",

@@ -12,6 +12,7 @@ from typing import Any
 import click
 import uvloop
 
+from certdepot.repository import resourcecli
 from certdepot.repository.config import Config, ConfigError, load_config
 from certdepot.repository.keyvault import KeyVault
 from certdepot.repository.rotation import REASONS
@@ -68,6 +69,7 @@ def tenant_create(config_path: Path, name: str) -> None:
     from certdepot.repository.tenants import TenantExists, create_tenant
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     if config.tenant(name) is None:
         click.echo(f"warning: tenant {name!r} has no policy in {config_path}; its accounts "
                    "will be refused until you add one", err=True)
@@ -110,6 +112,7 @@ def import_cmd(config_path: Path, name: str, cert_path: Path, key_path: Path,
     from certdepot.repository.issuers.imported import validate_import
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     managed = config.certificate(name)
     if managed is None:
         click.echo(f"error: {config_path}: certificates: no entry named {name!r}; declare "
@@ -149,6 +152,7 @@ def renew(config_path: Path, name: str) -> None:
     from certdepot.repository.renewal import request_renewal
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     if config.certificate(name) is None:
         click.echo(f"error: no managed certificate {name!r}", err=True)
         sys.exit(2)
@@ -228,6 +232,7 @@ def rotate(config_path: Path, name: str, reason: str) -> None:
     from certdepot.repository.rotation import rotate as run_rotation
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     if config.certificate(name) is None:
         click.echo(f"error: no managed certificate {name!r}", err=True)
         sys.exit(2)
@@ -272,6 +277,7 @@ def delegation_cancel(config_path: Path, tenant_name: str, name: str) -> None:
     from certdepot.repository.delegation import cancel
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     store, _ = _open(config)
     try:
         n = cancel(store, tenant_name, name)

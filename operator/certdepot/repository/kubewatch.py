@@ -85,6 +85,17 @@ def ready(old: dict[str, Any], ok: bool, reason: str, message: str, generation: 
              "observedGeneration": generation, "lastTransitionTime": since or _now()}]
 
 
+def read_declared(cfg: KubernetesResources) -> tuple[list[Declared], list[Declared]]:
+    """One list of both kinds (for the CLI: resourcecli.py)."""
+    with api_client(cfg) as client:
+        custom: Any = kubernetes.client.CustomObjectsApi(client)
+        found = [[Declared(str(o["metadata"]["name"]), o.get("spec") or {})
+                  for o in custom.list_namespaced_custom_object(
+                      GROUP, VERSION, namespace_of(cfg), plural).get("items") or []]
+                 for plural in (CERTIFICATES, TENANTS)]
+    return found[0], found[1]
+
+
 class KubeWatch:
     def __init__(self, repo: Repo, file: Callable[[], Config], apply: Callable[[str], None],
                  client: Any, namespace: str) -> None:

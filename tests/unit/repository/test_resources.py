@@ -12,6 +12,7 @@ import yaml
 
 from certdepot.repository import livereload
 from certdepot.repository.config import Config, load_config, parse_config
+from certdepot.repository.resourcecli import effective, resources_in_charge
 from certdepot.repository.resources import CONFLICT, INVALID, Declared, merge
 
 
@@ -116,3 +117,11 @@ def test_an_invalid_file_is_rejected_and_counted(tmp_path: Path) -> None:
     assert asyncio.run(watcher.check())
     assert got[0].tenant("team-a") is not None and got[0].source == path
     assert load_config(path).tenants[0].download == []
+
+
+def test_the_cli_note_only_with_resources() -> None:
+    assert resources_in_charge(file_config()) is None
+    note = resources_in_charge(file_config(kubernetes={"resources": True, "namespace": "ns"}))
+    assert note is not None and "resources in ns are the source of truth" in note
+    seen: list[str] = []
+    assert effective(file_config(), seen.append) == file_config() and seen == []
