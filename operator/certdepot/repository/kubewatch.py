@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -111,7 +112,7 @@ class KubeWatch:
         self.objects: dict[str, list[dict[str, Any]]] = {CERTIFICATES: [], TENANTS: []}
         self.wake = asyncio.Event()
         self.stopping = threading.Event()
-        self.listed = False
+        self._cache: tuple[Config, str, resources.Merged] | None = None
 
     # --- reading -------------------------------------------------------------------------
 
@@ -120,8 +121,21 @@ class KubeWatch:
                          int(o["metadata"].get("generation") or 0))
                 for o in self.objects[plural]]
 
+    def merged(self, file: Config) -> resources.Merged:
+        """The merge of ``file`` with the resources listed last, computed again only when
+        either changed (a resync or a status write changes neither): merging validates
+        every resource against the rest, too much to repeat every few seconds for
+        thousands of them."""
+        key = json.dumps([[(d.name, d.spec) for d in self.declared(p)]
+                          for p in (CERTIFICATES, TENANTS)], sort_keys=True, default=str)
+        cached = self._cache
+        if cached is None or cached[0] is not file or cached[1] != key:
+            cached = self._cache = (file, key, resources.merge(
+                file, self.declared(CERTIFICATES), self.declared(TENANTS)))
+        return cached[2]
+
     def merge(self, file: Config) -> Config:
-        return resources.merge(file, self.declared(CERTIFICATES), self.declared(TENANTS)).config
+        return self.merged(file).config
 
     def _list(self) -> dict[str, list[dict[str, Any]]]:
         return {plural: list(self.custom.list_namespaced_custom_object(
@@ -148,9 +162,7 @@ class KubeWatch:
 
     async def reconcile(self) -> None:
         self.objects = await asyncio.to_thread(self._list)
-        self.listed = True
-        merged = resources.merge(self.file(), self.declared(CERTIFICATES),
-                                 self.declared(TENANTS))
+        merged = self.merged(self.file())
         cfg = self.repo.config
         if (merged.config.certificates, merged.config.tenants) != (cfg.certificates,
                                                                    cfg.tenants):
