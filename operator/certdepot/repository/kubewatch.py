@@ -67,6 +67,14 @@ def namespace_of(cfg: KubernetesResources) -> str:
         return "default"
 
 
+def describe(exc: Exception) -> str:
+    """An error for the log: the API server's status and reason, never its response body
+    (a refused Secret write could echo what it was sent)."""
+    if isinstance(exc, ApiException):
+        return f"API server answered {exc.status} {exc.reason}"
+    return type(exc).__name__
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -172,12 +180,16 @@ class KubeWatch:
                 await asyncio.to_thread(self.write_cluster_state, merged)
 
     def write_cluster_state(self, merged: resources.Merged) -> None:
-        for obj in self.objects[CERTIFICATES]:
-            name = str(obj["metadata"]["name"])
-            self._status(CERTIFICATES, obj, self.certificate_status(obj, merged.certificates[name]))
-        for obj in self.objects[TENANTS]:
-            name = str(obj["metadata"]["name"])
-            self._status(TENANTS, obj, self.tenant_status(obj, merged.tenants[name]))
+        for plural, verdicts, status_of in (
+                (CERTIFICATES, merged.certificates, self.certificate_status),
+                (TENANTS, merged.tenants, self.tenant_status)):
+            for obj in self.objects[plural]:
+                name = str(obj["metadata"]["name"])
+                try:
+                    self._status(plural, obj, status_of(obj, verdicts[name]))
+                except Exception as exc:  # one resource must not hold up the others
+                    log.warning("%s %s/%s: status not written (%s)", plural,
+                                self.namespace, name, describe(exc))
 
     def _status(self, plural: str, obj: dict[str, Any], status: dict[str, Any]) -> None:
         old = obj.get("status") or {}
@@ -303,9 +315,8 @@ class KubeWatch:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("reading the Kubernetes resources failed (%s: %s); the "
-                            "configuration in force stays", type(exc).__name__,
-                            str(exc).splitlines()[0] if str(exc) else "")
+                log.warning("reading the Kubernetes resources failed (%s); the "
+                            "configuration in force stays", describe(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), interval)
             await asyncio.sleep(0.2)  # let a burst of events settle into one pass
