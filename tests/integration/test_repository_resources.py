@@ -84,7 +84,8 @@ def depot(kube: KubeEnv, crds_applied: list[str], tmp_path_factory: pytest.TempP
         workdir, port, configReloadInterval="1s",
         kubernetes={"resources": True, "namespace": NS, "kubeconfig": str(kubeconfig),
                     "resyncInterval": "2s"},
-        issuers=[{"name": "local", "type": "local-ca", "commonName": "resources CA"}],
+        issuers=[{"name": "local", "type": "local-ca", "commonName": "resources CA"},
+                 {"name": "other", "type": "local-ca", "commonName": "other CA"}],
         certificates=[{"name": "shop", "dnsNames": ["shop.res.test"], "issuer": "local"}],
         tenants=[{"name": "file-team", "download": ["shop"]}])
     path = write_config(workdir, cfg)
@@ -93,6 +94,11 @@ def depot(kube: KubeEnv, crds_applied: list[str], tmp_path_factory: pytest.TempP
             yield repo, workdir
     finally:
         kube.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+
+
+def applied_count(repo: RepoProcess) -> int:
+    """How many configurations from the resources the repository has put in force."""
+    return repo.proc.log_path.read_text().count("configuration from kubernetes applied")
 
 
 async def download(repo: RepoProcess, eab: tuple[str, str], names: list[str]
@@ -138,13 +144,20 @@ def test_declared_certificate_and_tenant_are_served(kube: KubeEnv, depot: Any) -
     assert row[0].split()[:3] == ["NAME", "READY", "ACCOUNTS"], row
     assert row[1].split()[:4] == ["team", "True", "2", "team-eab"], row
 
-    # The CLI knows the declared certificate, and says where the truth is.
+    # A changed issuer signs the next renewal; the CLI knows the declared certificate
+    # (and says where the truth is).
+    applied = applied_count(repo)
+    apply(kube, certificate("blog", dnsNames=["blog.res.test"], issuer="other",
+                            renewBefore="10d", allowedTenants=["team"]))
+    wait_for("the new issuer in force", lambda: applied_count(repo) > applied, proc=repo.proc)
     res = cli(workdir, repo.config_path, "renew", "blog")
     assert "renewal of blog requested" in res.stdout
     assert "RepositoryCertificate and RepositoryTenant resources in depot-resources are " \
         "the source of truth" in res.stderr, res.stderr
     wait_for("the renewal", lambda: (get(kube, "repocert", "blog", NS) or {}).get(
         "status", {}).get("serial") not in (None, serial), proc=repo.proc)
+    chain, _ = asyncio.run(download(repo, (kid, hmac), ["blog.res.test"]))
+    assert "other CA" in crypto.parse_pem_chain(chain)[0].issuer.rfc4514_string()
 
     # A withdrawn grant is refused at the next request, without a restart.
     apply(kube, certificate("blog", dnsNames=["blog.res.test"], issuer="local",
