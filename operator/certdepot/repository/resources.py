@@ -73,6 +73,8 @@ def _entry(model: type[BaseModel], item: Declared, fields: Sequence[str]) -> Any
         raise ValueError("; ".join(
             "spec." + ".".join(str(p) for p in e["loc"]) + ": "
             + e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    except Exception as exc:  # a validator tripping over an odd value: still just invalid
+        raise ValueError(f"spec: not usable ({type(exc).__name__})") from None
 
 
 def _check(candidate: Config, section: str, index: int) -> None:

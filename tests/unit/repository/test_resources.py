@@ -125,3 +125,12 @@ def test_the_cli_note_only_with_resources() -> None:
     assert note is not None and "resources in ns are the source of truth" in note
     seen: list[str] = []
     assert effective(file_config(), seen.append) == file_config() and seen == []
+
+
+def test_odd_delegation_input_is_invalid_not_a_crash() -> None:
+    merged = merge(file_config(), [], [
+        Declared("odd", {"delegations": [{"name": "d", "issuer": "local",
+                                          "csrTemplate": {"keyTypes": "not-a-list"}}]}),
+        Declared("fine", {"issue": ["*.example.test"]})])
+    assert merged.tenants["odd"].reason == INVALID
+    assert merged.tenants["fine"].accepted
