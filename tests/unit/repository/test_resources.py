@@ -134,3 +134,31 @@ def test_odd_delegation_input_is_invalid_not_a_crash() -> None:
         Declared("fine", {"issue": ["*.example.test"]})])
     assert merged.tenants["odd"].reason == INVALID
     assert merged.tenants["fine"].accepted
+
+
+async def test_install_swaps_the_snapshot_and_rebuilds_only_changed_issuers() -> None:
+    from repository_testkit import base_config, make_config
+
+    from certdepot.repository.bootstrap import build_repo
+
+    repo = build_repo(make_config())
+    try:
+        counted: list[tuple[str, str]] = []
+        repo.count_reload = lambda s, r: counted.append((s, r))
+        local, imported = repo.issuers["local"], repo.issuers["imported"]
+        cfg = base_config()
+        cfg["issuers"] = [{"name": "local", "type": "local-ca", "lifetime": "5d"},
+                          {"name": "imported", "type": "imported"},
+                          {"name": "extra", "type": "local-ca"}]
+        cfg["tenants"][1]["issue"] = []
+        new = parse_config(cfg)
+        livereload.install(repo, new, "file")
+        assert repo.config is new and repo.config_changed.is_set()
+        assert repo.issuers["imported"] is imported  # unchanged: the running object
+        assert repo.issuers["local"] is not local  # changed definition: built again
+        assert set(repo.issuers) == {"local", "imported", "extra"}
+        team_b = repo.config.tenant("team-b")
+        assert team_b is not None and team_b.issue == []
+        assert counted == [("file", "applied")]
+    finally:
+        repo.store.close()
