@@ -137,8 +137,10 @@ def test_workloads_have_secure_defaults(helm: Helm, value_set: str) -> None:
         assert psc["runAsUser"] == 10001 and psc["runAsGroup"] == 10001, name
         assert psc["seccompProfile"] == {"type": "RuntimeDefault"}, name
         is_operator = name.endswith("-operator")
-        # Only the operator calls the Kubernetes API.
-        assert pod["automountServiceAccountToken"] is is_operator, name
+        # Only the operator calls the Kubernetes API, and the repository when it follows
+        # RepositoryCertificate and RepositoryTenant resources (the "resources" set).
+        calls_api = is_operator or value_set == "resources"
+        assert pod["automountServiceAccountToken"] is calls_api, name
         for c in _containers(deploy):
             sc = c["securityContext"]
             assert sc["readOnlyRootFilesystem"] is True, name

@@ -27,8 +27,12 @@ RESOURCES = (
     "CertificateDownload/demo/www",
     "DelegatedCertificate/demo/cdn-eu",
     "CertificateDownload/demo/shop-tls",
+    # examples/central-repository, declared while the demo runs
+    "RepositoryCertificate/certdepot/blog",
+    "RepositoryTenant/certdepot/partner",
+    "CertificateDownload/demo/blog",
 )
-NAMES = ("www.demo.example", "cdn-eu.demo.example", "shop.demo.example")
+NAMES = ("www.demo.example", "cdn-eu.demo.example", "shop.demo.example", "blog.demo.example")
 
 
 def _env(tmpdir: Path) -> dict[str, str]:
@@ -83,7 +87,9 @@ def _assert_summary(out: str) -> None:
     for name in NAMES:
         assert re.search(rf"TLS ok\s+{re.escape(name)}\s+TLSv1\.[23]\s+serial [0-9a-f]+\s+"
                          r"chain verified to CN=", out), f"no verified handshake for {name}"
-    assert "[10/10] prove every Secret" in out or "[11/11] prove every Secret" in out
+    assert "[11/11] prove every Secret" in out or "[12/12] prove every Secret" in out
+    # The certificate declared as a resource is obtained and granted without a restart.
+    assert re.search(r"repositorycertificate.certdepot.io/blog\s+True\s+[0-9a-f]+\s", out), out
     # Progress was shown while waiting, not a silent pause.
     assert re.search(r"\d+\.\ds \+ DelegatedCertificate/demo/cdn-eu\s+Ready=True", out), out
 

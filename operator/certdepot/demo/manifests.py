@@ -27,12 +27,21 @@ PLURALS = {
     "CertificateRepository": "certificaterepositories",
     "CertificateDownload": "certificatedownloads",
     "DelegatedCertificate": "delegatedcertificates",
+    "RepositoryCertificate": "repositorycertificates",
+    "RepositoryTenant": "repositorytenants",
 }
+#: Declared on the repository's own cluster (examples/central-repository).
+CENTRAL_KINDS = ("RepositoryCertificate", "RepositoryTenant")
 
 
 def examples_dir() -> Path:
     """``examples/`` of the source checkout this package runs from."""
     return Path(__file__).resolve().parents[3] / "examples"
+
+
+def central_dir(examples: Path) -> Path:
+    """The central-repository examples (declared while the demo runs)."""
+    return examples / "central-repository"
 
 
 def load(directory: Path) -> list[dict[str, Any]]:
@@ -55,6 +64,8 @@ class Repository:
     directory_url: str
     ca_pem: bytes
     eab_kid: str
+    # The issuer RepositoryCertificates name (the demo's, local CA or Pebble).
+    issuer: str | None = None
 
 
 def customise(docs: Iterable[dict[str, Any]], repo: Repository) -> list[dict[str, Any]]:
@@ -67,6 +78,8 @@ def customise(docs: Iterable[dict[str, Any]], repo: Repository) -> list[dict[str
             spec["url"] = repo.directory_url
             spec["caBundle"] = base64.b64encode(repo.ca_pem).decode()
             spec.setdefault("externalAccountBinding", {})["keyID"] = repo.eab_kid
+        elif doc.get("kind") == "RepositoryCertificate" and repo.issuer is not None:
+            doc.setdefault("spec", {})["issuer"] = repo.issuer
         out.append(doc)
     return out
 
@@ -127,4 +140,4 @@ def expected(docs: Iterable[dict[str, Any]]) -> list[Expected]:
                     dns_names=tuple(s["dnsNames"]), secret_name=s["secretName"],
                     via=f"Ingress {meta.get('namespace')}/{meta.get('name')}"))
     # Repositories first: everything else waits for them.
-    return sorted(out, key=lambda e: e.kind not in REPOSITORY_KINDS)
+    return sorted(out, key=lambda e: e.kind not in REPOSITORY_KINDS + CENTRAL_KINDS)

@@ -18,6 +18,7 @@ from certdepot.acme.csr_template import P256_TLS_SERVER
 from certdepot.repository.config import parse_config
 
 TENANT = "demo-cluster"
+NAMESPACE = "certdepot"  # the repository's resources; also the operator's own namespace
 DELEGATION = "cdn"
 DELEGATION_PATTERN = "cdn-*.demo.example"
 DELEGATION_MAX_LIFETIME = "1d"
@@ -42,8 +43,16 @@ class Upstream:
     short_lifetime_seconds: int
 
 
-def build(workdir: Path, port: int, upstream: Upstream | None = None) -> dict[str, Any]:
-    """The configuration as a mapping (validated with the repository's own schema)."""
+def managed_issuer(pebble: bool) -> str:
+    """The issuer of the managed certificates (and of RepositoryCertificates)."""
+    return "pebble" if pebble else "local-ca"
+
+
+def build(workdir: Path, port: int, upstream: Upstream | None = None,
+          kubeconfig: Path | None = None) -> dict[str, Any]:
+    """The configuration as a mapping (validated with the repository's own schema). With
+    ``kubeconfig`` the repository also follows RepositoryCertificate and RepositoryTenant
+    resources in the namespace certdepot (examples/central-repository)."""
     listeners: dict[str, Any] = {
         "https": {"address": f"127.0.0.1:{port}", "selfSigned": True,
                   "selfSignedCertFile": str(tls_cert_path(workdir))},
@@ -53,7 +62,7 @@ def build(workdir: Path, port: int, upstream: Upstream | None = None) -> dict[st
             {"name": "local-ca", "type": "local-ca", "commonName": "certdepot demo local CA",
              "lifetime": "90d"},
         ]
-        managed_issuer = delegation_issuer = "local-ca"
+        managed = delegation_issuer = managed_issuer(False)
     else:
         # Pebble validates http-01 by connecting to this port on 127.0.0.1, where the
         # repository serves the tokens of its own upstream orders.
@@ -65,7 +74,7 @@ def build(workdir: Path, port: int, upstream: Upstream | None = None) -> dict[st
             {"name": "pebble-short", **common, "profile": upstream.short_profile,
              "maxLifetime": f"{upstream.short_lifetime_seconds}s"},
         ]
-        managed_issuer, delegation_issuer = "pebble", "pebble-short"
+        managed, delegation_issuer = managed_issuer(True), "pebble-short"
     config: dict[str, Any] = {
         "baseUrl": f"https://127.0.0.1:{port}",
         "listeners": listeners,
@@ -76,9 +85,9 @@ def build(workdir: Path, port: int, upstream: Upstream | None = None) -> dict[st
         # does not wait for them.
         "renewCheckInterval": "1s",
         "issuers": issuers,
-        "defaultIssuer": managed_issuer,
+        "defaultIssuer": managed,
         "certificates": [
-            {"name": name, "dnsNames": names, "issuer": managed_issuer}
+            {"name": name, "dnsNames": names, "issuer": managed}
             for name, names in CERTIFICATES.items()
         ],
         "tenants": [{
@@ -93,6 +102,9 @@ def build(workdir: Path, port: int, upstream: Upstream | None = None) -> dict[st
             }],
         }],
     }
+    if kubeconfig is not None:
+        config["kubernetes"] = {"resources": True, "namespace": NAMESPACE,
+                                "kubeconfig": str(kubeconfig), "resyncInterval": "2s"}
     parse_config(config, "demo repository configuration")
     return config
 

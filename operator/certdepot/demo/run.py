@@ -1,8 +1,9 @@
 """The demo, step by step: real processes on 127.0.0.1, everything in one temporary directory.
 
 provision -> etcd + kube-apiserver -> (Pebble) -> repository config + tenant -> repository
--> CRDs -> EAB Secret -> operator -> examples/ -> wait until Ready -> summary -> a TLS
-handshake with every Secret -> clean up.
+-> CRDs -> EAB Secret -> operator -> examples/ -> wait until Ready -> while everything runs,
+a certificate and a tenant declared as resources (examples/central-repository/) -> summary
+-> a TLS handshake with every Secret -> clean up.
 
 Only existing pieces are composed: certdepot.testenv starts and stops the processes, and
 the repository and the operator run as the same ``certdepot`` commands a user runs.
@@ -75,7 +76,9 @@ class Demo:
         self.config_path = self.workdir / "repository.yaml"
         self.trust_root: bytes | None = None
         pebble = options.upstream == "pebble"
-        self.steps = Steps(11 if pebble else 10, echo)
+        self.central = manifests.central_dir(options.examples)
+        central = self.central.is_dir()
+        self.steps = Steps((11 if pebble else 10) + central, echo)
 
     # --- the whole run ------------------------------------------------------------------
 
@@ -106,12 +109,23 @@ class Demo:
                 directory_url=f"https://127.0.0.1:{port}/directory",
                 ca_pem=repoconfig.tls_cert_path(self.workdir).read_bytes(),
                 eab_kid=eab_kid,
+                issuer=repoconfig.managed_issuer(self.pebble is not None),
             )
             applied = manifests.customise(docs, repo)
             self._apply(applied)
             items = manifests.expected(applied)
         with step("wait until every resource is Ready", self._all_logs, heartbeat=None):
             objects = self._wait(items)
+        if self.central.is_dir():
+            with step(f"while it runs: declare a certificate and grant it ({self.central})",
+                      self._all_logs, heartbeat=None):
+                declared, consumers = self._declare(repo)
+                objects = {**objects, **self._wait(declared)}
+                self._show_central()
+                self._apply(consumers)
+                central = manifests.expected(consumers)
+                objects = {**objects, **self._wait(central)}
+                items = [*items, *declared, *central]
         with step("prove every Secret with a verifying TLS handshake", self._all_logs):
             rows, handshakes = self._prove(items, objects)
         self.echo("")
@@ -160,7 +174,8 @@ class Demo:
                 short_lifetime_seconds=PebbleEnv.ONEDAY_SECONDS,
             )
         self._write_kek()
-        config = repoconfig.build(self.workdir, port, upstream)
+        kubeconfig = self._kube().kubeconfig if self.central.is_dir() else None
+        config = repoconfig.build(self.workdir, port, upstream, kubeconfig)
         self.config_path = repoconfig.write(self.workdir, config)
         self.echo(f"        {self.config_path}")
         out = self._certdepot("repository", "tenant", "create", "--config",
@@ -173,6 +188,23 @@ class Demo:
         self.echo(f"        tenant {repoconfig.TENANT}: eab-kid {kid.group(1)} "
                   "(the HMAC key goes straight into a Secret)")
         return kid.group(1), hmac.group(1)
+
+    def _declare(self, repo: manifests.Repository
+                 ) -> tuple[list[manifests.Expected], list[dict[str, Any]]]:
+        """Apply the RepositoryCertificate and RepositoryTenant of
+        examples/central-repository to the running repository (it obtains the certificate
+        and grants it, no restart); returns them and the consumer-side documents."""
+        docs = manifests.customise(manifests.load(self.central), repo)
+        declared = [d for d in docs if d.get("kind") in manifests.CENTRAL_KINDS]
+        self._apply(declared)
+        return (manifests.expected(declared),
+                [d for d in docs if d.get("kind") not in manifests.CENTRAL_KINDS])
+
+    def _show_central(self) -> None:
+        out = self._kube().kubectl("get", "repositorycertificates,repositorytenants",
+                                   "-n", repoconfig.NAMESPACE).stdout
+        for line in out.splitlines():
+            self.echo(f"        {line}")
 
     def _start_repository(self, port: int) -> None:
         self.repository = procs.start(

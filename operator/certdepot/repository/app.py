@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
@@ -88,16 +88,17 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stopper = None
+        stoppers: list[Callable[[], Awaitable[None]]] = []
         if run_background:
-            from certdepot.repository import renewal
+            from certdepot.repository import livereload, renewal
 
-            stopper = renewal.start(repo)
+            stoppers.append(renewal.start(repo))
+            stoppers.extend(livereload.start_sources(repo))
         try:
             yield
         finally:
-            if stopper is not None:
-                await stopper()
+            for stop in stoppers:
+                await stop()
             for task in list(repo.tasks):
                 task.cancel()
 
@@ -113,5 +114,7 @@ def create_app(repo: Repo, *, run_background: bool = False) -> Starlette:
     app.state.metrics = metrics.Metrics()
     counter = app.state.metrics.policy_refusals
     repo.count_refusal = lambda step, reason: counter.labels(step, reason).inc()
+    reloads = app.state.metrics.config_reloads
+    repo.count_reload = lambda source, result: reloads.labels(source, result).inc()
     app.add_middleware(metrics.RequestCounter, metrics=app.state.metrics)
     return app

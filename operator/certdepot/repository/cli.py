@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 import uvloop
 
+from certdepot.repository import resourcecli
 from certdepot.repository.config import Config, ConfigError, load_config
 from certdepot.repository.keyvault import KeyVault
 from certdepot.repository.rotation import REASONS
@@ -33,15 +34,14 @@ def _load(path: Path) -> Config:
 def resources_in_force(config: Config) -> bool:
     """Whether this repository also reads RepositoryCertificate and RepositoryTenant
     resources (``kubernetes.resources: true``), which the command line cannot see."""
-    # getattr: the section is new; a configuration (and code) without it has none.
-    return bool(getattr(getattr(config, "kubernetes", None), "resources", False))
+    return config.kubernetes.resources
 
 
 def _unknown_certificate(config: Config, config_path: Path, name: str) -> NoReturn:
     hint = ""
     if resources_in_force(config):
-        hint = (f"; if it is a RepositoryCertificate resource, the resource is the source of "
-                f"truth and this command cannot see it: use the admin API "
+        hint = (f"; if it is a RepositoryCertificate resource this command could not read, "
+                f"the resource is the source of truth: use the admin API "
                 f"(POST /admin/v1/certificates/{name}/rotate) or the resource")
     click.echo(f"error: no managed certificate {name!r} in {config_path}{hint}", err=True)
     sys.exit(2)
@@ -104,8 +104,11 @@ def tenant_create(config_path: Path, name: str, store_only: bool) -> None:
     from certdepot.repository.tenants import BadTenantName, TenantExists, create_tenant
 
     config = _load(config_path)
+    # The guard reads the file alone: a name declared only as a resource gets its key in
+    # the Secret the repository writes, which a key minted here would leave stale.
     _resource_tenant_guard(config, config_path, name, "the repository mints its EAB key "
                            "into a Secret", store_only)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     if config.tenant(name) is None:
         click.echo(f"warning: tenant {name!r} has no policy in {config_path}; its accounts "
                    "will be refused until you add one", err=True)
@@ -245,6 +248,7 @@ def import_cmd(config_path: Path, name: str, cert_path: Path, key_path: Path,
     from certdepot.repository.issuers.imported import validate_import
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     managed = config.certificate(name)
     if managed is None:
         click.echo(f"error: {config_path}: certificates: no entry named {name!r}; declare "
@@ -284,6 +288,7 @@ def renew(config_path: Path, name: str) -> None:
     from certdepot.repository.renewal import request_renewal
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     if config.certificate(name) is None:
         _unknown_certificate(config, config_path, name)
     store, _ = _open(config)
@@ -362,6 +367,7 @@ def rotate(config_path: Path, name: str, reason: str) -> None:
     from certdepot.repository.rotation import rotate as run_rotation
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     if config.certificate(name) is None:
         _unknown_certificate(config, config_path, name)
     store, vault = _open(config)
@@ -405,6 +411,7 @@ def delegation_cancel(config_path: Path, tenant_name: str, name: str) -> None:
     from certdepot.repository.delegation import cancel
 
     config = _load(config_path)
+    config = resourcecli.effective(config, lambda note: click.echo(note, err=True))
     store, _ = _open(config)
     try:
         n = cancel(store, tenant_name, name)

@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -406,7 +407,26 @@ class Validation(_Model):
     timeout_seconds: float = 10.0
 
 
+class KubernetesResources(_Model):
+    """Managed certificates and tenants declared as resources (RepositoryCertificate,
+    RepositoryTenant) on the repository's own cluster, merged with this file
+    (resources.py, kubewatch.py; docs/operations.md, "Declaring certificates and tenants
+    as resources")."""
+
+    resources: bool = False
+    # Where the resources and the tenants' EAB Secrets live. Absent: the namespace of the
+    # pod's ServiceAccount (in a cluster), else "default".
+    namespace: str | None = None
+    # Absent: the in-cluster ServiceAccount, else $KUBECONFIG / ~/.kube/config.
+    kubeconfig: Path | None = None
+    # Every resource is listed again (and its status refreshed: serial, notAfter,
+    # consumers, accounts) at least this often; a watch applies changes as they happen.
+    resync_interval: Duration = timedelta(seconds=30)
+
+
 class Config(_Model):
+    # The file this configuration was read from (load_config); the live reload watches it.
+    _source: Path | None = PrivateAttr(default=None)
     base_url: str
     validation: Validation = Field(default_factory=Validation)
     # Shortest STAR (RFC 8739) certificate lifetime a client may ask for.
@@ -436,6 +456,13 @@ class Config(_Model):
     tenants: list[Tenant] = Field(default_factory=list)
     default_issuer: str | None = None
     admin: Admin | None = None  # the admin HTTP API (routes/admin.py); None: off
+    # How often the file is checked for changes (livereload.py); 0 turns reloading off.
+    config_reload_interval: Duration = timedelta(seconds=5)
+    kubernetes: KubernetesResources = Field(default_factory=KubernetesResources)
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
 
     @field_validator("base_url")
     @classmethod
@@ -446,6 +473,12 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
+        self.check_references()
+        return self
+
+    def check_references(self) -> None:
+        """Names unique, every issuer and certificate named exists, delegations fit their
+        issuer: ValueError otherwise (also asked of a merge with resources: resources.py)."""
         names = [i.name for i in self.issuers]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -492,7 +525,6 @@ class Config(_Model):
                         f"tenants.{i}.delegations.{j}.maxLifetime: issuer {iss.name!r} "
                         f"issues up to {limit}, more than the delegation's maximum "
                         f"{dl.max_lifetime}")
-        return self
 
     def issuer(self, name: str) -> AcmeIssuer | LocalCaIssuer | ImportedIssuer:
         for i in self.issuers:
@@ -530,4 +562,6 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: (top level): expected a mapping")
-    return parse_config(data, str(path))
+    config = parse_config(data, str(path))
+    config._source = path
+    return config

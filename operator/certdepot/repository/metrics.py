@@ -55,6 +55,11 @@ class Metrics:
             "certdepot_repository_policy_refusals_total",
             "Requests and renewals refused because the grant they relied on no longer holds",
             ["step", "reason"], registry=self.registry)
+        self.config_reloads = Counter(
+            "certdepot_repository_config_reloads_total",
+            "New configurations from the file or the Kubernetes resources, applied or "
+            "rejected (invalid: the previous one stays in force)", ["source", "result"],
+            registry=self.registry)
         self.expiration = Gauge("certdepot_repository_certificate_expiration_timestamp_seconds",
                                 "notAfter of the current certificate of a managed entry, in "
                                 "seconds since the epoch", ["name"], registry=self.registry)

@@ -152,7 +152,11 @@ def start(repo: Repo) -> Callable[[], Awaitable[None]]:
                 raise
             except Exception:
                 log.exception("renewal pass failed")
-            await asyncio.sleep(repo.config.renew_check_interval.total_seconds())
+            # A new configuration (livereload.py) wakes the loop before the interval ends.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(repo.config_changed.wait(),
+                                       repo.config.renew_check_interval.total_seconds())
+            repo.config_changed.clear()
 
     task = asyncio.get_running_loop().create_task(loop(), name="renewal")
 

@@ -23,6 +23,9 @@ log = logging.getLogger("certdepot.repository")
 
 @dataclass
 class Repo:
+    # The configuration in force: an immutable snapshot, replaced as a whole by
+    # livereload.install (file changes, Kubernetes resources) and read afresh by every
+    # request and renewal pass. Read it once per decision.
     config: Config
     store: Store
     vault: KeyVault
@@ -37,6 +40,12 @@ class Repo:
     # Counts one policy refusal (step, reason): grants.py calls it, create_app points it
     # at the Prometheus counter.
     count_refusal: Callable[[str, str], None] = field(default=lambda step, reason: None)
+    # Counts one configuration reload (source "file" or "kubernetes", result "applied" or
+    # "rejected"): livereload.py calls it, create_app points it at the Prometheus counter.
+    count_reload: Callable[[str, str], None] = field(default=lambda source, result: None)
+    # Set when a new configuration was installed (livereload.py): the renewal loop wakes
+    # at once, so a newly declared certificate is obtained without waiting a full interval.
+    config_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run work in the background, keeping a reference so it is not collected and
