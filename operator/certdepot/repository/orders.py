@@ -14,7 +14,7 @@ import logging
 import secrets
 from typing import Any
 
-from certdepot.acme import keywrap
+from certdepot.acme import fields, keywrap
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import (
     certstore,
@@ -66,7 +66,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     # certificate; everything else tells it why it has no policy (tenants.standing).
     tenant, _ = tenants.standing(repo, account)
     profile = _requested_profile(repo, payload)
-    if payload.get("delegation") is not None:
+    if payload.get(fields.DELEGATION) is not None:
         tenants.require_policy(repo, account)
         return delegation.create_order(repo, account, payload)
     idents = parse_identifiers(payload)
@@ -81,8 +81,8 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     order_id = new_id()
     grants: list[bool] = []
     challenge_types = ["http-01", "dns-01"]
-    if payload.get("download") is not None:
-        if payload["download"] is not True:
+    if payload.get(fields.DOWNLOAD) is not None:
+        if payload[fields.DOWNLOAD] is not True:
             raise AcmeProblem("malformed", "download must be true when present")
         managed = policy.managed_for_names(repo.config, names)
         if managed is None:
@@ -222,14 +222,14 @@ def _finalize_download(repo: Repo, row: dict[str, Any], payload: dict[str, Any]
     if "csr" in payload:
         raise AcmeProblem("malformed", "a download order is finalized with ephemeral-jwk, "
                           "not a csr")
-    jwk = check_ephemeral_jwk(payload.get("ephemeral-jwk"))
+    jwk = check_ephemeral_jwk(payload.get(fields.EPHEMERAL_JWK))
     cert = certstore.current_managed(repo.store, row["data"]["managed"])
     if cert is None or cert["key"] is None:
         raise AcmeProblem("orderNotReady", "the certificate has not been obtained yet; retry",
-                          extra={"retry-after": 10})
+                          extra={fields.PROBLEM_RETRY_AFTER: 10})
     if cert["revoked"]:  # revoked through ACME; its replacement is being issued
         raise AcmeProblem("orderNotReady", "the certificate was revoked and is being "
-                          "replaced; retry", extra={"retry-after": 5})
+                          "replaced; retry", extra={fields.PROBLEM_RETRY_AFTER: 5})
     data = {**row["data"], "ephemeral_jwk": jwk}
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
                              status="valid", cert_id=cert["id"], data=data):
