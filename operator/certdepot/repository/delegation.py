@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from certdepot.acme import csr_template, dnsname
+from certdepot.acme import csr_template, dnsname, fields
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import csrpolicy, issuance, policy, validity
 from certdepot.repository import store as tables
@@ -99,18 +99,18 @@ def _validity(repo: Repo, d: Delegation, payload: dict[str, Any]
     validity.check_star_request(
         req, lim, now, min_lifetime=repo.config.star_min_lifetime.total_seconds(),
         max_duration=repo.config.star_max_duration.total_seconds())
-    ar = payload["auto-renewal"]
-    get = ar.get("allow-certificate-get", False)
+    ar = payload[fields.AUTO_RENEWAL]
+    get = ar.get(fields.ALLOW_CERTIFICATE_GET, False)
     if not isinstance(get, bool):
         raise AcmeProblem("malformed", "allow-certificate-get must be a boolean")
     if get and not d.allow_certificate_get:
         raise AcmeProblem("malformed", "this delegation does not allow certificate GET")
-    settings: dict[str, Any] = {"end-date": req.end_date, "lifetime": req.lifetime,
-                                "allow-certificate-get": get}
+    settings: dict[str, Any] = {fields.END_DATE: req.end_date, fields.LIFETIME: req.lifetime,
+                                fields.ALLOW_CERTIFICATE_GET: get}
     if req.start_date:
-        settings["start-date"] = req.start_date
+        settings[fields.START_DATE] = req.start_date
     if req.predate:
-        settings["lifetime-adjust"] = req.predate
+        settings[fields.LIFETIME_ADJUST] = req.predate
     return req, validity.window(req, lim, now), settings
 
 
@@ -119,23 +119,24 @@ def requested(data: dict[str, Any]) -> validity.Requested:
     window again with the limits then in force)."""
     ar = data.get("auto_renewal")
     if ar:
-        return validity.Requested(lifetime=int(ar["lifetime"]),
-                                  predate=int(ar.get("lifetime-adjust", 0)),
-                                  end_date=ar["end-date"], start_date=ar.get("start-date"))
+        return validity.Requested(lifetime=int(ar[fields.LIFETIME]),
+                                  predate=int(ar.get(fields.LIFETIME_ADJUST, 0)),
+                                  end_date=ar[fields.END_DATE],
+                                  start_date=ar.get(fields.START_DATE))
     return validity.Requested(not_before=data.get("notBefore"),
                               not_after=data.get("notAfter"))
 
 
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
                  ) -> dict[str, Any]:
-    d = find(repo, account, payload.get("delegation"))
+    d = find(repo, account, payload.get(fields.DELEGATION))
     names = [i["value"] for i in issuance.parse_identifiers(payload)]
     _refuse_names(d, names)
     req, first, auto_renewal = _validity(repo, d, payload)
     order_id = new_id()
     data: dict[str, Any] = {
         "identifiers": [{"type": "dns", "value": n} for n in names], "authzs": [],
-        "delegation": d.name, "delegation_url": payload["delegation"],
+        "delegation": d.name, "delegation_url": payload[fields.DELEGATION],
         "tenant": account.get("tenant"), "issuer": d.issuer, "lifetime": first.lifetime,
     }
     if d.profile:

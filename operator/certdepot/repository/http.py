@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from certdepot.acme import jws
+from certdepot.acme import fields, jws
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import store as tables
 from certdepot.repository import tenants
@@ -127,7 +127,7 @@ def problem_response(repo: Repo, problem: AcmeProblem,
         hdrs = {"Link": f'<{repo.urls.directory()}>;rel="index"', "Cache-Control": "no-store",
                 **(headers or {})}
     status = problem.status or 400
-    retry = problem.extra.get("retry-after")
+    retry = problem.extra.get(fields.PROBLEM_RETRY_AFTER)
     if isinstance(retry, int):
         hdrs["Retry-After"] = str(retry)  # e.g. a download whose certificate is on its way
     elif problem.short_type == "rateLimited":

@@ -14,7 +14,7 @@ import logging
 import secrets
 from typing import Any
 
-from certdepot.acme import keywrap
+from certdepot.acme import fields, keywrap
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import (
     certstore,
@@ -26,6 +26,7 @@ from certdepot.repository import (
     validity,
 )
 from certdepot.repository import store as tables
+from certdepot.repository.config import Tenant
 from certdepot.repository.issuance import (
     FINALIZE_WAIT,
     ORDER_LIFETIME,
@@ -66,7 +67,7 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
     # certificate; everything else tells it why it has no policy (tenants.standing).
     tenant, _ = tenants.standing(repo, account)
     profile = _requested_profile(repo, payload)
-    if payload.get("delegation") is not None:
+    if payload.get(fields.DELEGATION) is not None:
         tenants.require_policy(repo, account)
         return delegation.create_order(repo, account, payload)
     idents = parse_identifiers(payload)
@@ -79,54 +80,78 @@ def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
         data["replaces"] = str(payload["replaces"])
     validity.parse_request(payload, delegated=False)  # plain orders take no dates
     order_id = new_id()
-    grants: list[bool] = []
-    challenge_types = ["http-01", "dns-01"]
-    if payload.get("download") is not None:
-        if payload["download"] is not True:
-            raise AcmeProblem("malformed", "download must be true when present")
-        managed = policy.managed_for_names(repo.config, names)
-        if managed is None:
-            raise AcmeProblem(
-                "rejectedIdentifier",
-                "the identifiers do not equal the DNS names of any certificate held here",
-                subproblems=[AcmeProblem("rejectedIdentifier", "not part of a held "
-                                         "certificate's name set", identifier=i)
-                             for i in idents if not any(
-                                 i["value"] in c.dns_names for c in repo.config.certificates)])
-        granted = policy.may_download(tenant, managed)
-        if not granted and not managed.download_by_proof:
-            if tenant is None:
-                tenants.require_policy(repo, account)
-            raise AcmeProblem("unauthorized",
-                              "this account may not download that certificate")
-        if data.get("profile", managed.profile) != managed.profile:
-            raise AcmeProblem("invalidProfile", f"certificate {managed.name!r} is issued "
-                              f"with profile {managed.profile!r}, not {data['profile']!r}")
-        data.update(download=True, managed=managed.name)
-        grants = [granted] * len(names)
+    if payload.get(fields.DOWNLOAD) is not None:
+        granted = _download_grants(repo, account, tenant, payload, idents, data)
     else:
-        tenant = tenants.require_policy(repo, account)
-        refused = [i for i in idents if not policy.may_issue(tenant, i["value"])]
-        if refused:
-            raise AcmeProblem(
-                "rejectedIdentifier", "the tenant's policy does not allow these names",
-                subproblems=[AcmeProblem("rejectedIdentifier",
-                                         "not allowed for this tenant", identifier=i)
-                             for i in refused])
-        issuer = tenant.issuer or repo.config.default_issuer
-        if issuer is None or not repo.issuers[issuer].can_issue:
-            raise AcmeProblem("serverInternal", "no issuer is configured for this tenant")
-        why = policy.profile_problem(repo.config, data.get("profile"), issuer)
-        if why:
-            raise AcmeProblem("invalidProfile", why)
-        data["issuer"] = issuer
-        grants = [True] * len(names)
+        granted = _issue_grants(repo, account, idents, data)
+    return _insert_order(repo, account, order_id, data, names, granted)
+
+
+def _download_grants(repo: Repo, account: dict[str, Any], tenant: Tenant | None,
+                     payload: dict[str, Any], idents: list[dict[str, Any]],
+                     data: dict[str, Any]) -> list[bool]:
+    """A download order: its names must be a held certificate's name set, which the tenant
+    may download (its authorizations then start valid) or prove (downloadByProof).
+    Records the certificate in ``data``; one grant per name."""
+    if payload[fields.DOWNLOAD] is not True:
+        raise AcmeProblem("malformed", "download must be true when present")
+    names = [i["value"] for i in idents]
+    managed = policy.managed_for_names(repo.config, names)
+    if managed is None:
+        raise AcmeProblem(
+            "rejectedIdentifier",
+            "the identifiers do not equal the DNS names of any certificate held here",
+            subproblems=[AcmeProblem("rejectedIdentifier", "not part of a held "
+                                     "certificate's name set", identifier=i)
+                         for i in idents if not any(
+                             i["value"] in c.dns_names for c in repo.config.certificates)])
+    granted = policy.may_download(tenant, managed)
+    if not granted and not managed.download_by_proof:
+        if tenant is None:
+            tenants.require_policy(repo, account)
+        raise AcmeProblem("unauthorized",
+                          "this account may not download that certificate")
+    if data.get("profile", managed.profile) != managed.profile:
+        raise AcmeProblem("invalidProfile", f"certificate {managed.name!r} is issued "
+                          f"with profile {managed.profile!r}, not {data['profile']!r}")
+    data.update(download=True, managed=managed.name)
+    return [granted] * len(names)
+
+
+def _issue_grants(repo: Repo, account: dict[str, Any], idents: list[dict[str, Any]],
+                  data: dict[str, Any]) -> list[bool]:
+    """A plain order: the tenant's policy must allow every name and name an issuer that can
+    issue with the requested profile. Records the issuer in ``data``; the policy grants
+    every name (their authorizations start valid)."""
+    tenant = tenants.require_policy(repo, account)
+    refused = [i for i in idents if not policy.may_issue(tenant, i["value"])]
+    if refused:
+        raise AcmeProblem(
+            "rejectedIdentifier", "the tenant's policy does not allow these names",
+            subproblems=[AcmeProblem("rejectedIdentifier",
+                                     "not allowed for this tenant", identifier=i)
+                         for i in refused])
+    issuer = tenant.issuer or repo.config.default_issuer
+    if issuer is None or not repo.issuers[issuer].can_issue:
+        raise AcmeProblem("serverInternal", "no issuer is configured for this tenant")
+    why = policy.profile_problem(repo.config, data.get("profile"), issuer)
+    if why:
+        raise AcmeProblem("invalidProfile", why)
+    data["issuer"] = issuer
+    return [True] * len(idents)
+
+
+def _insert_order(repo: Repo, account: dict[str, Any], order_id: str, data: dict[str, Any],
+                  names: list[str], granted: list[bool]) -> dict[str, Any]:
+    """Store the order and one authorization per name: valid where granted, else pending
+    with its challenges (no http-01 for a wildcard). Ready when every name is granted."""
+    challenge_types = ["http-01", "dns-01"]
     data["authzs"] = [
         _new_authz(repo, order_id, account["id"], n, valid=g,
                    challenge_types=[t for t in challenge_types
                                     if not (n.startswith("*.") and t == "http-01")])
-        for n, g in zip(names, grants, strict=True)]
-    status = "ready" if all(grants) else "pending"
+        for n, g in zip(names, granted, strict=True)]
+    status = "ready" if all(granted) else "pending"
     row = {"id": order_id, "account_id": account["id"], "status": status,
            "expires": repo.clock() + ORDER_LIFETIME, "data": data, "cert_id": None,
            "created": repo.clock()}
@@ -222,14 +247,14 @@ def _finalize_download(repo: Repo, row: dict[str, Any], payload: dict[str, Any]
     if "csr" in payload:
         raise AcmeProblem("malformed", "a download order is finalized with ephemeral-jwk, "
                           "not a csr")
-    jwk = check_ephemeral_jwk(payload.get("ephemeral-jwk"))
+    jwk = check_ephemeral_jwk(payload.get(fields.EPHEMERAL_JWK))
     cert = certstore.current_managed(repo.store, row["data"]["managed"])
     if cert is None or cert["key"] is None:
         raise AcmeProblem("orderNotReady", "the certificate has not been obtained yet; retry",
-                          extra={"retry-after": 10})
+                          extra={fields.PROBLEM_RETRY_AFTER: 10})
     if cert["revoked"]:  # revoked through ACME; its replacement is being issued
         raise AcmeProblem("orderNotReady", "the certificate was revoked and is being "
-                          "replaced; retry", extra={"retry-after": 5})
+                          "replaced; retry", extra={fields.PROBLEM_RETRY_AFTER: 5})
     data = {**row["data"], "ephemeral_jwk": jwk}
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
                              status="valid", cert_id=cert["id"], data=data):

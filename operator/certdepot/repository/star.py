@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from certdepot.acme import fields
 from certdepot.acme.jws import b64decode
 from certdepot.acme.messages import parse_time
 from certdepot.acme.problems import AcmeProblem
@@ -32,7 +33,7 @@ def state(repo: Repo, row: dict[str, Any]) -> str:
     data = row["data"]
     if data.get("star_cancelled"):
         return "canceled"
-    end = parse_time(data["auto_renewal"]["end-date"], "end-date")
+    end = parse_time(data["auto_renewal"][fields.END_DATE], fields.END_DATE)
     if end is not None and end.timestamp() <= repo.clock():
         return "expired"
     return "active"
@@ -113,7 +114,7 @@ def _due(repo: Repo) -> list[dict[str, Any]]:
             _stop(repo, row, reason)
             continue
         cert = repo.store.get(tables.certificates, row["cert_id"]) if row["cert_id"] else None
-        end = parse_time(data["auto_renewal"]["end-date"], "end-date")
+        end = parse_time(data["auto_renewal"][fields.END_DATE], fields.END_DATE)
         if cert is None or (end is not None and cert["not_after"] >= end.timestamp()):
             continue  # the current certificate already reaches the end-date: the last one
         life = cert["not_after"] - cert["not_before"]

@@ -25,6 +25,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from certdepot.acme import fields
 from certdepot.acme.messages import parse_time
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository.config import AcmeIssuer, Delegation
@@ -94,10 +95,10 @@ def _text_time(payload: dict[str, Any], key: str) -> str | None:
 
 def parse_request(payload: dict[str, Any], *, delegated: bool) -> Requested:
     """The validity fields of a newOrder payload, checked for form (not yet for limits)."""
-    ar = payload.get("auto-renewal")
+    ar = payload.get(fields.AUTO_RENEWAL)
     dates = [k for k in ("notBefore", "notAfter") if payload.get(k) is not None]
     if not delegated:
-        for key in (*dates, *(["auto-renewal"] if ar is not None else [])):
+        for key in (*dates, *([fields.AUTO_RENEWAL] if ar is not None else [])):
             raise AcmeProblem("malformed", f"{key} is only supported for delegated orders")
         return Requested()
     if ar is None:
@@ -109,13 +110,13 @@ def parse_request(payload: dict[str, Any], *, delegated: bool) -> Requested:
         raise AcmeProblem("malformed", "notBefore/notAfter must not be sent with auto-renewal")
     if not isinstance(ar, dict):
         raise AcmeProblem("malformed", "auto-renewal must be an object")
-    end = _text_time(ar, "end-date")
+    end = _text_time(ar, fields.END_DATE)
     if end is None:
         raise AcmeProblem("malformed", "auto-renewal needs an end-date")
-    return Requested(lifetime=_seconds(ar.get("lifetime"), "auto-renewal lifetime"),
-                     predate=_seconds(ar.get("lifetime-adjust", 0),
+    return Requested(lifetime=_seconds(ar.get(fields.LIFETIME), "auto-renewal lifetime"),
+                     predate=_seconds(ar.get(fields.LIFETIME_ADJUST, 0),
                                       "auto-renewal lifetime-adjust", zero=True),
-                     end_date=end, start_date=_text_time(ar, "start-date"))
+                     end_date=end, start_date=_text_time(ar, fields.START_DATE))
 
 
 def limits(repo: Repo, issuer: str, d: Delegation) -> Limits:
@@ -149,8 +150,8 @@ def window(req: Requested, lim: Limits, now: float) -> Window:
 
 
 def _star_window(req: Requested, lim: Limits, now: float) -> Window:
-    end_date = _ts(req.end_date, "end-date")
-    start = _ts(req.start_date, "start-date")
+    end_date = _ts(req.end_date, fields.END_DATE)
+    start = _ts(req.start_date, fields.START_DATE)
     assert end_date is not None and req.lifetime is not None
     if start is not None and start > now + lim.skew:
         # The first certificate would have to wait for start-date; we issue at finalize.
@@ -198,8 +199,8 @@ def check_star_request(req: Requested, lim: Limits, now: float, *, min_lifetime:
     if req.lifetime < min_lifetime:
         raise AcmeProblem("malformed", f"auto-renewal lifetime below the minimum "
                           f"{int(min_lifetime)}s")
-    end = _ts(req.end_date, "end-date")
-    start = _ts(req.start_date, "start-date")
+    end = _ts(req.end_date, fields.END_DATE)
+    start = _ts(req.start_date, fields.START_DATE)
     assert end is not None
     if start is not None and start >= end:
         raise AcmeProblem("malformed", "auto-renewal start-date must be before end-date")

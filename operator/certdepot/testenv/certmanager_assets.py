@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from certdepot.testenv import procs
+from certdepot.testenv import gobuild, procs
 from certdepot.testenv import provision as prov
 
 __all__ = [
@@ -220,7 +220,7 @@ def _from_assets(assets: Path, log: prov.Log) -> None:
 
 def _from_source(log: prov.Log) -> None:
     """Build cmd/controller from the upstream tag: needs git, Go and access to both."""
-    go = prov._require_go([CONTROLLER])
+    go = gobuild.require_go([CONTROLLER])
     git = shutil.which("git")
     if git is None:
         raise prov.ProvisionError(f"building {CONTROLLER} from source needs git. {_how_to_get()}")

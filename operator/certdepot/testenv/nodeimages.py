@@ -17,7 +17,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from certdepot.testenv.provision import ProvisionError, _require_go, cache_dir
+from certdepot.testenv.gobuild import require_go
+from certdepot.testenv.provision import ProvisionError, cache_dir
 
 __all__ = ["PAUSE_IMAGE", "docker_archive", "pause_image"]
 
@@ -88,7 +89,7 @@ def pause_image() -> Path:
     wanted = f"{PAUSE_IMAGE} {_sha256(PAUSE_SOURCE.encode())}\n"
     if output.is_file() and stamp.is_file() and stamp.read_text() == wanted:
         return output
-    go = _require_go(["pause"])
+    go = require_go(["pause"])
     with tempfile.TemporaryDirectory(prefix="pause-") as tmp:
         src = Path(tmp)
         (src / "go.mod").write_text("module certdepot.invalid/pause\n\ngo 1.22\n")

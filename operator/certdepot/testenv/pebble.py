@@ -54,6 +54,43 @@ def _challtestsrv_dns_flag(path: Path) -> str:
     return "-dnsserver" if "-dnsserver" in help_text else "-dns01"
 
 
+def _eab_keys(eab: bool | Mapping[str, str]) -> dict[str, str]:
+    """``{key id: base64url HMAC key}``: two generated for True, none for False."""
+    if eab is True:
+        return {f"kid-{i}": secrets.token_urlsafe(32) for i in (1, 2)}
+    if eab is False:
+        return {}
+    return dict(eab)
+
+
+def _pebble_env(
+    *,
+    va_sleep: bool,
+    nonce_reject: int | None,
+    authz_reuse: int | None,
+    always_valid: bool,
+    alternate_roots: int,
+    chain_length: int | None,
+    extra_env: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """Pebble's environment variables for the options of :class:`PebbleEnv`."""
+    env: dict[str, str] = {}
+    if not va_sleep:
+        env["PEBBLE_VA_NOSLEEP"] = "1"
+    if nonce_reject is not None:
+        env["PEBBLE_WFE_NONCEREJECT"] = str(nonce_reject)
+    if authz_reuse is not None:
+        env["PEBBLE_AUTHZREUSE"] = str(authz_reuse)
+    if always_valid:
+        env["PEBBLE_VA_ALWAYS_VALID"] = "1"
+    if alternate_roots:
+        env["PEBBLE_ALTERNATE_ROOTS"] = str(alternate_roots)
+    if chain_length is not None:
+        env["PEBBLE_CHAIN_LENGTH"] = str(chain_length)
+    env.update(extra_env or {})
+    return env
+
+
 class PebbleEnv(procs.Service):
     """One Pebble instance plus its challtestsrv; see the module docstring."""
 
@@ -107,27 +144,10 @@ class PebbleEnv(procs.Service):
         for (authz, order) polling.
         """
         super().__init__(workdir, "certdepot-pebble-")
-        if eab is True:
-            self.eab: dict[str, str] = {
-                f"kid-{i}": secrets.token_urlsafe(32) for i in (1, 2)
-            }
-        elif eab is False:
-            self.eab = {}
-        else:
-            self.eab = dict(eab)
+        self.eab = _eab_keys(eab)
         self.eab_required = bool(self.eab)
-        self.port = procs.free_port()
-        self.mgmt_port = procs.free_port()
-        self.http01_port = procs.free_port()
-        self.tlsalpn01_port = procs.free_port()
-        self.challtestsrv_port = procs.free_port()
-        self.challtestsrv_dns_port = procs.free_port(udp_too=True)
-        if dns_server is None:
-            self.dns_server = f"127.0.0.1:{self.challtestsrv_dns_port}"
-        elif isinstance(dns_server, str):
-            self.dns_server = dns_server
-        else:
-            self.dns_server = f"{dns_server.address}:{dns_server.port}"
+        self._allocate_ports()
+        self.dns_server = self._resolver(dns_server)
         self.directory_url = f"https://127.0.0.1:{self.port}/dir"
         self.mgmt_url = f"https://127.0.0.1:{self.mgmt_port}"
         self.challtestsrv_url = f"http://127.0.0.1:{self.challtestsrv_port}"
@@ -135,23 +155,30 @@ class PebbleEnv(procs.Service):
         self.strict = strict
         self.retry_after = retry_after
         self.start_timeout = start_timeout
-        env: dict[str, str] = {}
-        if not va_sleep:
-            env["PEBBLE_VA_NOSLEEP"] = "1"
-        if nonce_reject is not None:
-            env["PEBBLE_WFE_NONCEREJECT"] = str(nonce_reject)
-        if authz_reuse is not None:
-            env["PEBBLE_AUTHZREUSE"] = str(authz_reuse)
-        if always_valid:
-            env["PEBBLE_VA_ALWAYS_VALID"] = "1"
-        if alternate_roots:
-            env["PEBBLE_ALTERNATE_ROOTS"] = str(alternate_roots)
-        if chain_length is not None:
-            env["PEBBLE_CHAIN_LENGTH"] = str(chain_length)
-        env.update(extra_env or {})
-        self.env = env
+        self.env = _pebble_env(
+            va_sleep=va_sleep, nonce_reject=nonce_reject, authz_reuse=authz_reuse,
+            always_valid=always_valid, alternate_roots=alternate_roots,
+            chain_length=chain_length, extra_env=extra_env,
+        )
         self.pebble: procs.ManagedProcess | None = None
         self.challtestsrv: procs.ManagedProcess | None = None
+
+    def _allocate_ports(self) -> None:
+        """Free loopback ports for Pebble's listeners and challtestsrv's."""
+        self.port = procs.free_port()
+        self.mgmt_port = procs.free_port()
+        self.http01_port = procs.free_port()
+        self.tlsalpn01_port = procs.free_port()
+        self.challtestsrv_port = procs.free_port()
+        self.challtestsrv_dns_port = procs.free_port(udp_too=True)
+
+    def _resolver(self, dns_server: str | HostPort | None) -> str:
+        """The "host:port" Pebble resolves through: challtestsrv's unless one is given."""
+        if dns_server is None:
+            return f"127.0.0.1:{self.challtestsrv_dns_port}"
+        if isinstance(dns_server, str):
+            return dns_server
+        return f"{dns_server.address}:{dns_server.port}"
 
     def config(self) -> dict[str, object]:
         """The Pebble config file contents (written by :meth:`start`)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from certdepot.testenv import gobuild
 from certdepot.testenv import provision as prov
 
 
@@ -84,14 +85,14 @@ def test_provision_skips_overridden_binaries_without_go(
 ) -> None:
     own = _exe(tmp_path / "pebble")
     monkeypatch.setenv("TEST_ASSET_PEBBLE", str(own))
-    monkeypatch.setattr(prov, "find_go", lambda: pytest.fail("go must not be needed"))
+    monkeypatch.setattr(gobuild, "find_go", lambda: pytest.fail("go must not be needed"))
     result = prov.provision(["pebble"], log=lambda _: None)
     assert result["pebble"].path == own
 
 
 def test_missing_go_gives_one_clear_message(clean_env: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prov, "find_go", lambda: None)
+    monkeypatch.setattr(gobuild, "find_go", lambda: None)
     with pytest.raises(prov.ProvisionError) as info:
         prov.provision(["helm", "etcd"], log=lambda _: None)
     text = str(info.value)
@@ -133,7 +134,7 @@ def test_staging_replacements_follow_the_published_go_mod(tmp_path: Path) -> Non
 
     build = prov.GoBuild("k", "k8s.io/kubernetes", "v1.40.3", {"x": "k8s.io/kubernetes/cmd/x"},
                          replace_staging=True)
-    got = prov.staging_replacements(FakeRun(), build, tmp_path)  # type: ignore[arg-type]
+    got = gobuild.staging_replacements(FakeRun(), build, tmp_path)  # type: ignore[arg-type]
     assert got == ["k8s.io/api=k8s.io/api@v0.40.3", "k8s.io/client-go=k8s.io/client-go@v0.40.3"]
     assert calls[0] == ["mod", "download", "-json", "k8s.io/kubernetes@v1.40.3"]
 

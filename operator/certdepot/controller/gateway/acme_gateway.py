@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from certdepot.acme import jws
+from certdepot.acme import fields, jws
 from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.transport_errors import TransportError
@@ -330,8 +330,8 @@ class AcmeGateway:
                 if not (await client.directory()).renewal_info:
                     return None
                 info = await client.renewal_info(cert)
-                revoked = info.extra.get("revoked")
-                reason = revoked.get("reason") if isinstance(revoked, dict) else None
+                revoked = info.extra.get(fields.REVOKED)
+                reason = revoked.get(fields.REVOKED_REASON) if isinstance(revoked, dict) else None
                 return RenewalWindow(
                     start=info.start,
                     end=info.end,
@@ -371,7 +371,7 @@ class AcmeGateway:
                 delegation_url, csr_der, identifiers=list(dns_names), extra=extra
             )
             # RFC 8739: an auto-renewed order links a stable URL that always serves the current one.
-            url = order.get("star-certificate") or order.certificate
+            url = order.get(fields.STAR_CERTIFICATE) or order.certificate
             if not url:
                 raise AcmeProblem("serverInternal", f"valid order {order.url} has no certificate")
             chains = await client.fetch_certificate(str(url), alternates=False)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from certdepot.acme import crypto, csr_template
+from certdepot.acme import crypto, csr_template, fields
 from certdepot.acme.timefmt import rfc3339
 from certdepot.controller.core import certinfo
 from certdepot.controller.core.certinfo import Bundle
@@ -69,12 +69,12 @@ def order_extra(spec: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     if auto.get("enabled"):
         block: dict[str, Any] = {}
         if lifetime:
-            block["lifetime"] = int(parse_duration(str(lifetime)).total_seconds())
+            block[fields.LIFETIME] = int(parse_duration(str(lifetime)).total_seconds())
         # RFC 8739 requires an end date; without one, renewal runs for DEFAULT_STAR_PERIOD
         # and the operator orders again when it nears.
         end = auto.get("endDate") or rfc3339(now + DEFAULT_STAR_PERIOD)
-        block["end-date"] = end
-        extra["auto-renewal"] = block
+        block[fields.END_DATE] = end
+        extra[fields.AUTO_RENEWAL] = block
     elif lifetime:
         extra["notAfter"] = rfc3339(now + parse_duration(str(lifetime)))
     return extra
