@@ -38,9 +38,14 @@ async def is_due(repo: Repo, cfg: ManagedCertificate, cert: dict[str, object]) -
     now = repo.clock()
     not_before, not_after = float(cert["not_before"]), float(cert["not_after"])  # type: ignore[arg-type]
     if cfg.renew_before is not None:
-        if now >= not_after - cfg.renew_before.total_seconds():
-            return "inside renewBefore"
-        return None
+        before = cfg.renew_before.total_seconds()
+        if before < not_after - not_before:
+            return "inside renewBefore" if now >= not_after - before else None
+        # A renewBefore as long as the certificate the issuer gave (a short-lived issuer, or
+        # an issuer that caps the lifetime asked for) would renew on every pass: use the
+        # two-thirds rule for this certificate instead, and say so once per certificate.
+        _warn_renew_before(cfg, not_after - not_before)
+        return _two_thirds(now, not_before, not_after)
     issuer = repo.issuers[cfg.issuer]
     try:
         window = await issuer.suggested_renewal(crypto.parse_pem_chain(
@@ -57,9 +62,26 @@ async def is_due(repo: Repo, cfg: ManagedCertificate, cert: dict[str, object]) -
         spread = random.Random(str(cert["serial"]))  # noqa: S311 - spreading, not secrecy
         moment = ari.choose_renewal_time(start, end, spread)
         return "inside the CA's renewal window" if now >= moment.timestamp() else None
+    return _two_thirds(now, not_before, not_after)
+
+
+def _two_thirds(now: float, not_before: float, not_after: float) -> str | None:
     if now >= not_before + (not_after - not_before) * 2 / 3:
         return "two thirds of the lifetime passed"
     return None
+
+
+_warned_renew_before: set[tuple[str, float]] = set()
+
+
+def _warn_renew_before(cfg: ManagedCertificate, lifetime: float) -> None:
+    key = (cfg.name, lifetime)
+    if key in _warned_renew_before:
+        return
+    _warned_renew_before.add(key)
+    log.warning("%s: renewBefore (%s) is not shorter than the certificate's lifetime (%d s); "
+                "renewing at two thirds of the lifetime instead", cfg.name, cfg.renew_before,
+                int(lifetime))
 
 
 async def obtain(repo: Repo, cfg: ManagedCertificate, replaces: str | None) -> str:

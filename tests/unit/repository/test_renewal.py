@@ -43,12 +43,36 @@ async def test_obtain_then_not_due(env: Env) -> None:
 async def test_due_by_renew_before(env_factory: Any) -> None:
     env: Env = await env_factory(certificates=[
         {"name": "web", "dnsNames": ["www.example.test"], "issuer": "local",
+         "lifetime": "3d", "renewBefore": "2d"}], tenants=[])
+    await renewal.run_once(env.repo)
+    a = certstore.current_managed(env.repo.store, "web")
+    assert a is not None
+    await renewal.run_once(env.repo)
+    assert certstore.current_managed(env.repo.store, "web")["id"] == a["id"]  # type: ignore[index]
+    start = env.repo.clock()
+    env.repo.clock = lambda: start + 86400 + 60  # one day on: inside the last two days
+    await renewal.run_once(env.repo)
+    b = certstore.current_managed(env.repo.store, "web")
+    assert b and a["id"] != b["id"]
+
+
+async def test_renew_before_longer_than_the_lifetime_does_not_renew_every_pass(
+        env_factory: Any) -> None:
+    # renewBefore 2d on a 1d certificate would be "due" on every pass; the two-thirds rule
+    # applies to such a certificate instead.
+    env: Env = await env_factory(certificates=[
+        {"name": "web", "dnsNames": ["www.example.test"], "issuer": "local",
          "lifetime": "1d", "renewBefore": "2d"}], tenants=[])
     await renewal.run_once(env.repo)
     a = certstore.current_managed(env.repo.store, "web")
     await renewal.run_once(env.repo)
     b = certstore.current_managed(env.repo.store, "web")
-    assert a and b and a["id"] != b["id"]  # always inside renewBefore: renewed each pass
+    assert a and b and a["id"] == b["id"]
+    start = env.repo.clock()
+    env.repo.clock = lambda: start + 86400 * 2 / 3 + 60
+    await renewal.run_once(env.repo)
+    c = certstore.current_managed(env.repo.store, "web")
+    assert c and c["id"] != a["id"]
 
 
 async def test_failure_backs_off_and_keeps_serving(env: Env) -> None:
