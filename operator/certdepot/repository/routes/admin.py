@@ -16,6 +16,7 @@ problem documents like the ACME API's (docs/operations.md, "Admin API").
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import json
 import logging
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from certdepot.acme import jsonparse
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import inventory, rotation, tenants
 from certdepot.repository.http import problem_response, read_body, repo_of
@@ -48,8 +50,7 @@ def refusal(request: Request) -> Response | None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if expected is None:
         log.error("admin API: the configured token is unreadable or too short")
-    if (expected is not None and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), expected.encode())):
+    if expected is not None and scheme.lower() == "bearer" and _same(given.strip(), expected):
         return None
     log.warning("admin API: %s %s refused (no valid bearer token)", request.method,
                 request.url.path)
@@ -58,21 +59,50 @@ def refusal(request: Request) -> Response | None:
                           status=401), headers={"WWW-Authenticate": 'Bearer realm="certdepot"'})
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of the two tokens' SHA-256 digests: equal lengths, so not
+    even the token's length leaks through timing (``compare_digest`` returns early on a
+    length mismatch)."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+
+
 def json_response(doc: object, status: int = 200) -> Response:
     return Response(json.dumps(doc, indent=1), status_code=status,
                     media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 async def read_json_object(request: Request) -> dict[str, object]:
-    """The request's body: a small JSON object (empty body: ``{}``)."""
+    """The request's body: a small JSON object (empty body: ``{}``), parsed by the one
+    strict parser every client document goes through (UTF-8 only, no duplicate members, no
+    NaN, bounded depth): a duplicate ``name`` must not mean one thing to a proxy or audit
+    log and another here."""
     body = await read_body(request, MAX_ADMIN_BODY)
+    if not body:
+        return {}
+    ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise AcmeProblem("malformed", "the body must be JSON, sent with Content-Type: "
+                          "application/json", status=415)
     try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, RecursionError):
-        raise AcmeProblem("malformed", "the body must be a JSON object") from None
-    if not isinstance(doc, dict):
-        raise AcmeProblem("malformed", "the body must be a JSON object")
-    return doc
+        return jsonparse.loads_object(body, what="the body", max_bytes=MAX_ADMIN_BODY)
+    except jsonparse.JsonError as exc:
+        raise AcmeProblem("malformed", f"the body must be a JSON object ({exc})") from None
+
+
+#: ``?force=`` values; anything else is refused rather than read as "no".
+FORCE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False,
+         "": False}
+
+
+def force_of(request: Request) -> bool:
+    values = request.query_params.getlist("force")
+    if len(values) > 1 or any(k != "force" for k in request.query_params):
+        raise AcmeProblem("malformed", "the only query parameter is force=true|false, once")
+    value = FORCE.get(values[0].lower() if values else "")
+    if value is None:
+        raise AcmeProblem("malformed", "force must be true or false")
+    return value
 
 
 async def rotate(request: Request) -> Response:
@@ -158,7 +188,7 @@ async def tenant_delete(request: Request) -> Response:
         return refused
     repo = repo_of(request)
     name = request.path_params["name"]
-    force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+    force = force_of(request)
     try:
         n = await run_in_threadpool(
             functools.partial(tenants.delete_tenant, repo.store, name, force=force))
