@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from certdepot.repository import resourcelimits
 from certdepot.repository.config import Config, ManagedCertificate, Tenant
 
 GROUP = "certdepot.io"
@@ -99,6 +100,7 @@ def _add_certificates(config: Config, items: Sequence[Declared],
             verdicts[item.name] = _conflict("certificate", item.name)
             continue
         try:
+            resourcelimits.check_certificate(item.spec)
             entry: ManagedCertificate = _entry(ManagedCertificate, item, CERTIFICATE_FIELDS)
             certs = [*config.certificates, entry]
             candidate = config.model_copy(update={"certificates": certs})
@@ -119,6 +121,7 @@ def _add_tenants(config: Config, items: Sequence[Declared],
             verdicts[item.name] = _conflict("tenant", item.name)
             continue
         try:
+            resourcelimits.check_tenant(item.spec)
             entry: Tenant = _entry(Tenant, item, TENANT_FIELDS)
             tenants = [*config.tenants, entry]
             candidate = config.model_copy(update={"tenants": tenants})
