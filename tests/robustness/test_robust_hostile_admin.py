@@ -14,6 +14,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -228,9 +229,30 @@ WRONG_METHODS = [("PUT", "/tenants"), ("DELETE", "/tenants"), ("PATCH", "/tenant
 async def test_wrong_method_is_a_problem(admin: Admin, method: str, path: str) -> None:
     res = await admin.send(method, path)
     problem(res, 405)
-    res = await admin.send(method, path, auth=None)
-    assert res.status_code in (401, 405), res.text
-    assert res.headers["content-type"].startswith(PROBLEM)
+    problem(await admin.send(method, path, auth=None), 405)
+
+
+@pytest.mark.parametrize("path", ["/", "/nothing", "/tenants/a/b", "/tenants/a/rotate/x",
+                                  "/certificates/web", "/inventory/x", "/../directory"])
+async def test_unknown_admin_paths_are_404(admin: Admin, path: str) -> None:
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        res = await admin.send(method, path)
+        if path == "/../directory":  # the client removes the dot segment: not ours
+            continue
+        problem(res, 404)
+
+
+async def test_admin_off_answers_404_to_every_method(tmp_path: Path) -> None:
+    """No ``admin:`` section: the API does not exist, whatever the method (a 405 would
+    tell it does)."""
+    port = procs.free_port()
+    cfg = base_config(tmp_path, port, issuers=[{"name": "local", "type": "local-ca"}])
+    with running(tmp_path, write_config(tmp_path, cfg), port) as repo:
+        async with httpx.AsyncClient(verify=repo.ssl_context(), timeout=60) as http:
+            for method, path in [*ENDPOINTS, *WRONG_METHODS]:
+                res = await http.request(method, f"{repo.base_url}/admin/v1{path}",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+                problem(res, 404)
 
 
 # --- the credentials, force and concurrency -----------------------------------------------

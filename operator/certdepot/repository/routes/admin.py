@@ -203,7 +203,7 @@ async def tenant_delete(request: Request) -> Response:
     return json_response({"tenant": name, "accountsDeactivated": n})
 
 
-routes = [
+_api = [
     Route("/admin/v1/certificates/{name}/rotate", rotate, methods=["POST"]),
     Route("/admin/v1/inventory", inventory_doc, methods=["GET"]),
     Route("/admin/v1/tenants", tenant_list, methods=["GET"]),
@@ -211,3 +211,16 @@ routes = [
     Route("/admin/v1/tenants/{name}/rotate", tenant_rotate, methods=["POST"]),
     Route("/admin/v1/tenants/{name}", tenant_delete, methods=["DELETE"]),
 ]
+
+
+async def other_method(request: Request) -> Response:
+    """Any other request under /admin/: 404 while the admin API is off (a 405 would tell
+    that it exists), else 405 for a known path and 404 for the rest."""
+    if repo_of(request).config.admin is not None and any(
+            r.path_regex.fullmatch(request.scope["path"]) for r in _api):
+        raise AcmeProblem("malformed", "method not allowed", status=405)
+    raise AcmeProblem("malformed", "no such resource", status=404)
+
+
+routes = [*_api, Route("/admin/{rest:path}", other_method,
+                       methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])]
