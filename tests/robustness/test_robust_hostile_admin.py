@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from repository_harness import RepoProcess, base_config, running, write_config
 
 from certdepot.acme import crypto
 from certdepot.acme.client import AcmeClient
+from certdepot.repository import tenants
+from certdepot.repository.routes import admin as admin_routes
 from certdepot.testenv import procs
 
 TOKEN = "admin-token-" + "z" * 40
@@ -100,6 +106,22 @@ async def test_refused_without_the_token(admin: Admin, method: str, path: str,
     res = await admin.send(method, path, auth=auth, json={"name": "intruder"})
     problem(res, 401, "unauthorized")
     assert res.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_the_comparison_hides_the_tokens_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare_digest returns early when lengths differ: the API compares fixed-length
+    digests instead, so a timing attacker cannot learn the token's length either."""
+    compared: list[tuple[int, int]] = []
+    real = admin_routes.hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(admin_routes.hmac, "compare_digest", spy)
+    assert not admin_routes._same("x", TOKEN) and admin_routes._same(TOKEN, TOKEN)
+    assert not admin_routes._same("", TOKEN) and not admin_routes._same(TOKEN * 50, TOKEN)
+    assert compared and all(a == b == 32 for a, b in compared), compared
 
 
 async def test_a_header_too_large_is_refused_not_crashed(admin: Admin) -> None:
@@ -320,6 +342,56 @@ async def test_concurrent_create_makes_one_tenant(admin: Admin) -> None:
     for a in answers:
         if a.status_code == 409:
             problem(a, 409)
+
+
+# --- fuzz ----------------------------------------------------------------------------------
+
+FUZZ_EXAMPLES = 150
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_bodies = (st.binary(max_size=300)
+           | st.builds(lambda d: json.dumps(d).encode(), _json)
+           | st.builds(lambda n: json.dumps({"name": n}).encode(), st.text(max_size=60))
+           | st.builds(lambda r: json.dumps({"reason": r}).encode(), _json))
+_segments = st.text(max_size=40).map(lambda t: quote(t, safe=""))
+_queries = st.lists(st.tuples(st.sampled_from(["force", "stale", "x", "force[]"]),
+                              st.text(max_size=10)), max_size=3)
+_ctype = st.sampled_from(["application/json", "text/plain", "", "application/json; x=y",
+                          "APPLICATION/JSON"])
+
+
+def test_fuzzed_admin_requests_never_5xx(admin: Admin) -> None:
+    """Hypothesis over every admin endpoint: a fuzzed path segment, query, content type
+    and body, with the valid token. Never a 5xx; every refusal a problem document; a
+    tenant is created only under a name the store accepts; no error carries a key."""
+    seen: Counter[int] = Counter()
+    with httpx.Client(verify=admin.repo.ssl_context(), timeout=60) as http:
+
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(which=st.sampled_from(ENDPOINTS), name=_segments, query=_queries,
+               ctype=_ctype, body=_bodies)
+        def one(which: tuple[str, str], name: str, query: list[tuple[str, str]],
+                ctype: str, body: bytes) -> None:
+            method, path = which
+            path = path.replace("team-a", name or "x").replace("web", name or "x")
+            headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype}
+            res = http.request(method, admin.url + path, params=httpx.QueryParams(query),
+                               content=body,
+                               headers=headers)
+            seen[res.status_code] += 1
+            assert res.status_code < 500, (method, path, query, body, res.text)
+            if (res.status_code >= 400 and res.status_code != 405) or res.status_code == 404:
+                assert res.headers["content-type"].startswith(PROBLEM), res.headers
+                assert "eabHmacKey" not in res.text
+            if res.status_code == 201:
+                created = res.json()["tenant"]
+                tenants.check_name(created)
+                admin.minted.append(res.json()["eabHmacKey"])
+
+        one()
+    assert sum(seen.values()) == FUZZ_EXAMPLES and len(seen) > 2, seen
 
 
 async def test_the_log_holds_no_key_and_no_traceback(admin: Admin) -> None:
