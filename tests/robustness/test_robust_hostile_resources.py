@@ -264,3 +264,23 @@ def test_invalid_resources_and_foreign_secrets(kube: KubeEnv, depot: RepoProcess
         assert obj is not None and "do-not-leak" not in str(obj)
     log = Path(repo.proc.log_path).read_text()
     assert "Traceback" not in log and "do-not-leak" not in log, log[-3000:]
+
+
+def test_an_unexpected_error_in_one_resource_leaves_the_others(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a resource trips over (here a reference check raising KeyError for it),
+    it alone is Invalid."""
+    from certdepot.repository.config import Config
+
+    real = Config.check_references
+
+    def tripping(self: Config) -> None:
+        if any(t.name == "odd" for t in self.tenants):
+            raise KeyError("odd")
+        real(self)
+
+    monkeypatch.setattr(Config, "check_references", tripping)
+    merged = merge(file_config(), [], [Declared("odd", {}), Declared("fine", {})])
+    assert merged.tenants["odd"].reason == INVALID
+    assert merged.tenants["odd"].message == "spec: not usable (KeyError)"
+    assert merged.tenants["fine"].reason == ACCEPTED

@@ -108,6 +108,9 @@ def _add_certificates(config: Config, items: Sequence[Declared],
         except ValueError as exc:
             verdicts[item.name] = Verdict(INVALID, str(exc))
             continue
+        except Exception as exc:  # one odd resource must never stop the others applying
+            verdicts[item.name] = Verdict(INVALID, f"spec: not usable ({type(exc).__name__})")
+            continue
         config = candidate
         verdicts[item.name] = Verdict(ACCEPTED, "in force")
     return config
@@ -128,6 +131,9 @@ def _add_tenants(config: Config, items: Sequence[Declared],
             _check(candidate, "tenants", len(tenants) - 1)
         except ValueError as exc:
             verdicts[item.name] = Verdict(INVALID, str(exc))
+            continue
+        except Exception as exc:  # one odd resource must never stop the others applying
+            verdicts[item.name] = Verdict(INVALID, f"spec: not usable ({type(exc).__name__})")
             continue
         config = candidate
         verdicts[item.name] = Verdict(ACCEPTED, "in force")
