@@ -145,6 +145,15 @@ def test_bad_tenant_is_invalid_and_the_rest_applies(label: str, spec: Any, field
     assert merged.config.tenant("bad") is None
 
 
+def test_a_name_longer_than_the_store_keeps_is_invalid() -> None:
+    long = "n" * 201
+    merged = merge(file_config(), [Declared(long, {"dnsNames": NAMES, "issuer": "local"})],
+                   [Declared(long, {}), Declared("n" * 200, {})])
+    _invalid(merged.certificates[long], "metadata.name")
+    _invalid(merged.tenants[long], "metadata.name")
+    assert merged.tenants["n" * 200].reason == ACCEPTED
+
+
 def test_good_wildcards_and_durations_still_apply() -> None:
     merged = merge(file_config(), [Declared("w", {"dnsNames": ["*.w.example.test"],
                                                   "issuer": "local", "lifetime": "3650d",

@@ -90,6 +90,14 @@ def _spec(spec: Any) -> Mapping[str, Any]:
     return spec
 
 
+def check_name(name: str) -> None:
+    """A resource's name is the store's key: at most 200 characters (the API server allows
+    253), which a longer one would only fail at its first write, in the renewal loop."""
+    if len(name) > tenants.MAX_NAME:
+        raise ValueError(f"metadata.name: at most {tenants.MAX_NAME} characters for the "
+                         "repository")
+
+
 def check_certificate(spec: Any) -> None:
     spec = _spec(spec)
     _wildcards(_list(spec, "dnsNames", MAX_DNS_NAMES), "spec.dnsNames")

@@ -100,6 +100,7 @@ def _add_certificates(config: Config, items: Sequence[Declared],
             verdicts[item.name] = _conflict("certificate", item.name)
             continue
         try:
+            resourcelimits.check_name(item.name)
             resourcelimits.check_certificate(item.spec)
             entry: ManagedCertificate = _entry(ManagedCertificate, item, CERTIFICATE_FIELDS)
             certs = [*config.certificates, entry]
@@ -124,6 +125,7 @@ def _add_tenants(config: Config, items: Sequence[Declared],
             verdicts[item.name] = _conflict("tenant", item.name)
             continue
         try:
+            resourcelimits.check_name(item.name)
             resourcelimits.check_tenant(item.spec)
             entry: Tenant = _entry(Tenant, item, TENANT_FIELDS)
             tenants = [*config.tenants, entry]
