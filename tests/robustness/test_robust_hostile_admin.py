@@ -135,6 +135,15 @@ async def test_non_latin1_token_is_refused(admin: Admin) -> None:
     problem(res, 401, "unauthorized")
 
 
+async def test_a_refused_path_is_logged_quoted(admin: Admin) -> None:
+    """The refusal log names the path: control characters in it (a terminal escape, a
+    carriage return) must not reach the log raw."""
+    res = await admin.send("POST", "/tenants/x%1B%5B31mFORGED%0DLINE/rotate", auth=None)
+    problem(res, 401, "unauthorized")
+    log = admin.repo.proc.log_path.read_text()
+    assert "FORGED" in log and "\x1b" not in log and "FORGED\rLINE" not in log
+
+
 async def test_nothing_was_created_by_refused_requests(admin: Admin) -> None:
     names = {t["name"] for t in (await admin.send("GET", "/tenants")).json()["tenants"]}
     assert "intruder" not in names

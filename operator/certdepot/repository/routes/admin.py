@@ -52,7 +52,7 @@ def refusal(request: Request) -> Response | None:
         log.error("admin API: the configured token is unreadable or too short")
     if expected is not None and scheme.lower() == "bearer" and _same(given.strip(), expected):
         return None
-    log.warning("admin API: %s %s refused (no valid bearer token)", request.method,
+    log.warning("admin API: %s %r refused (no valid bearer token)", request.method,
                 request.url.path)
     return problem_response(
         repo, AcmeProblem("unauthorized", "admin API: a valid bearer token is required",
