@@ -37,14 +37,15 @@ RELEASE = "res"
 SERVICE_ACCOUNT = f"{RELEASE}-certdepot-repository"  # the chart's name for it
 
 
-def chart_rbac(kube: KubeEnv, workdir: Path) -> Path:
+def chart_rbac(kube: KubeEnv, workdir: Path, ns: str = NS) -> Path:
     """Apply the chart's repository ServiceAccount, Role and RoleBinding (as rendered with
-    kubernetesResources on) and return a kubeconfig holding that ServiceAccount's token."""
+    kubernetesResources on) in ``ns`` and return a kubeconfig holding that ServiceAccount's
+    token."""
     home = workdir / "helm"
     env = {**os.environ, "HELM_CONFIG_HOME": str(home / "c"), "HELM_CACHE_HOME": str(home / "k"),
            "HELM_DATA_HOME": str(home / "d")}
     out = subprocess.run(
-        [str(binary("helm")), "template", RELEASE, str(CHART), "--namespace", NS,
+        [str(binary("helm")), "template", RELEASE, str(CHART), "--namespace", ns,
          "--set", "repository.kubernetesResources.enabled=true",
          "--show-only", "templates/repository/serviceaccount.yaml",
          "--show-only", "templates/repository/rbac.yaml"],
@@ -52,7 +53,7 @@ def chart_rbac(kube: KubeEnv, workdir: Path) -> Path:
     docs = [d for d in yaml.safe_load_all(out) if d]
     assert {d["kind"] for d in docs} == {"ServiceAccount", "Role", "RoleBinding"}, out
     kube.kubectl("apply", "-f", "-", input=out)
-    return kube.kubeconfig_for(NS, SERVICE_ACCOUNT, workdir / "repository.kubeconfig")
+    return kube.kubeconfig_for(ns, SERVICE_ACCOUNT, workdir / "repository.kubeconfig")
 
 
 def certificate(name: str, **spec: Any) -> dict[str, Any]:

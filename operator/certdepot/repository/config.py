@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -25,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from certdepot.repository import configfile
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -458,6 +459,8 @@ class Config(_Model):
     admin: Admin | None = None  # the admin HTTP API (routes/admin.py); None: off
     # How often the file is checked for changes (livereload.py); 0 turns reloading off.
     config_reload_interval: Duration = timedelta(seconds=5)
+    # Largest configuration file read, at start and at each reload (configfile.py).
+    config_max_bytes: int = Field(default=configfile.MAX_BYTES, ge=1024)
     kubernetes: KubernetesResources = Field(default_factory=KubernetesResources)
 
     @property
@@ -553,15 +556,27 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         raise ConfigError("invalid configuration\n  " + "\n  ".join(lines)) from None
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, max_bytes: int | None = None) -> Config:
+    """The configuration in the file at ``path``: at most ``max_bytes`` (a reload passes the
+    running ``configMaxBytes``), or at start at most what the file's own ``configMaxBytes``
+    says (read up to configfile.START_MAX_BYTES first)."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raw = configfile.read_bytes(path, max_bytes or configfile.START_MAX_BYTES)
+    except configfile.ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None
+    return config_from_bytes(raw, path)
+
+
+def config_from_bytes(raw: bytes, path: Path) -> Config:
+    """The configuration in ``raw``, the content of the file at ``path``."""
+    try:
+        data = configfile.parse_yaml(raw, path)
+    except configfile.ConfigFileError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: (top level): expected a mapping")
     config = parse_config(data, str(path))
+    if len(raw) > config.config_max_bytes:
+        raise ConfigError(f"{path}: larger than configMaxBytes ({config.config_max_bytes})")
     config._source = path
     return config

@@ -35,8 +35,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from certdepot.repository import configfile
 from certdepot.repository.bootstrap import build_issuers
-from certdepot.repository.config import Config, ConfigError, load_config
+from certdepot.repository.config import Config, ConfigError, config_from_bytes
 from certdepot.repository.issuers import Issuer
 from certdepot.repository.state import Repo
 
@@ -44,7 +45,7 @@ log = logging.getLogger("certdepot.repository.livereload")
 
 #: Fields only read at start: a new value needs a restart.
 RESTART_ONLY = ("base_url", "listeners", "storage", "key_encryption_key", "limits",
-                "kubernetes", "config_reload_interval", "max_body_bytes")
+                "kubernetes", "config_reload_interval", "max_body_bytes", "config_max_bytes")
 
 
 def keep_restart_only(running: Config, new: Config) -> Config:
@@ -111,22 +112,34 @@ def fingerprint(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
 class FileWatcher:
-    """Polls the configuration file; hands each new valid content to ``on_change``."""
+    """Polls the configuration file; hands each new valid content to ``on_change``.
+
+    Each change is read once, within bounds (configfile.py: a regular file of at most the
+    running ``configMaxBytes``, UTF-8, YAML aliases bounded), and parsed from those bytes:
+    a file swapped between the hash and the parse cannot slip past either."""
 
     def __init__(self, repo: Repo, path: Path, on_change: Callable[[Config], None]) -> None:
         self.repo = repo
         self.path = path
         self.on_change = on_change
         self.seen = fingerprint(path)
-        self.hash = digest(path)
+        self.hash = self._digest()
+
+    def _read(self) -> bytes:
+        return configfile.read_bytes(self.path, self.repo.config.config_max_bytes)
+
+    def _digest(self) -> str | None:
+        try:
+            return hashlib.sha256(self._read()).hexdigest()
+        except configfile.ConfigFileError:
+            return None
+
+    def _rejected(self, exc: Exception) -> bool:
+        self.repo.count_reload("file", "rejected")
+        log.error("configuration file changed but is not usable; the previous "
+                  "configuration stays in force: %s", exc)
+        return False
 
     async def check(self) -> bool:
         """One poll; True when a new valid configuration was handed over."""
@@ -134,17 +147,19 @@ class FileWatcher:
         if now == self.seen:
             return False
         self.seen = now
-        content = await asyncio.to_thread(digest, self.path)
-        if content is None or content == self.hash:
+        try:
+            raw = await asyncio.to_thread(self._read)
+        except configfile.ConfigFileError as exc:
+            self.hash = None  # whatever comes next is new
+            return self._rejected(exc)
+        content = hashlib.sha256(raw).hexdigest()
+        if content == self.hash:
             return False
         self.hash = content
         try:
-            new = await asyncio.to_thread(load_config, self.path)
+            new = await asyncio.to_thread(config_from_bytes, raw, self.path)
         except ConfigError as exc:
-            self.repo.count_reload("file", "rejected")
-            log.error("configuration file changed but is not usable; the previous "
-                      "configuration stays in force: %s", exc)
-            return False
+            return self._rejected(exc)
         self.on_change(new)
         return True
 

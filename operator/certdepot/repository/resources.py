@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from certdepot.repository import resourcelimits
 from certdepot.repository.config import Config, ManagedCertificate, Tenant
 
 GROUP = "certdepot.io"
@@ -99,12 +100,17 @@ def _add_certificates(config: Config, items: Sequence[Declared],
             verdicts[item.name] = _conflict("certificate", item.name)
             continue
         try:
+            resourcelimits.check_name(item.name)
+            resourcelimits.check_certificate(item.spec)
             entry: ManagedCertificate = _entry(ManagedCertificate, item, CERTIFICATE_FIELDS)
             certs = [*config.certificates, entry]
             candidate = config.model_copy(update={"certificates": certs})
             _check(candidate, "certificates", len(certs) - 1)
         except ValueError as exc:
             verdicts[item.name] = Verdict(INVALID, str(exc))
+            continue
+        except Exception as exc:  # one odd resource must never stop the others applying
+            verdicts[item.name] = Verdict(INVALID, f"spec: not usable ({type(exc).__name__})")
             continue
         config = candidate
         verdicts[item.name] = Verdict(ACCEPTED, "in force")
@@ -119,12 +125,17 @@ def _add_tenants(config: Config, items: Sequence[Declared],
             verdicts[item.name] = _conflict("tenant", item.name)
             continue
         try:
+            resourcelimits.check_name(item.name)
+            resourcelimits.check_tenant(item.spec)
             entry: Tenant = _entry(Tenant, item, TENANT_FIELDS)
             tenants = [*config.tenants, entry]
             candidate = config.model_copy(update={"tenants": tenants})
             _check(candidate, "tenants", len(tenants) - 1)
         except ValueError as exc:
             verdicts[item.name] = Verdict(INVALID, str(exc))
+            continue
+        except Exception as exc:  # one odd resource must never stop the others applying
+            verdicts[item.name] = Verdict(INVALID, f"spec: not usable ({type(exc).__name__})")
             continue
         config = candidate
         verdicts[item.name] = Verdict(ACCEPTED, "in force")

@@ -62,11 +62,13 @@ MAX_NAME = 200
 
 def check_name(name: str) -> None:
     """A tenant name is what the configuration and URLs (``/admin/v1/tenants/NAME``) can
-    carry: 1-200 printable characters, no space, no ``/``."""
+    carry: 1-200 printable characters, no space, no ``/``, not ``.`` or ``..`` (URL dot
+    segments: clients remove them, so such a tenant could never be rotated or deleted by
+    URL, and ``%2E%2E`` would reach it while ``..`` does not)."""
     if not 0 < len(name) <= MAX_NAME or not name.isprintable() or any(
-            c.isspace() or c == "/" for c in name):
+            c.isspace() or c == "/" for c in name) or name in (".", ".."):
         raise BadTenantName(f"a tenant name is 1-{MAX_NAME} printable characters without "
-                            "spaces or '/'")
+                            "spaces or '/', other than '.' and '..'")
 
 
 class NoSuchTenant(Exception):

@@ -105,7 +105,8 @@ def test_an_invalid_file_is_rejected_and_counted(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     counted: list[tuple[str, str]] = []
     got: list[Config] = []
-    repo = types.SimpleNamespace(count_reload=lambda s, r: counted.append((s, r)))
+    repo = types.SimpleNamespace(count_reload=lambda s, r: counted.append((s, r)),
+                                 config=file_config())
     watcher = livereload.FileWatcher(repo, path, got.append)  # type: ignore[arg-type]
     assert not asyncio.run(watcher.check())  # unchanged
     data["tenants"][0]["download"] = ["missing"]

@@ -16,6 +16,7 @@ problem documents like the ACME API's (docs/operations.md, "Admin API").
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import json
 import logging
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from certdepot.acme import jsonparse
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import inventory, rotation, tenants
 from certdepot.repository.http import problem_response, read_body, repo_of
@@ -48,14 +50,21 @@ def refusal(request: Request) -> Response | None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if expected is None:
         log.error("admin API: the configured token is unreadable or too short")
-    if (expected is not None and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), expected.encode())):
+    if expected is not None and scheme.lower() == "bearer" and _same(given.strip(), expected):
         return None
-    log.warning("admin API: %s %s refused (no valid bearer token)", request.method,
+    log.warning("admin API: %s %r refused (no valid bearer token)", request.method,
                 request.url.path)
     return problem_response(
         repo, AcmeProblem("unauthorized", "admin API: a valid bearer token is required",
                           status=401), headers={"WWW-Authenticate": 'Bearer realm="certdepot"'})
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of the two tokens' SHA-256 digests: equal lengths, so not
+    even the token's length leaks through timing (``compare_digest`` returns early on a
+    length mismatch)."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
 
 
 def json_response(doc: object, status: int = 200) -> Response:
@@ -64,15 +73,36 @@ def json_response(doc: object, status: int = 200) -> Response:
 
 
 async def read_json_object(request: Request) -> dict[str, object]:
-    """The request's body: a small JSON object (empty body: ``{}``)."""
+    """The request's body: a small JSON object (empty body: ``{}``), parsed by the one
+    strict parser every client document goes through (UTF-8 only, no duplicate members, no
+    NaN, bounded depth): a duplicate ``name`` must not mean one thing to a proxy or audit
+    log and another here."""
     body = await read_body(request, MAX_ADMIN_BODY)
+    if not body:
+        return {}
+    ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise AcmeProblem("malformed", "the body must be JSON, sent with Content-Type: "
+                          "application/json", status=415)
     try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, RecursionError):
-        raise AcmeProblem("malformed", "the body must be a JSON object") from None
-    if not isinstance(doc, dict):
-        raise AcmeProblem("malformed", "the body must be a JSON object")
-    return doc
+        return jsonparse.loads_object(body, what="the body", max_bytes=MAX_ADMIN_BODY)
+    except jsonparse.JsonError as exc:
+        raise AcmeProblem("malformed", f"the body must be a JSON object ({exc})") from None
+
+
+#: ``?force=`` values; anything else is refused rather than read as "no".
+FORCE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False,
+         "": False}
+
+
+def force_of(request: Request) -> bool:
+    values = request.query_params.getlist("force")
+    if len(values) > 1 or any(k != "force" for k in request.query_params):
+        raise AcmeProblem("malformed", "the only query parameter is force=true|false, once")
+    value = FORCE.get(values[0].lower() if values else "")
+    if value is None:
+        raise AcmeProblem("malformed", "force must be true or false")
+    return value
 
 
 async def rotate(request: Request) -> Response:
@@ -158,7 +188,7 @@ async def tenant_delete(request: Request) -> Response:
         return refused
     repo = repo_of(request)
     name = request.path_params["name"]
-    force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+    force = force_of(request)
     try:
         n = await run_in_threadpool(
             functools.partial(tenants.delete_tenant, repo.store, name, force=force))
@@ -173,7 +203,7 @@ async def tenant_delete(request: Request) -> Response:
     return json_response({"tenant": name, "accountsDeactivated": n})
 
 
-routes = [
+_api = [
     Route("/admin/v1/certificates/{name}/rotate", rotate, methods=["POST"]),
     Route("/admin/v1/inventory", inventory_doc, methods=["GET"]),
     Route("/admin/v1/tenants", tenant_list, methods=["GET"]),
@@ -181,3 +211,16 @@ routes = [
     Route("/admin/v1/tenants/{name}/rotate", tenant_rotate, methods=["POST"]),
     Route("/admin/v1/tenants/{name}", tenant_delete, methods=["DELETE"]),
 ]
+
+
+async def other_method(request: Request) -> Response:
+    """Any other request under /admin/: 404 while the admin API is off (a 405 would tell
+    that it exists), else 405 for a known path and 404 for the rest."""
+    if repo_of(request).config.admin is not None and any(
+            r.path_regex.fullmatch(request.scope["path"]) for r in _api):
+        raise AcmeProblem("malformed", "method not allowed", status=405)
+    raise AcmeProblem("malformed", "no such resource", status=404)
+
+
+routes = [*_api, Route("/admin/{rest:path}", other_method,
+                       methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])]
