@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from certdepot.repository.config import AcmeIssuer, KeyEncryptionKey, parse_config
+from certdepot.repository.config import AcmeIssuer, parse_config
+from certdepot.repository.processconfig import KeyEncryptionKey
 from certdepot.testenv.provision import binary
 
 ROOT = Path(__file__).resolve().parents[2]

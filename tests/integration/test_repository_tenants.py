@@ -34,8 +34,8 @@ from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import listener_tls, tenants
 from certdepot.repository import store as tables
-from certdepot.repository.config import HttpsListener
 from certdepot.repository.keyvault import KeyVault
+from certdepot.repository.processconfig import HttpsListener
 from certdepot.repository.store import MIGRATIONS, Store
 from certdepot.testenv import procs
 from certdepot.testenv.postgres import PostgresEnv

@@ -6,208 +6,49 @@ problem, so :func:`load_config` turns every pydantic error into one :class:`Conf
 
 from __future__ import annotations
 
-import base64
-import os
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from certdepot.repository import configfile
+from certdepot.repository.configbase import (
+    ConfigError,
+    ConfigModel,
+    Duration,
+    KeyType,
+    parse_duration,
+    secret_from,
+)
+from certdepot.repository.processconfig import (
+    Admin,
+    KeyEncryptionKey,
+    KubernetesResources,
+    Limits,
+    Listeners,
+    Storage,
+    Validation,
+)
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"90d"``, ``"12h"``, ``"30m"``, ``"45s"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"not a duration (use e.g. 90d, 12h, 30m, 45s): {value!r}")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]
-
-
-class ConfigError(Exception):
-    """Configuration is unusable; the message names file, key path and problem."""
+# Re-exported: callers load a configuration and catch its error from this module.
+__all__ = ["Config", "ConfigError", "load_config", "parse_config", "parse_duration"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
-
-
-class HttpsListener(_Model):
-    address: str = "127.0.0.1:8443"
-    cert: Path | None = None
-    key: Path | None = None
-    # Generate a self-signed certificate (development, tests, a first look) and write it
-    # (not its key) to selfSignedCertFile so clients can trust it. Kept in the store (key
-    # sealed) and served again after a restart (listener_tls.py).
-    self_signed: bool = False
-    self_signed_cert_file: Path | None = None
-    self_signed_validity: Duration = timedelta(days=365)
-    # A new certificate is made at the first start this close to the stored one's end.
-    self_signed_renew_before: Duration = timedelta(days=30)
-
-    @model_validator(mode="after")
-    def _cert_source(self) -> HttpsListener:
-        if self.self_signed and (self.cert or self.key):
-            raise ValueError("give either cert+key or selfSigned, not both")
-        if not self.self_signed and bool(self.cert) != bool(self.key):
-            raise ValueError("cert and key must be given together")
-        if self.self_signed_renew_before >= self.self_signed_validity:
-            raise ValueError("selfSignedRenewBefore must be shorter than selfSignedValidity")
-        return self
-
-
-class HttpListener(_Model):
-    address: str
-
-
-class Listeners(_Model):
-    https: HttpsListener | None = None
-    # Plain HTTP: serves the repository API without TLS (behind a TLS-terminating proxy,
-    # or in tests) when https is absent.
-    http: HttpListener | None = None
-    # Plain HTTP for http-01 tokens of the repository's own upstream orders.
-    http01: HttpListener | None = None
-
-    @model_validator(mode="after")
-    def _some_api_listener(self) -> Listeners:
-        if self.https is None and self.http is None:
-            raise ValueError("need an https (or plain http) listener for the ACME API")
-        return self
-
-
-class Limits(_Model):
-    """What one client may send, hold or keep open (docs/operations.md, "Limits"). The
-    connection-level bounds are enforced by the HTTP protocol (httpproto), the rest by
-    quotas.py before anything is stored."""
-
-    # From a connection's first byte (or a request's) until its header block is complete;
-    # a connection that sends nothing at all is closed after this too.
-    header_read_timeout: Duration = timedelta(seconds=10)
-    # Request line plus header names and values.
-    max_header_bytes: int = Field(default=16384, ge=1024)
-    # From the end of the headers until the last body byte.
-    body_read_timeout: Duration = timedelta(seconds=30)
-    # Open connections from one client address; 0: unbounded (behind a proxy every
-    # client has the proxy's address).
-    connections_per_client: int = Field(default=256, ge=0)
-    identifiers_per_order: int = Field(default=100, ge=1)
-    # Accounts created with one EAB credential (one tenant), deactivated ones included.
-    accounts_per_eab_key: int = Field(default=100, ge=1)
-    # Accounts registered without EAB (eabRequired: false), all clients together,
-    # deactivated ones included.
-    accounts_without_eab: int = Field(default=10_000, ge=1)
-    # Orders still pending or ready (not expired) per account.
-    pending_orders_per_account: int = Field(default=300, ge=1)
-    # Nonces handed out and not yet used or expired, all clients together: beyond it the
-    # oldest are dropped (their holders get badNonce and retry with the fresh one).
-    max_outstanding_nonces: int = Field(default=100_000, ge=1000)
-    max_profile_length: int = Field(default=64, ge=1)
-    # An RFC 9773 CertID: base64url(AKI) "." base64url(serial), about 60 characters.
-    max_replaces_length: int = Field(default=256, ge=16)
-
-
-class Storage(_Model):
-    # sqlite:///path.db (default file), sqlite:// (in memory), postgresql+psycopg://...
-    url: str | None = None
-    # The URL read from a file (a mounted Secret), for URLs that carry a password.
-    url_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _load(self) -> Storage:
-        if self.url is not None and self.url_file is not None:
-            raise ValueError("give url or urlFile, not both")
-        if self.url_file is not None:
-            self.url = _secret_from(None, self.url_file, "url")
-        elif self.url is None:
-            self.url = "sqlite:///certdepot.db"
-        return self
-
-    @property
-    def database_url(self) -> str:
-        assert self.url is not None
-        return self.url
-
-
-class KeyEncryptionKey(_Model):
-    """Where the 256-bit key that wraps private keys at rest comes from."""
-
-    env: str | None = None
-    file: Path | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> KeyEncryptionKey:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env or file")
-        return self
-
-    def load(self) -> bytes:
-        if self.env is not None:
-            raw = os.environ.get(self.env)
-            if raw is None:
-                raise ConfigError(f"keyEncryptionKey.env: environment variable {self.env} unset")
-            where = f"environment variable {self.env}"
-        else:
-            assert self.file is not None
-            try:
-                raw = self.file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"keyEncryptionKey.file: cannot read {self.file}: "
-                                  f"{exc.strerror}") from None
-            where = str(self.file)
-        try:
-            key = base64.b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4), altchars=b"-_")
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise ConfigError(f"keyEncryptionKey: {where} must hold 32 bytes, base64-encoded")
-        return key
-
-
-def _secret_from(value: str | None, path: Path | None, what: str) -> str:
-    """A credential given inline or (for Kubernetes Secrets mounted as files) by path."""
-    if (value is None) == (path is None):
-        raise ValueError(f"give exactly one of {what} and {what}File")
-    if path is not None:
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"{what}File: cannot read {path}: {exc.strerror}") from None
-    assert value is not None
-    return value
-
-
-class EabCredentials(_Model):
+class EabCredentials(ConfigModel):
     kid: str
     hmac_key: str | None = None
     hmac_key_file: Path | None = None
 
     @model_validator(mode="after")
     def _load(self) -> EabCredentials:
-        self.hmac_key = _secret_from(self.hmac_key, self.hmac_key_file, "hmacKey")
+        self.hmac_key = secret_from(self.hmac_key, self.hmac_key_file, "hmacKey")
         return self
 
     @property
@@ -216,7 +57,7 @@ class EabCredentials(_Model):
         return self.hmac_key
 
 
-class Tsig(_Model):
+class Tsig(ConfigModel):
     name: str
     secret: str | None = None
     secret_file: Path | None = None
@@ -224,11 +65,11 @@ class Tsig(_Model):
 
     @model_validator(mode="after")
     def _load(self) -> Tsig:
-        self.secret = _secret_from(self.secret, self.secret_file, "secret")
+        self.secret = secret_from(self.secret, self.secret_file, "secret")
         return self
 
 
-class ChallengeSolver(_Model):
+class ChallengeSolver(ConfigModel):
     type: Literal["http-01", "dns-01"] = "http-01"
     # dns-01: RFC 2136 updates to this authoritative server
     server: str | None = None
@@ -244,7 +85,7 @@ class ChallengeSolver(_Model):
         return self
 
 
-class AcmeIssuer(_Model):
+class AcmeIssuer(ConfigModel):
     name: str
     type: Literal["acme"]
     directory: str
@@ -258,12 +99,12 @@ class AcmeIssuer(_Model):
     max_lifetime: Duration | None = None
 
 
-class LocalCaRoot(_Model):
+class LocalCaRoot(ConfigModel):
     cert: Path
     key: Path
 
 
-class LocalCaIssuer(_Model):
+class LocalCaIssuer(ConfigModel):
     name: str
     type: Literal["local-ca"]
     # Absent: generated once and kept (encrypted) in the store.
@@ -272,7 +113,7 @@ class LocalCaIssuer(_Model):
     lifetime: Duration = timedelta(days=90)
 
 
-class ImportedIssuer(_Model):
+class ImportedIssuer(ConfigModel):
     name: str
     type: Literal["imported"]
     warn_before: Duration = timedelta(days=14)
@@ -301,7 +142,7 @@ def _pattern(value: str) -> str:
         raise ValueError(f"{value!r}: {exc}") from None
 
 
-class ManagedCertificate(_Model):
+class ManagedCertificate(ConfigModel):
     name: str
     dns_names: list[str] = Field(min_length=1)
     issuer: str
@@ -319,7 +160,7 @@ class ManagedCertificate(_Model):
         return [_name(n) for n in names]
 
 
-class Delegation(_Model):
+class Delegation(ConfigModel):
     """RFC 9115 delegation offered to one tenant."""
 
     name: str
@@ -348,7 +189,7 @@ class Delegation(_Model):
         return template
 
 
-class Tenant(_Model):
+class Tenant(ConfigModel):
     name: str
     download: list[str] = Field(default_factory=list)
     # Managed certificates this tenant may revoke (ACME revokeCert signed by its account):
@@ -365,67 +206,7 @@ class Tenant(_Model):
         return [_pattern(p) for p in patterns]
 
 
-class Admin(_Model):
-    """The admin HTTP API (``/admin/v1/...``), authenticated by a bearer token read from a
-    file (a mounted Secret) or an environment variable at every request, so replacing the
-    Secret rotates the token without a restart. Absent: the admin API answers 404."""
-
-    token_file: Path | None = None
-    token_env: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Admin:
-        if (self.token_file is None) == (self.token_env is None):
-            raise ValueError("give exactly one of tokenFile and tokenEnv")
-        return self
-
-    def token(self) -> str | None:
-        """The current token, or None when unreadable or shorter than ADMIN_TOKEN_MIN."""
-        if self.token_env is not None:
-            value = os.environ.get(self.token_env, "")
-        else:
-            assert self.token_file is not None
-            try:
-                value = self.token_file.read_text()
-            except OSError:
-                return None
-        value = value.strip()
-        return value if len(value) >= ADMIN_TOKEN_MIN else None
-
-
-#: A shorter admin token is refused (treated as none): 32 characters of a random token.
-ADMIN_TOKEN_MIN = 32
-
-
-class Validation(_Model):
-    """How the repository checks a client's http-01 / dns-01 proof of control."""
-
-    http_port: int = 80
-    # Connect to this address for every name instead of resolving it (tests, split DNS).
-    resolve_to: str | None = None
-    dns_server: str | None = None
-    dns_port: int = 53
-    timeout_seconds: float = 10.0
-
-
-class KubernetesResources(_Model):
-    """Managed certificates and tenants declared as resources (RepositoryCertificate,
-    RepositoryTenant) on the repository's own cluster, merged with this file
-    (resources.py, kubewatch.py; docs/operations.md, "Declaring certificates and tenants
-    as resources")."""
-
-    resources: bool = False
-    # Where the resources and the tenants' EAB Secrets live. Absent: the namespace of the
-    # pod's ServiceAccount (in a cluster), else "default".
-    namespace: str | None = None
-    # Absent: the in-cluster ServiceAccount, else $KUBECONFIG / ~/.kube/config.
-    kubeconfig: Path | None = None
-    # Every resource is listed again (and its status refreshed: serial, notAfter,
-    # consumers, accounts) at least this often; a watch applies changes as they happen.
-    resync_interval: Duration = timedelta(seconds=30)
-
-
-class Config(_Model):
+class Config(ConfigModel):
     # The file this configuration was read from (load_config); the live reload watches it.
     _source: Path | None = PrivateAttr(default=None)
     base_url: str

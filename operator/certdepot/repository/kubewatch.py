@@ -36,7 +36,8 @@ from kubernetes.client.exceptions import ApiException
 
 from certdepot.repository import certstore, consumers, eabsecrets, leases, resources
 from certdepot.repository import store as tables
-from certdepot.repository.config import Config, KubernetesResources
+from certdepot.repository.config import Config
+from certdepot.repository.processconfig import KubernetesResources
 from certdepot.repository.resources import CERTIFICATES, GROUP, TENANTS, VERSION, Declared
 from certdepot.repository.state import Repo
 

@@ -27,8 +27,8 @@ from cryptography.x509.oid import NameOID
 
 from certdepot.acme import crypto
 from certdepot.repository import store as tables
-from certdepot.repository.config import HttpsListener
 from certdepot.repository.keyvault import KeyVault, KeyVaultError
+from certdepot.repository.processconfig import HttpsListener
 from certdepot.repository.store import Store
 
 log = logging.getLogger("certdepot.repository.server")

@@ -14,7 +14,7 @@ from certdepot.acme import challenges
 from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import orders as order_logic
 from certdepot.repository import store as tables
-from certdepot.repository.config import Validation
+from certdepot.repository.processconfig import Validation
 from certdepot.repository.state import Repo
 
 log = logging.getLogger("certdepot.repository.validation")

@@ -15,8 +15,9 @@ from repository_testkit import make_config
 
 from certdepot.acme import crypto
 from certdepot.repository import listener_tls
-from certdepot.repository.config import ConfigError, HttpsListener
+from certdepot.repository.config import ConfigError
 from certdepot.repository.keyvault import KeyVault
+from certdepot.repository.processconfig import HttpsListener
 from certdepot.repository.store import Store
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
