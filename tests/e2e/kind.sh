@@ -27,8 +27,8 @@ PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 NS=certdepot              # the chart's namespace; the examples keep cluster Secrets here
 RELEASE=certdepot
 IMAGE=certdepot:e2e
-PEBBLE_VERSION=$(sed -n 's/^PEBBLE_VERSION = "\(v[0-9.]*\)"$/\1/p' operator/certdepot/testenv/provision.py)
-PEBBLE_IMAGE=certdepot-e2e-pebble:${PEBBLE_VERSION:?cannot read PEBBLE_VERSION from provision.py}
+PEBBLE_VERSION=$(sed -n 's/^PEBBLE_VERSION = "\(v[0-9.]*\)"$/\1/p' operator/certdepot/testenv/pins.py)
+PEBBLE_IMAGE=certdepot-e2e-pebble:${PEBBLE_VERSION:?cannot read PEBBLE_VERSION from pins.py}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/certdepot-kind.XXXXXX")
 FORWARD_PID=
 

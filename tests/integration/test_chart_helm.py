@@ -616,12 +616,12 @@ def test_kind_render_is_accepted_by_the_api_server(helm: Helm, kube: Any, tmp_pa
 
 
 def test_kind_script_builds_the_pebble_version_the_tests_pin() -> None:
-    from certdepot.testenv.provision import PEBBLE_VERSION
+    from certdepot.testenv.pins import PEBBLE_VERSION
 
     script = (E2E / "kind.sh").read_text()
-    match = re.search(r"sed -n '(s/.*?/p)' operator/certdepot/testenv/provision.py", script)
-    assert match, "kind.sh no longer reads PEBBLE_VERSION from provision.py"
-    provision = ROOT / "operator" / "certdepot" / "testenv" / "provision.py"
+    match = re.search(r"sed -n '(s/.*?/p)' operator/certdepot/testenv/pins.py", script)
+    assert match, "kind.sh no longer reads PEBBLE_VERSION from pins.py"
+    provision = ROOT / "operator" / "certdepot" / "testenv" / "pins.py"
     out = subprocess.run(["sed", "-n", match.group(1), str(provision)], capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == PEBBLE_VERSION

@@ -20,12 +20,15 @@ def parse_duration(value: Any) -> timedelta:
     """``"90d"``, ``"12h"``, ``"30m"``, ``"45s"`` or a number of seconds."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            m = _DURATION.match(value)
+            if m:
+                return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    except OverflowError:  # beyond timedelta's ±999999999 days: a ValueError names the key
+        raise ValueError(f"duration out of range: {value!r}") from None
     raise ValueError(f"not a duration (use e.g. 90d, 12h, 30m, 45s): {value!r}")
 
 

@@ -83,6 +83,11 @@ def test_durations() -> None:
     assert parse_duration(45).total_seconds() == 45
     with pytest.raises(ValueError):
         parse_duration("1w")
+    # Beyond timedelta's range: a ValueError (a clear config error), not an OverflowError
+    # (hypothesis found -86399999913601 as an issuer's lifetime).
+    for huge in (-86_399_999_913_601, "99999999999999d"):
+        with pytest.raises(ValueError, match="out of range"):
+            parse_duration(huge)
 
 
 def test_keyvault_roundtrip_and_binding() -> None:
