@@ -69,8 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "own (no two share a download; 0: skip)")
     p.add_argument("--compare-sizes", type=lambda s: [int(x) for x in s.split(",")],
                    help="N for the cert-manager comparison (default 300,1000; --quick 20)")
-    p.add_argument("--cm-workers", type=int, default=5,
-                   help="cert-manager's --concurrent-workers (its default: 5)")
+    p.add_argument("--cm-workers", type=int, default=25,
+                   help="cert-manager's --concurrent-workers per controller (its own default "
+                        "is 5; 25 made it faster here: 9.3 against 6.9 certificates/s at "
+                        "N=300, while certdepot's operator handles every object at once)")
     p.add_argument("--cm-qps", type=float, default=10000.0,
                    help="cert-manager's --kube-api-qps and burst (its defaults 20 and 50 "
                         "throttle it; certdepot's operator has no client-side limit)")
