@@ -123,21 +123,24 @@ def _round(stack: Stack, api: Any, n: int, rep: int, timeout: float,
            profiling: Profiling) -> dict[str, Any]:
     """One cert-manager run, then certdepot's downloads, the floor, and delegated."""
     out: dict[str, Any] = {}
-    procstat.wait_quiet(_controllers(stack))
+    quiet = procstat.wait_quiet(_controllers(stack))
     out["cert-manager"] = run_cert_manager(stack, api, n, rep, timeout)
-    procstat.wait_quiet(_controllers(stack))
+    out["cert-manager"]["quiet_wait_s"] = round(quiet, 1)
+    quiet = procstat.wait_quiet(_controllers(stack))
     with profiling(f"operator-compare-downloads-{n}", rep == 0):
         out["downloads"] = distribution.run_downloads(
             stack, api, n, rep, managed_names(n), timeout, tag="cmpdl",
             repository=REPOSITORY, repository_process=REPOSITORY_PROCESS)
+    out["downloads"]["quiet_wait_s"] = round(quiet, 1)
     sample = distribution.sample_secret(api, n, "cmpdl")
     out["floor"] = distribution.run_baseline(stack, api, n, rep, sample, tag="cmpfloor")
-    procstat.wait_quiet(_controllers(stack))
+    quiet = procstat.wait_quiet(_controllers(stack))
     with profiling(f"operator-compare-delegated-{n}", rep == 0):
         out["delegated"] = delegated.run_delegated(
             stack, api, n, rep, DELEGATION_LOCAL, "local", timeout, tag="cmpdg",
             repository=REPOSITORY, repository_process=REPOSITORY_PROCESS,
             namespaces=NAMESPACES)
+    out["delegated"]["quiet_wait_s"] = round(quiet, 1)
     return out
 
 
@@ -159,6 +162,10 @@ def warm_up(stack: Stack, api: Any) -> None:
 
 def run_all(stack: Stack, api: Any, sizes: Sequence[int], repeats: int, say: Say,
             profiling: Profiling) -> dict[str, Any]:
+    # A restarted operator first resumes every object the earlier phases left (thousands
+    # in a full run): that must be over before anything is timed.
+    waited = procstat.wait_quiet(_controllers(stack), timeout=900)
+    say(f"controllers idle after {waited:.0f} s")
     warm_up(stack, api)
     out: dict[str, Any] = {}
     for n in sizes:
