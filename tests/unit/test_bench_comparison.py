@@ -115,3 +115,14 @@ def test_certificate_bodies_are_distinct_and_labelled() -> None:
 def test_cert_manager_args_lift_throttling() -> None:
     assert comparison.cert_manager_args(7, 5000) == [
         "--kube-api-qps=5000", "--kube-api-burst=5000", "--concurrent-workers=7"]
+
+
+def test_wait_quiet_returns_once_idle_and_gives_up_at_the_timeout() -> None:
+    import os
+
+    from bench import procstat
+
+    me = {"self": os.getpid()}
+    assert procstat.wait_quiet(me, below=100.0, window=0.05) < 1.0  # idle enough at once
+    # Never quiet below 0 cores: returns at the timeout, not later.
+    assert 0.2 <= procstat.wait_quiet(me, below=0.0, window=0.1, timeout=0.2) < 1.0
