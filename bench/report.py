@@ -205,7 +205,11 @@ def chart(r: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         print("matplotlib is not installed (pip install -e '.[bench]'): no chart")
         return None
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    comp = r.get("comparison") or {}
+    fig, axes = plt.subplots(2, 3 if comp else 2, figsize=(18 if comp else 12, 8))
+    if comp:
+        _comparison_panel(axes[0][2], comp)
+        axes[1][2].axis("off")
     ax = axes[0][0]
     dist = r.get("distribution") or {}
     if dist:
@@ -265,6 +269,24 @@ def chart(r: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _comparison_panel(ax: Any, comp: dict[str, Any]) -> None:
+    """(e): certificates/s of each system and the floor, per N (log scale)."""
+    from bench.comparison import SYSTEMS
+
+    ns = list(comp)
+    series = [*SYSTEMS, "floor"]
+    width = 0.8 / len(series)
+    for k, name in enumerate(series):
+        ys = [_median(comp[n]["summary"][name]["certs_per_s"]) or 0 for n in ns]
+        bars = ax.bar([i + (k - 1.5) * width for i in range(len(ns))], ys, width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(list(range(len(ns))), [f"N={n}" for n in ns])
+    ax.set_yscale("log")
+    ax.set_ylabel("certificates / s (log)")
+    ax.set_title("(e) cert-manager (CA issuer) vs certdepot")
+    ax.legend(fontsize=8, loc="upper left")
 
 
 def markdown(r: dict[str, Any]) -> str:
