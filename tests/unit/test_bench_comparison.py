@@ -66,7 +66,7 @@ def test_summary_medians_and_ratios() -> None:
     json.dumps(s)  # written as JSON as it is
 
 
-def test_targets_and_rows_from_the_comparison() -> None:
+def test_targets_and_rows_from_the_comparison(tmp_path: Path) -> None:
     results: dict[str, Any] = {"comparison": {"1000": {"rounds": _rounds(),
                                                        "summary": comparison.summarise(
                                                            _rounds())}}}
@@ -78,6 +78,9 @@ def test_targets_and_rows_from_the_comparison() -> None:
     text = report.table({**results, "targets": list(targets.values())})
     assert "(e) N=1000 cert-manager Certificates (CA ClusterIssuer): certs/s" in text
     assert "5.45x cert-manager" in text and "MISSED" in text and "MET" in text
+    chart = report.chart(results, tmp_path / "chart.png")
+    if chart is not None:  # matplotlib is the optional `bench` extra
+        assert chart.stat().st_size > 1000
 
 
 def test_floor_and_large_targets_from_distribution() -> None:
