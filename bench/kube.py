@@ -42,6 +42,9 @@ class ReadyWatch:
     _done: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     objects: dict[ItemKey, Mapping[str, Any]] = field(default_factory=dict)
+    # cert-manager's Certificates are watched the same way (cert-manager.io, v1).
+    group: str = GROUP
+    version: str = VERSION
 
     def start(self) -> ReadyWatch:
         self._thread = threading.Thread(target=self._run, name=f"watch-{self.plural}",
@@ -68,7 +71,7 @@ class ReadyWatch:
         selector = f"{RUN_LABEL}={self.run}"
 
         def relist() -> str:
-            listing = custom.list_cluster_custom_object(GROUP, VERSION, self.plural,
+            listing = custom.list_cluster_custom_object(self.group, self.version, self.plural,
                                                         label_selector=selector)
             self.own[("LIST", self.plural, "")] += 1
             for obj in listing.get("items", []):
@@ -82,8 +85,8 @@ class ReadyWatch:
                 self.own[("WATCH", self.plural, "")] += 1
                 remaining = max(1, int(deadline - time.monotonic()))
                 try:
-                    for event in w.stream(custom.list_cluster_custom_object, GROUP, VERSION,
-                                          self.plural, label_selector=selector,
+                    for event in w.stream(custom.list_cluster_custom_object, self.group,
+                                          self.version, self.plural, label_selector=selector,
                                           resource_version=version,
                                           timeout_seconds=min(remaining, 60)):
                         obj = event["object"]
@@ -117,7 +120,8 @@ class ReadyWatch:
 
 
 def create_all(api: Any, plural: str, bodies: Iterable[dict[str, Any]],
-               threads: int = 4) -> dict[ItemKey, float]:
+               threads: int = 4, group: str = GROUP, version: str = VERSION
+               ) -> dict[ItemKey, float]:
     """Create every body (namespaced custom objects); returns when each create was sent."""
     from kubernetes import client
 
@@ -127,7 +131,7 @@ def create_all(api: Any, plural: str, bodies: Iterable[dict[str, Any]],
     def create(body: dict[str, Any]) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         sent[(ns, name)] = time.monotonic()
-        custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
+        custom.create_namespaced_custom_object(group, version, ns, plural, body)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(create, bodies))

@@ -59,6 +59,15 @@ def facts() -> dict[str, Any]:
         except Exception as exc:  # a missing binary is a fact too
             binaries[name] = f"missing ({exc})"
     try:
+        from certdepot.testenv import certmanager_assets as cma
+
+        stamp = cma.controller_binary().with_suffix(".stamp")
+        # The controller has no --version; its provisioning stamp names version and origin.
+        binaries["cert-manager-controller"] = " ".join(stamp.read_text().split()[:2]) + \
+            f" ({cma.controller_binary()})"
+    except Exception as exc:
+        binaries["cert-manager-controller"] = f"missing ({exc})"
+    try:
         from certdepot.testenv.system import find_pg_bindir
 
         bindir = find_pg_bindir()

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import report
+from bench import report, rotation
 
 
 def main() -> int:
@@ -37,7 +37,10 @@ def main() -> int:
     if args.publish:
         here = Path(__file__).resolve().parent
         (here / "RESULTS.json").write_text(out.read_text())
-        (here / "RESULTS.md").write_text(report.markdown(run))
+        md = here / "RESULTS.md"
+        old = md.read_text() if md.exists() else ""
+        # The rotation section comes from its own run (python -m bench.rotation): kept.
+        md.write_text(rotation.carry_section(report.markdown(run), old))
         report.chart(run, here / "results.png")
         print(f"published to {here}")
     return 0

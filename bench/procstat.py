@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -29,6 +30,20 @@ def rss_bytes(pid: int, key: str = "VmRSS") -> int:
 
 def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
+
+
+def wait_quiet(pids: dict[str, int], *, below: float = 0.1, window: float = 1.0,
+               timeout: float = 60.0) -> float:
+    """Until the processes together use less than ``below`` cores over ``window`` seconds
+    (work left from the previous run); returns the seconds waited (``timeout`` at most)."""
+    began = time.monotonic()
+    while True:
+        start = {n: cpu_seconds(p) for n, p in pids.items()}
+        time.sleep(window)
+        used = sum(cpu_seconds(p) - start[n] for n, p in pids.items())
+        waited = time.monotonic() - began
+        if used / window < below or waited >= timeout:
+            return waited
 
 
 @dataclass

@@ -27,8 +27,8 @@ def summarise(collapsed: Path, top: int = 25) -> str:
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
+        if not stack or not count.isdigit():
+            continue  # a frame name with a line break in it (py-spy's raw format)
         n = int(count)
         total += n
         frames = stack.split(";")
@@ -77,7 +77,7 @@ def hot(collapsed: Path, match: str = "certdepot/", top: int = 15) -> list[tuple
         return []
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
+        if not stack or not count.isdigit():
             continue
         total += int(count)
         for frame in {f for f in stack.split(";") if match in f}:

@@ -1,4 +1,5 @@
-"""The targets of issue 10, a plain-text table and a PNG chart from one results dict."""
+"""The targets of issues 10 and 21, a plain-text table and a PNG chart from one results
+dict."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"target": "<= 3 API write requests per certificate (without the API "
                               "server's own Lease renewals)", "measured": worst,
                     "unit": "writes/cert", "met": worst <= 3})
+    out += _floor_targets(dist, r.get("comparison") or {})
     tp = r.get("throughput") or {}
     for variant in ("sqlite",):
         lv = _level((tp.get("download") or {}).get(variant) or [], 16)
@@ -34,6 +36,15 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             rate = _median(lv["sessions_per_s"])
             out.append({"target": f">= 300 download sessions/s at 16 clients ({variant})",
                         "measured": rate, "unit": "sessions/s", "met": (rate or 0) >= 300})
+            p99 = lv["latency_s"]["p99"] * 1000
+            out.append({"target": f"download p99 <= 100 ms at 16 clients ({variant})",
+                        "measured": round(p99, 1), "unit": "ms", "met": p99 <= 100})
+    pg = _level((tp.get("download") or {}).get("postgresql") or [], 16)
+    sq = _level((tp.get("download") or {}).get("sqlite") or [], 16)
+    if pg and sq and _median(sq["sessions_per_s"]):
+        pct = (_median(pg["sessions_per_s"]) or 0) / (_median(sq["sessions_per_s"]) or 1) * 100
+        out.append({"target": "PostgreSQL downloads at 16 clients >= 80% of SQLite's",
+                    "measured": round(pct, 1), "unit": "%", "met": pct >= 80})
     plain = tp.get("plain") or {}
     for variant in ("repository-sqlite",):
         if not (plain.get(variant) and plain.get("pebble")):
@@ -54,6 +65,72 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
                     "measured": eco["orders_per_renewal"], "unit": "orders",
                     "met": ok})
     return out
+
+
+def _floor_targets(dist: dict[str, Any], comp: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 21's ratios: against cert-manager, against the floor, and at N=10,000."""
+    out: list[dict[str, Any]] = []
+    if "1000" in dist:
+        s = dist["1000"]["summary"]
+        rate, floor = _median(s["certs_per_s"]), _median(s["baseline_certs_per_s"])
+        pct = (rate or 0) / floor * 100 if floor else 0.0
+        out.append({"target": ">= 60% of the floor, 1000 CertificateDownloads (10 shared "
+                              "certificates)", "measured": round(pct, 1), "unit": "%",
+                    "met": pct >= 60})
+    if "10000" in dist:
+        s = dist["10000"]["summary"]
+        rss = max(s["operator_peak_rss_mb"]["values"] or [0])
+        out.append({"target": "N=10000: operator peak RSS <= 300 MB", "measured": rss,
+                    "unit": "MB", "met": rss <= 300})
+        if "1000" in dist:
+            big = _median(s["certs_per_s"]) or 0
+            small = _median(dist["1000"]["summary"]["certs_per_s"]) or 0
+            out.append({"target": "N=10000 rate not below the N=1000 rate",
+                        "measured": round(big, 1), "baseline_label": "N=1000",
+                        "baseline": small, "unit": "certs/s", "met": big >= small})
+    if "1000" in comp:
+        ratios = comp["1000"]["summary"]["ratios"]
+        x = ratios["downloads_vs_cert_manager_rate"] or 0.0
+        writes = ratios["writes_per_cert"]["downloads"]
+        out.append({"target": "N=1000 distinct CertificateDownloads/s >= 5x cert-manager's "
+                              "certificates/s, <= 3 writes/cert",
+                    "measured": x, "unit": f"x ({writes:.2f} writes/cert)",
+                    "met": x >= 5 and writes <= 3})
+        pct = ratios["pct_of_floor"]["downloads"]
+        out.append({"target": ">= 60% of the floor, 1000 distinct CertificateDownloads",
+                    "measured": pct, "unit": "%", "met": pct >= 60})
+    return out
+
+
+def comparison_rows(comp: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(e): per N, each system's rate, writes, share of the floor, CPU and peak RSS."""
+    from bench.comparison import CONTROLLER, SYSTEMS
+
+    labels = {"cert-manager": "cert-manager Certificates (CA ClusterIssuer)",
+              "downloads": "CertificateDownloads (distinct certificates)",
+              "delegated": "DelegatedCertificates (local-ca)"}
+    rows: list[tuple[str, str, str]] = []
+    for n, d in comp.items():
+        s, ratios = d["summary"], d["summary"]["ratios"]
+        for system in SYSTEMS:
+            x = s[system]
+            vs = ratios.get(f"{system}_vs_cert_manager_rate")
+            proc = CONTROLLER[system]
+            verbs = " ".join(f"{v}={c:.2f}" for v, c in x["by_verb_per_cert"].items())
+            rows.append((f"(e) N={n} {labels[system]}: certs/s",
+                         _fmt(x["certs_per_s"]),
+                         (f"{vs:.2f}x cert-manager, " if vs is not None else "")
+                         + f"{_fmt(x['pct_of_floor'], 0)} % of the floor"))
+            rows.append((f"(e) N={n} {system}: API writes/cert (requests by verb)",
+                         _fmt(x["writes_per_cert"], 2), verbs))
+            cpu = " ".join(f"{p} {_fmt(c)}" for p, c in x["cpu_s"].items()
+                           if (c.get("median") or 0) >= 0.05)
+            rows.append((f"(e) N={n} {system}: {proc} CPU s / peak RSS MB",
+                         _fmt(x["cpu_s"].get(proc)) + f" / {x['peak_rss_mb'].get(proc, 0):.0f}",
+                         "CPU s: " + cpu))
+        rows.append((f"(e) N={n} floor (one client writing the Secrets): certs/s",
+                     _fmt(s["floor"]["certs_per_s"]), ""))
+    return rows
 
 
 def _fmt(summary: dict[str, Any] | None, digits: int = 1) -> str:
@@ -85,6 +162,7 @@ def table(r: dict[str, Any]) -> str:
         n = d["runs"][0]["n"] if d["runs"] else 0
         rows.append((f"(b) delegated {label} N={n}: certs/s", _fmt(s["certs_per_s"]),
                      f"p50 {_fmt(s['p50_s'], 2)} s, p99 {_fmt(s['p99_s'], 2)} s"))
+    rows += comparison_rows(r.get("comparison") or {})
     tp = r.get("throughput") or {}
     for kind, groups in tp.items():
         for label, levels in groups.items():
@@ -101,7 +179,8 @@ def table(r: dict[str, Any]) -> str:
                      f"{eco['orders_at_pebble_while_serving']} serving",
                      f"per renewal {eco['orders_per_renewal']}"))
     for t in r.get("targets") or []:
-        base = f" (Pebble {t['baseline']:.1f})" if t.get("baseline") is not None else ""
+        base = (f" ({t.get('baseline_label', 'Pebble')} {t['baseline']:.1f})"
+                if t.get("baseline") is not None else "")
         m = t["measured"]
         shown = f"{m:.2f}" if isinstance(m, float) else str(m)
         rows.append(("target: " + t["target"], f"{shown} {t['unit']}{base}",
@@ -126,7 +205,11 @@ def chart(r: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         print("matplotlib is not installed (pip install -e '.[bench]'): no chart")
         return None
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    comp = r.get("comparison") or {}
+    fig, axes = plt.subplots(2, 3 if comp else 2, figsize=(18 if comp else 12, 8))
+    if comp:
+        _comparison_panel(axes[0][2], comp)
+        axes[1][2].axis("off")
     ax = axes[0][0]
     dist = r.get("distribution") or {}
     if dist:
@@ -186,6 +269,24 @@ def chart(r: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _comparison_panel(ax: Any, comp: dict[str, Any]) -> None:
+    """(e): certificates/s of each system and the floor, per N (log scale)."""
+    from bench.comparison import SYSTEMS
+
+    ns = list(comp)
+    series = [*SYSTEMS, "floor"]
+    width = 0.8 / len(series)
+    for k, name in enumerate(series):
+        ys = [_median(comp[n]["summary"][name]["certs_per_s"]) or 0 for n in ns]
+        bars = ax.bar([i + (k - 1.5) * width for i in range(len(ns))], ys, width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(list(range(len(ns))), [f"N={n}" for n in ns])
+    ax.set_yscale("log")
+    ax.set_ylabel("certificates / s (log)")
+    ax.set_title("(e) cert-manager (CA issuer) vs certdepot")
+    ax.legend(fontsize=8, loc="upper left")
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -200,6 +200,7 @@ class Stack:
         self.postgres: Any = None
         self.repositories: list[Repository] = []
         self.operator: Operator | None = None
+        self.cert_manager: Any = None  # certdepot.testenv.certmanager.CertManagerEnv
 
     # --- parts -----------------------------------------------------------------------
 
@@ -252,9 +253,12 @@ class Stack:
         return repo
 
     def start_operator(self, *, recheck_seconds: float = 600.0,
-                       renewal_info_seconds: float = 300.0) -> Operator:
+                       renewal_info_seconds: float = 300.0,
+                       download_reuse_seconds: float | None = None) -> Operator:
         kube = self._kube()
         health, metrics = procs.free_port(), procs.free_port()
+        extra = ([] if download_reuse_seconds is None
+                 else ["--download-reuse-seconds", str(download_reuse_seconds)])
         proc = procs.start(
             "operator",
             [sys.executable, "-m", "certdepot.cli", "operator", "run",
@@ -264,12 +268,24 @@ class Stack:
              "--health-port", str(health),
              "--recheck-seconds", str(recheck_seconds),
              "--renewal-info-seconds", str(renewal_info_seconds),
-             "--backoff-base-seconds", "1", "--backoff-cap-seconds", "4"],
+             "--backoff-base-seconds", "1", "--backoff-cap-seconds", "4", *extra],
             log_path=self.workdir / "logs" / f"operator-{time.time():.0f}.log",
             extra_env=child_env())
         proc.wait_for_url(f"http://127.0.0.1:{health}/readyz", timeout=90)
         self.operator = Operator(proc, metrics)
         return self.operator
+
+    def start_cert_manager(self, extra_args: list[str]) -> Any:
+        """cert-manager's controller against the same API server (out of cluster, as the
+        operator runs), its CRDs applied first."""
+        from certdepot.testenv.certmanager import CertManagerEnv
+
+        workdir = self.workdir / "cert-manager"
+        workdir.mkdir(parents=True, exist_ok=True)
+        cm = CertManagerEnv(self._kube(), workdir, extra_args=extra_args)
+        cm.start()
+        self.cert_manager = cm
+        return cm
 
     def stop_operator(self) -> None:
         if self.operator is not None:
@@ -307,6 +323,8 @@ class Stack:
         for repo in self.repositories:
             if repo.proc is not None:
                 out[f"repository-{repo.name}"] = repo.pid
+        if self.cert_manager is not None and self.cert_manager.controller is not None:
+            out["cert-manager-controller"] = self.cert_manager.controller.pid
         if self.kube is not None and self.kube.apiserver and self.kube.etcd:
             out["kube-apiserver"] = self.kube.apiserver.pid
             out["etcd"] = self.kube.etcd.pid
@@ -320,12 +338,17 @@ class Stack:
         found: list[procs.ManagedProcess | None] = [
             self.operator.proc if self.operator else None]
         found += [r.proc for r in self.repositories]
+        if self.cert_manager is not None:
+            found.append(self.cert_manager.controller)
         if self.kube is not None:
             found += [self.kube.apiserver, self.kube.etcd]
         return [p for p in found if p is not None]
 
     def close(self, keep: bool = False) -> None:
         self.stop_operator()
+        if self.cert_manager is not None:
+            self.cert_manager.stop()
+            self.cert_manager = None
         for repo in self.repositories:
             repo.stop()
         for pebble in self.pebbles:

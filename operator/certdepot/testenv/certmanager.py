@@ -28,7 +28,8 @@ from certdepot.testenv import procs
 from certdepot.testenv.certmanager_assets import controller_binary, crd_files
 from certdepot.testenv.kube import KubeEnv
 
-__all__ = ["CertManagerEnv", "acme_issuer", "certificate", "condition", "eab_secret"]
+__all__ = ["CertManagerEnv", "acme_issuer", "ca_cluster_issuer", "ca_secret", "certificate",
+           "condition", "eab_secret"]
 
 
 class CertManagerEnv(procs.Service):
@@ -191,14 +192,31 @@ def acme_issuer(namespace: str, name: str, *, server: str, ca_pem: bytes, eab_ki
     }
 
 
+def ca_secret(namespace: str, name: str, cert_pem: bytes, key_pem: bytes) -> dict[str, Any]:
+    """The Secret a CA issuer signs with (in the cluster resource namespace for a
+    ClusterIssuer)."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"tls.crt": base64.b64encode(cert_pem).decode(),
+                     "tls.key": base64.b64encode(key_pem).decode()}}
+
+
+def ca_cluster_issuer(name: str, secret_name: str) -> dict[str, Any]:
+    """A ClusterIssuer that signs locally with the CA in ``secret_name``."""
+    return {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+            "metadata": {"name": name}, "spec": {"ca": {"secretName": secret_name}}}
+
+
 def certificate(namespace: str, name: str, dns_names: Sequence[str], *, issuer: str,
-                secret_name: str | None = None, **spec: Any) -> dict[str, Any]:
-    """A Certificate from the namespaced Issuer ``issuer`` (ECDSA P-256 key)."""
+                secret_name: str | None = None, issuer_kind: str = "Issuer",
+                **spec: Any) -> dict[str, Any]:
+    """A Certificate from the Issuer (or ClusterIssuer) ``issuer`` (ECDSA P-256 key)."""
     return {
         "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"secretName": secret_name or f"{name}-tls", "dnsNames": list(dns_names),
-                 "issuerRef": {"name": issuer, "kind": "Issuer", "group": "cert-manager.io"},
+                 "issuerRef": {"name": issuer, "kind": issuer_kind,
+                               "group": "cert-manager.io"},
                  "privateKey": {"algorithm": "ECDSA", "size": 256}, **spec},
     }
 
