@@ -190,7 +190,7 @@ def describe(n: int, rep: int, r: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-# --- pure: summaries and ratios (tests/unit/test_bench_comparison.py) ----------------------
+# --- pure: summaries and ratios (tests/unit/test_bench_comparison_report.py) ----------------------
 
 def _median(values: Iterable[float]) -> float:
     listed = list(values)
