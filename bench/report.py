@@ -322,10 +322,12 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
               "", "Binaries: " + "; ".join(f"{k}: {v}" for k, v in binaries.items()) + "."]
     for phase, info in (r.get("phase_runs") or {}).items():
+        why = ("after it failed in the main run (`phase_runs` in RESULTS.json says why)"
+               if info.get("main_run_error") else
+               "replacing the main run's figures for that phase (re-run on a quieter machine)")
         lines += ["", f"Phase {phase} comes from a separate run of only that phase, "
                   f"{info.get('started')} to {info.get('finished')} (load average at start "
-                  f"{_load((info.get('load_average') or {}).get('start'))}), after it failed "
-                  "in the main run (`phase_runs` in RESULTS.json says why)."]
+                  f"{_load((info.get('load_average') or {}).get('start'))}), {why}."]
     if r.get("errors"):
         lines += ["", "Phases that failed in this run: " + ", ".join(r["errors"]) + "."]
     return "\n".join(lines) + "\n"
