@@ -16,7 +16,7 @@ declared only as a resource, except through that resource's ``allowedTenants``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,45 +92,36 @@ def _conflict(kind: str, name: str) -> Verdict:
                              "which wins; rename the resource or remove the file's entry")
 
 
-def _add_certificates(config: Config, items: Sequence[Declared],
-                      verdicts: dict[str, Verdict]) -> Config:
-    in_file = {c.name for c in config.certificates}
+@dataclass(frozen=True)
+class _Section:
+    """One configuration list that resources add to: its key, its model and fields, the
+    word for it in a Conflict message and the spec check that runs before the model."""
+
+    key: str
+    kind: str
+    model: type[BaseModel]
+    fields: Sequence[str]
+    check_spec: Callable[[Any], None]
+
+
+_CERTIFICATES = _Section("certificates", "certificate", ManagedCertificate,
+                         CERTIFICATE_FIELDS, resourcelimits.check_certificate)
+_TENANTS = _Section("tenants", "tenant", Tenant, TENANT_FIELDS, resourcelimits.check_tenant)
+
+
+def _add(config: Config, section: _Section, items: Sequence[Declared],
+         verdicts: dict[str, Verdict]) -> Config:
+    in_file = {entry.name for entry in getattr(config, section.key)}
     for item in sorted(items, key=lambda i: i.name):
         if item.name in in_file:
-            verdicts[item.name] = _conflict("certificate", item.name)
+            verdicts[item.name] = _conflict(section.kind, item.name)
             continue
         try:
             resourcelimits.check_name(item.name)
-            resourcelimits.check_certificate(item.spec)
-            entry: ManagedCertificate = _entry(ManagedCertificate, item, CERTIFICATE_FIELDS)
-            certs = [*config.certificates, entry]
-            candidate = config.model_copy(update={"certificates": certs})
-            _check(candidate, "certificates", len(certs) - 1)
-        except ValueError as exc:
-            verdicts[item.name] = Verdict(INVALID, str(exc))
-            continue
-        except Exception as exc:  # one odd resource must never stop the others applying
-            verdicts[item.name] = Verdict(INVALID, f"spec: not usable ({type(exc).__name__})")
-            continue
-        config = candidate
-        verdicts[item.name] = Verdict(ACCEPTED, "in force")
-    return config
-
-
-def _add_tenants(config: Config, items: Sequence[Declared],
-                 verdicts: dict[str, Verdict]) -> Config:
-    in_file = {t.name for t in config.tenants}
-    for item in sorted(items, key=lambda i: i.name):
-        if item.name in in_file:
-            verdicts[item.name] = _conflict("tenant", item.name)
-            continue
-        try:
-            resourcelimits.check_name(item.name)
-            resourcelimits.check_tenant(item.spec)
-            entry: Tenant = _entry(Tenant, item, TENANT_FIELDS)
-            tenants = [*config.tenants, entry]
-            candidate = config.model_copy(update={"tenants": tenants})
-            _check(candidate, "tenants", len(tenants) - 1)
+            section.check_spec(item.spec)
+            entries = [*getattr(config, section.key), _entry(section.model, item, section.fields)]
+            candidate = config.model_copy(update={section.key: entries})
+            _check(candidate, section.key, len(entries) - 1)
         except ValueError as exc:
             verdicts[item.name] = Verdict(INVALID, str(exc))
             continue
@@ -164,7 +155,7 @@ def merge(file: Config, certificates: Sequence[Declared], tenants: Sequence[Decl
     """The configuration in force: the file's, plus every resource that neither conflicts
     with it nor fails validation; and a verdict for each resource."""
     merged = Merged(file)
-    config = _add_certificates(file, certificates, merged.certificates)
-    config = _add_tenants(config, tenants, merged.tenants)
+    config = _add(file, _CERTIFICATES, certificates, merged.certificates)
+    config = _add(config, _TENANTS, tenants, merged.tenants)
     merged.config = _allowed_tenants(config, certificates, merged.certificates)
     return merged
