@@ -34,6 +34,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from certdepot.acme import timefmt
 from certdepot.repository import certstore, consumers, eabsecrets, leases, resources
 from certdepot.repository import store as tables
 from certdepot.repository.config import Config
@@ -77,11 +78,7 @@ def describe(exc: Exception) -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _rfc3339(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timefmt.rfc3339(dt.datetime.now(dt.UTC))
 
 
 def ready(old: dict[str, Any], ok: bool, reason: str, message: str, generation: int
@@ -232,7 +229,7 @@ class KubeWatch:
             status["conditions"] = ready(old, False, "Pending", str(why), generation)
             return status
         status["serial"] = str(cur["serial"])
-        status["notAfter"] = _rfc3339(float(cur["not_after"]))
+        status["notAfter"] = timefmt.rfc3339(float(cur["not_after"]))
         status["conditions"] = ready(old, True, "Issued", f"serial {cur['serial']} valid "
                                      f"until {status['notAfter']}", generation)
         return status
