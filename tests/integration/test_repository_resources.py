@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -242,3 +243,41 @@ def test_the_charts_role_grants_this_much_and_no_more(kube: KubeEnv, depot: Any,
     other = kube.kubectl("auth", "can-i", verb, *resource.split(), "-n", "default",
                          check=False, kubeconfig=as_repository)
     assert other.stdout.strip() == "no", f"{verb} {resource} granted outside {NS}"
+
+
+def test_inventory_lists_the_declared_certificates_too(kube: KubeEnv, depot: Any) -> None:
+    repo, workdir = depot
+    apply(kube, certificate("listed", dnsNames=["listed.res.test"], issuer="local"))
+    wait_condition(kube, "repositorycertificate", "listed", NS, status="True", proc=repo.proc)
+    res = cli(workdir, repo.config_path, "inventory", "--json")
+    names = {e["name"] for e in json.loads(res.stdout)}
+    assert {"shop", "listed"} <= names, names  # the file's and the resource's
+    issued = next(e for e in json.loads(res.stdout) if e["name"] == "listed")
+    assert issued["current"] is not None and issued["dns_names"] == ["listed.res.test"]
+
+
+def test_no_more_resources_are_read_than_max_resources(
+        kube: KubeEnv, crds_applied: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing reads pages and stops past the cap, on the real API server's paging."""
+    from certdepot.repository import kubewatch
+    from certdepot.repository.processconfig import KubernetesResources
+
+    ns = "depot-many"
+    kube.kubectl("create", "namespace", ns)
+    try:
+        many = [{**tenant(f"t{i:02d}"), "metadata": {"name": f"t{i:02d}", "namespace": ns}}
+                for i in range(7)]
+        apply(kube, *many)
+        monkeypatch.setattr(kubewatch, "PAGE", 2)
+        cfg = KubernetesResources(resources=True, namespace=ns, kubeconfig=kube.kubeconfig,
+                                  max_resources=3)
+        with kubewatch.api_client(cfg) as client:
+            custom = kubewatch.kubernetes.client.CustomObjectsApi(client)
+            listed = kubewatch.list_bounded(custom, ns, "repositorytenants", 3)
+            everything = kubewatch.list_bounded(custom, ns, "repositorytenants", 100)
+        assert [o["metadata"]["name"] for o in listed] == ["t00", "t01", "t02"]
+        assert len(everything) == 7
+        _, tenants = kubewatch.read_declared(cfg)
+        assert [t.name for t in tenants] == ["t00", "t01", "t02"]
+    finally:
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -313,7 +313,9 @@ def inventory(config_path: Path, as_json: bool, stale: bool) -> None:
     consumer with the serial it holds and its last check-in."""
     from certdepot.repository.inventory import collect
 
-    config = _load(config_path)
+    # The certificates declared as RepositoryCertificates too, as the server has them in
+    # force; what this says about reading them goes to stderr, so --json stays parseable.
+    config = resourcecli.with_resources(_load(config_path), lambda s: click.echo(s, err=True))
     store, _ = _open(config)
     try:
         entries = collect(config, store, stale=stale)

@@ -92,13 +92,36 @@ def ready(old: dict[str, Any], ok: bool, reason: str, message: str, generation: 
              "observedGeneration": generation, "lastTransitionTime": since or _now()}]
 
 
+#: Objects per list request: the list is read in pages, so a namespace holding more than
+#: ``kubernetes.maxResources`` objects is never loaded whole.
+PAGE = 500
+
+
+def list_bounded(custom: Any, namespace: str, plural: str, cap: int) -> list[dict[str, Any]]:
+    """The first ``cap`` objects of ``plural`` (by name, the API server's order), read page
+    by page; more than ``cap`` is logged and the rest left out."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, limit=min(PAGE, cap + 1 - len(items)),
+            **({"_continue": token} if token else {}))
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue") or None
+        if len(items) > cap:
+            log.warning("more than kubernetes.maxResources (%d) %s in %s: only the first %d "
+                        "(by name) apply", cap, plural, namespace, cap)
+            return items[:cap]
+        if not token:
+            return items
+
+
 def read_declared(cfg: KubernetesResources) -> tuple[list[Declared], list[Declared]]:
     """One list of both kinds (for the CLI: resourcecli.py)."""
     with api_client(cfg) as client:
         custom: Any = kubernetes.client.CustomObjectsApi(client)
         found = [[Declared(str(o["metadata"]["name"]), o.get("spec") or {})
-                  for o in custom.list_namespaced_custom_object(
-                      GROUP, VERSION, namespace_of(cfg), plural).get("items") or []]
+                  for o in list_bounded(custom, namespace_of(cfg), plural, cfg.max_resources)]
                  for plural in (CERTIFICATES, TENANTS)]
     return found[0], found[1]
 
@@ -144,9 +167,9 @@ class KubeWatch:
         return self.merged(file).config
 
     def _list(self) -> dict[str, list[dict[str, Any]]]:
-        return {plural: list(self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, plural).get("items") or [])
-            for plural in (CERTIFICATES, TENANTS)}
+        cap = self.repo.config.kubernetes.max_resources
+        return {plural: list_bounded(self.custom, self.namespace, plural, cap)
+                for plural in (CERTIFICATES, TENANTS)}
 
     def watch(self, plural: str, loop: asyncio.AbstractEventLoop, timeout: int) -> None:
         """Thread body: wake the loop at every event of ``plural`` until stopped."""

@@ -204,3 +204,8 @@ class KubernetesResources(ConfigModel):
     # Every resource is listed again (and its status refreshed: serial, notAfter,
     # consumers, accounts) at least this often; a watch applies changes as they happen.
     resync_interval: Duration = timedelta(seconds=30)
+    # At most this many RepositoryCertificates, and as many RepositoryTenants, are read and
+    # applied (the first by name, as the API server lists them); more are left out with a
+    # warning. Every pass merges and checks each resource against the others, so the count
+    # bounds the repository's memory and CPU whatever is written into its namespace.
+    max_resources: int = Field(default=5000, ge=1, le=1_000_000)

@@ -34,6 +34,15 @@ def effective(config: Config, echo: Callable[[str], None]) -> Config:
     if note is None:
         return config
     echo(note)
+    return with_resources(config, echo)
+
+
+def with_resources(config: Config, echo: Callable[[str], None]) -> Config:
+    """``config`` merged with the resources it can read (for the commands that only read,
+    such as ``inventory``: no note), or ``config`` itself when resources are off or cannot
+    be read (saying so)."""
+    if not config.kubernetes.resources:
+        return config
     try:
         # Imported only here: installs outside Kubernetes never load the client.
         from certdepot.repository import kubewatch, resources
