@@ -116,6 +116,23 @@ def list_bounded(custom: Any, namespace: str, plural: str, cap: int) -> list[dic
             return items
 
 
+def _condition(obj: dict[str, Any], status: dict[str, Any], ok: bool, reason: str,
+               message: str) -> dict[str, Any]:
+    """``status`` with its Ready condition (its time kept while the verdict stays)."""
+    status["conditions"] = ready(obj.get("status") or {}, ok, reason, message,
+                                 status["observedGeneration"])
+    return status
+
+
+def _opened(obj: dict[str, Any], verdict: resources.Verdict) -> tuple[dict[str, Any], bool]:
+    """A resource's new status, and whether the merge accepted it (if not, the status is
+    complete: Ready=False with the merge's reason)."""
+    status: dict[str, Any] = {"observedGeneration": int(obj["metadata"].get("generation") or 0)}
+    if verdict.accepted:
+        return status, True
+    return _condition(obj, status, False, verdict.reason, verdict.message), False
+
+
 def read_declared(cfg: KubernetesResources) -> tuple[list[Declared], list[Declared]]:
     """One list of both kinds (for the CLI: resourcecli.py)."""
     with api_client(cfg) as client:
@@ -234,14 +251,10 @@ class KubeWatch:
 
     def certificate_status(self, obj: dict[str, Any], verdict: resources.Verdict
                            ) -> dict[str, Any]:
-        name = str(obj["metadata"]["name"])
-        generation = int(obj["metadata"].get("generation") or 0)
-        old = obj.get("status") or {}
-        status: dict[str, Any] = {"observedGeneration": generation}
-        if not verdict.accepted:
-            status["conditions"] = ready(old, False, verdict.reason, verdict.message,
-                                         generation)
+        status, accepted = _opened(obj, verdict)
+        if not accepted:
             return status
+        name = str(obj["metadata"]["name"])
         store = self.repo.store
         cur = certstore.current_managed(store, name)
         total, _ = consumers.counts(self.repo, name, cur["id"] if cur else None)
@@ -249,44 +262,35 @@ class KubeWatch:
         if cur is None:
             state = store.get(tables.managed, name) or {}
             why = state.get("last_error") or "the repository is obtaining it"
-            status["conditions"] = ready(old, False, "Pending", str(why), generation)
-            return status
+            return _condition(obj, status, False, "Pending", str(why))
         status["serial"] = str(cur["serial"])
         status["notAfter"] = timefmt.rfc3339(float(cur["not_after"]))
-        status["conditions"] = ready(old, True, "Issued", f"serial {cur['serial']} valid "
-                                     f"until {status['notAfter']}", generation)
-        return status
+        return _condition(obj, status, True, "Issued",
+                          f"serial {cur['serial']} valid until {status['notAfter']}")
 
     # --- tenants -----------------------------------------------------------------------------
 
     def tenant_status(self, obj: dict[str, Any], verdict: resources.Verdict) -> dict[str, Any]:
+        status, accepted = _opened(obj, verdict)
+        if not accepted:
+            return status
         name = str(obj["metadata"]["name"])
         spec = obj.get("spec") or {}
-        generation = int(obj["metadata"].get("generation") or 0)
-        old = obj.get("status") or {}
-        status: dict[str, Any] = {"observedGeneration": generation}
-        if not verdict.accepted:
-            status["conditions"] = ready(old, False, verdict.reason, verdict.message,
-                                         generation)
-            return status
         secret, wanted = eabsecrets.secret_name(name, spec), eabsecrets.rotation_generation(spec)
         existing = self._read_secret(secret)
         if existing is not None and not eabsecrets.ours(existing, name):
             # Never overwrite a Secret the repository did not write for this tenant: a
             # tenant resource must not be a way to replace another Secret of the namespace
             # (the key-encryption key's, another tenant's).
-            status["conditions"] = ready(old, False, "SecretConflict", f"Secret {secret} "
-                                         "exists and was not written by the repository for "
-                                         "this tenant; choose another spec.eab.secretName",
-                                         generation)
-            return status
+            return _condition(obj, status, False, "SecretConflict",
+                              f"Secret {secret} exists and was not written by the repository "
+                              "for this tenant; choose another spec.eab.secretName")
         creds, minted = self.write_eab_secret(name, secret, existing, wanted)
         accounts = self.repo.store.count(tables.accounts, tables.accounts.c.tenant == name)
         status["accountsBound"] = accounts
         status["eab"] = {"keyID": creds.kid, "secretName": secret, "rotationGeneration": minted}
-        status["conditions"] = ready(old, True, "Ready", f"EAB credentials in Secret {secret} "
-                                     f"(key id {creds.kid})", generation)
-        return status
+        return _condition(obj, status, True, "Ready",
+                          f"EAB credentials in Secret {secret} (key id {creds.kid})")
 
     def _read_secret(self, name: str) -> dict[str, Any] | None:
         try:
