@@ -99,13 +99,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             for name, value in request.headers.multi_items()
             if name.lower() not in _BODY_HEADERS
         ]
-        return await self._exchange(
-            request,
-            str(request.url),
-            headers,
-            await request.aread(),
-            _timeout(request.extensions.get("timeout")),
+        content = await request.aread()
+        limits = _timeout(request.extensions.get("timeout"))
+        response = await self._exchange(
+            request.method, str(request.url), headers, content, limits, request
         )
+        return response
 
     async def send(
         self,
@@ -123,21 +122,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         bounds connecting and each read (a deadline for the whole exchange is the caller's).
         Subclasses may wrap it (metrics, extra headers).
         """
-        request = httpx.Request(method, url)
-        spec = aiohttp.ClientTimeout(total=None, sock_connect=io_timeout, sock_read=io_timeout)
-        return await self._exchange(request, url, list(headers.items()), content, spec)
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=io_timeout, sock_read=io_timeout)
+        return await self._exchange(method, url, list(headers.items()), content, limits)
 
     async def _exchange(
         self,
-        request: httpx.Request,
+        method: str,
         url: str,
         headers: list[tuple[str, str]],
         content: bytes | None,
         limits: aiohttp.ClientTimeout,
+        request: httpx.Request | None = None,
     ) -> httpx.Response:
         try:
             async with self._client().request(
-                request.method,
+                method,
                 url,
                 headers=headers,
                 data=content or None,
@@ -145,7 +144,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=limits,
             ) as answer:
                 body = await answer.read()
-                return httpx.Response(
+                response = _Response(
                     answer.status,
                     headers=list(answer.raw_headers),
                     content=body,
@@ -153,12 +152,32 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     extensions={"http_version": b"HTTP/1.1"},
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _httpx_error(exc, request) from exc
+            raise _httpx_error(exc, request or httpx.Request(method, url)) from exc
+        response.method_url = (method, url)
+        return response
 
     async def aclose(self) -> None:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+class _Response(httpx.Response):
+    """An httpx response whose ``request`` is built when first asked for: most answers are
+    never asked (a Link header or an error message is), and building one parses the URL
+    again: ~40 µs a request, ~6% of the client's CPU in a download session (py-spy)."""
+
+    method_url: tuple[str, str] = ("GET", "")
+
+    @property
+    def request(self) -> httpx.Request:
+        if self._request is None:
+            self._request = httpx.Request(*self.method_url)
+        return self._request
+
+    @request.setter
+    def request(self, value: httpx.Request) -> None:
+        self._request = value
 
 
 def _timeout(spec: Any) -> aiohttp.ClientTimeout:
