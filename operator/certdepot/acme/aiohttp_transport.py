@@ -120,7 +120,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
         ``headers`` are sent as given (aiohttp adds Host and Content-Length); ``io_timeout``
         bounds connecting and each read (a deadline for the whole exchange is the caller's).
-        Subclasses may wrap it (metrics, extra headers).
+        Subclasses may wrap it (metrics, extra headers); ``handle_async_request`` (under an
+        httpx client) does not pass through it.
         """
         limits = aiohttp.ClientTimeout(total=None, sock_connect=io_timeout, sock_read=io_timeout)
         return await self._exchange(method, url, list(headers.items()), content, limits)
