@@ -10,7 +10,7 @@ import gzip
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,3 +235,28 @@ async def _closed_port() -> str:
     probe.close()
     await probe.wait_closed()
     return f"http://127.0.0.1:{port}/dir"
+
+
+async def test_a_subclass_of_send_sees_every_request_the_client_makes(tmp_path: Path) -> None:
+    # The operator's gateway measures requests and adds consumer headers this way.
+    seen: list[tuple[str, int]] = []
+
+    class Counting(AiohttpTransport):
+        async def send(self, method: str, url: str, headers: Mapping[str, str],
+                       content: bytes | None = None, *,
+                       io_timeout: float | None = None) -> httpx.Response:
+            headers = {**headers, "Certdepot-Cluster": "c1"}
+            response = await super().send(method, url, headers, content,
+                                          io_timeout=io_timeout)
+            seen.append((method, response.status_code))
+            return response
+
+    async with tls_server(tmp_path, keep_answering) as server:
+        transport = Counting(str(server.ca_file))
+        async with AcmeClient(server.url, crypto.generate_private_key(),
+                              transport=transport) as acme:
+            await acme.directory()
+            await acme.new_nonce()
+    assert seen == [("GET", 200), ("HEAD", 200)]
+    assert all(b"certdepot-cluster: c1" in r.lower() for r in server.requests)
+    assert len(server.requests) == 2
