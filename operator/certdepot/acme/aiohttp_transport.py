@@ -8,7 +8,9 @@ asyncio directly, without anyio's locks and streams.
 
 What it keeps of httpx's transport, so the layer above sees no difference:
 
-- TLS verified with the given ``ssl.SSLContext`` (or a CA file, or ``True`` = system store);
+- TLS verified with the given ``ssl.SSLContext`` (or a CA file, or ``True``: httpx's own
+  default, certifi's bundle or ``SSL_CERT_FILE``);
+- with ``trust_env``, the proxy from ``HTTP(S)_PROXY`` (what an httpx client of its own used);
 - the request's httpx timeouts (connect, read, pool) become aiohttp's; the caller's outer
   deadline (``AcmeTransport``) still bounds a server trickling its answer;
 - keep-alive with an idle expiry (``keepalive_expiry``) shorter than the server's;
@@ -26,6 +28,8 @@ and the caller reads every one anyway.
 from __future__ import annotations
 
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,13 +48,12 @@ MAX_CONNECTIONS = 100
 _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
 
-def ssl_context(verify: Verify) -> ssl.SSLContext | bool:
-    """An ``ssl`` argument for aiohttp from httpx-style ``verify``."""
+def ssl_context(verify: Verify) -> ssl.SSLContext:
+    """The TLS context httpx builds for ``verify``: a CA file, or for ``True`` certifi's
+    bundle (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set), or no verification for ``False``."""
     if isinstance(verify, str | Path):
         return ssl.create_default_context(cafile=str(verify))
-    if verify is True:
-        return ssl.create_default_context()
-    return verify
+    return httpx.create_ssl_context(verify=verify)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -62,11 +65,24 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         *,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
         max_connections: int = MAX_CONNECTIONS,
+        trust_env: bool = False,
     ) -> None:
+        """``trust_env``: send through the proxy ``HTTP(S)_PROXY`` names (``NO_PROXY``
+        honoured), as an ``httpx.AsyncClient`` of its own does; never ``.netrc``."""
         self._ssl = ssl_context(verify)
         self._keepalive_expiry = keepalive_expiry
         self._max_connections = max_connections
+        self._proxies = urllib.request.getproxies_environment() if trust_env else {}
         self._session: aiohttp.ClientSession | None = None
+
+    def _proxy(self, url: str) -> str | None:
+        if not self._proxies:
+            return None
+        parts = urllib.parse.urlsplit(url)
+        proxy = self._proxies.get(parts.scheme)
+        if proxy and urllib.request.proxy_bypass(parts.hostname or ""):  # NO_PROXY
+            return None
+        return proxy
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -143,6 +159,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=content or None,
                 allow_redirects=False,
                 timeout=limits,
+                proxy=self._proxy(url),
             ) as answer:
                 body = await answer.read()
                 response = _Response(

@@ -176,7 +176,8 @@ class AcmeTransport:
         self._direct: AiohttpTransport | None = None
         self._http: httpx.AsyncClient | None = None
         if transport is None or isinstance(transport, AiohttpTransport):
-            self._direct = transport or AiohttpTransport(verify)
+            # Proxies from the environment, as the httpx.AsyncClient this replaces honoured.
+            self._direct = transport or AiohttpTransport(verify, trust_env=True)
         else:
             self._http = httpx.AsyncClient(
                 transport=transport,

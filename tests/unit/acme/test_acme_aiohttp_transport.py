@@ -260,3 +260,49 @@ async def test_a_subclass_of_send_sees_every_request_the_client_makes(tmp_path: 
     assert seen == [("GET", 200), ("HEAD", 200)]
     assert all(b"certdepot-cluster: c1" in r.lower() for r in server.requests)
     assert len(server.requests) == 2
+
+
+async def test_verify_true_trusts_ssl_cert_file_as_httpx_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with tls_server(tmp_path, keep_answering) as server:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
+        async with client(server.url, True) as acme:
+            assert (await acme.get(server.url)).status_code == 200
+        monkeypatch.delenv("SSL_CERT_FILE")
+        async with client(server.url, True, timeout=5) as acme:  # certifi's bundle
+            with pytest.raises(TlsError):
+                await acme.get(server.url)
+
+
+async def test_the_default_transport_uses_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines.append(head.split(b"\r\n", 1)[0])
+        body = (b'{"newNonce": "http://acme.invalid/n", "newAccount": "http://acme.invalid/a",'
+                b' "newOrder": "http://acme.invalid/o"}')
+        writer.write(answer(body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        # acme.invalid is never resolved: the request goes to the proxy, in absolute form.
+        async with AcmeClient("http://acme.invalid/dir", crypto.generate_private_key(),
+                              timeout=5) as acme:
+            assert (await acme.directory()).new_order == "http://acme.invalid/o"
+        assert lines == [b"GET http://acme.invalid/dir HTTP/1.1"]
+        monkeypatch.setenv("NO_PROXY", "acme.invalid")
+        transport = AiohttpTransport(True, trust_env=True)
+        assert transport._proxy("http://acme.invalid/dir") is None
+        assert AiohttpTransport(True)._proxy("http://other.invalid/") is None
+    finally:
+        server.close()
