@@ -1,4 +1,4 @@
-"""An async ACME client on httpx (RFC 8555, EAB, RFC 9773 ARI, profiles, certdepot's extensions).
+"""An async ACME client (RFC 8555, EAB, RFC 9773 ARI, profiles, certdepot's extensions).
 
 ::
 
@@ -11,7 +11,7 @@
 
 ``AcmeClient`` is assembled from three layers, each its own module:
 
-- ``transport.AcmeTransport``: one ``httpx.AsyncClient`` (pass
+- ``transport.AcmeTransport``: one connection pool (aiohttp, ``aiohttp_transport``; pass
   ``transport=httpx.ASGITransport(app)`` to talk to an in-process server), timeouts, the
   nonce pool and ``badNonce`` retry, signed POSTs, problem documents, ``Link`` and
   ``Retry-After`` parsing;

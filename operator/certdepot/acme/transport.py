@@ -1,9 +1,12 @@
-"""The ACME transport: one httpx connection pool, nonces, signed POSTs, problem documents.
+"""The ACME transport: one connection pool, nonces, signed POSTs, problem documents.
 
 ``AcmeTransport`` is the part of the client that speaks HTTP; the RFC 8555 client
 (``rfc8555.py``) and certdepot's extensions (``extensions.py``) build on it, and
-``client.AcmeClient`` is the class callers use. This is the one module of certdepot.acme
-that imports httpx.
+``client.AcmeClient`` is the class callers use. Requests and responses are httpx's types.
+Without a ``transport=`` (or with an ``aiohttp_transport.AiohttpTransport``) requests go
+straight to aiohttp (``aiohttp_transport``: the default, at less CPU); any other httpx
+transport (``httpx.ASGITransport`` to an in-process server in tests, a caller's wrapper)
+is driven through an ``httpx.AsyncClient``.
 
 - Every request has a timeout (``timeout=`` seconds) that also bounds a server trickling
   its answer; a kept-alive connection the server closed as we reused it is retried once.
@@ -11,7 +14,8 @@ that imports httpx.
   ``badNonce`` is re-signed with a fresh nonce and sent ``bad_nonce_retries`` more times.
 - Errors: a problem document is raised as ``AcmeProblem`` (``retry_after`` from the
   ``Retry-After`` header, else from the problem's ``retry-after`` member); no HTTP answer
-  is a ``transport_errors.TransportError`` chained from the httpx exception; an answer
+  is a ``transport_errors.TransportError`` chained from the httpx exception (the aiohttp
+  transport raises httpx's exceptions too, chained from aiohttp's); an answer
   that is not JSON where JSON is due is ``client_errors.BadResponse``.
 - Helpers: ``parse_links`` (``Link`` headers), ``retry_after_seconds`` (``Retry-After``).
 """
@@ -21,11 +25,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import json
 import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urljoin
@@ -33,6 +37,8 @@ from urllib.parse import urljoin
 import httpx
 
 from certdepot.acme import crypto, fields, jws
+from certdepot.acme.aiohttp_transport import AiohttpTransport
+from certdepot.acme.aiohttp_transport import Verify as Verify  # callers import it from here
 from certdepot.acme.client_errors import AccountRequired, BadResponse
 from certdepot.acme.messages import Directory
 from certdepot.acme.problems import AcmeProblem
@@ -47,7 +53,6 @@ from certdepot.acme.transport_errors import (
 JOSE_JSON = "application/jose+json"
 USER_AGENT = "certdepot-acme/0.1"
 
-Verify = bool | str | Path | ssl.SSLContext
 #: The HTTP types the layers above name without importing httpx themselves.
 Response = httpx.Response
 AsyncBaseTransport = httpx.AsyncBaseTransport
@@ -127,11 +132,9 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
-def _ssl_context(verify: Verify) -> bool | ssl.SSLContext:
-    if isinstance(verify, str | Path):
-        return ssl.create_default_context(cafile=str(verify))
-    return verify
-
+def _json_bytes(body: Mapping[str, Any]) -> bytes:
+    # Compact: the JWS members are base64url strings; spaces would only add bytes.
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class AcmeTransport:
@@ -167,13 +170,21 @@ class AcmeTransport:
         self.reconnects = 0  # requests re-sent after the server closed a reused connection
         self._nonces: deque[str] = deque(maxlen=32)
         self._directory: Directory | None = None
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            verify=_ssl_context(verify),
-            timeout=httpx.Timeout(timeout),
-            headers={"User-Agent": user_agent},
-            follow_redirects=False,
-        )
+        self._user_agent = user_agent
+        # Real sockets go through aiohttp directly (the CPU an httpx.AsyncClient adds is
+        # not spent); any other transport (ASGI in tests, a caller's) under httpx's client.
+        self._direct: AiohttpTransport | None = None
+        self._http: httpx.AsyncClient | None = None
+        if transport is None or isinstance(transport, AiohttpTransport):
+            # Proxies from the environment, as the httpx.AsyncClient this replaces honoured.
+            self._direct = transport or AiohttpTransport(verify, trust_env=True)
+        else:
+            self._http = httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(timeout),
+                headers={"User-Agent": user_agent},
+                follow_redirects=False,
+            )
 
     async def __aenter__(self) -> Self:
         return self
@@ -188,20 +199,41 @@ class AcmeTransport:
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self._http.aclose()
+        if self._direct is not None:
+            await self._direct.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     @property
     def jwk(self) -> dict[str, str]:
         """The account key's public JWK."""
         return jws.public_jwk(self.key)
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, url: str, content: bytes | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        if self._direct is not None:
+            headers.setdefault("Accept", "*/*")
+            headers["User-Agent"] = self._user_agent
+            return await self._direct.send(
+                method, url, headers, content, io_timeout=self.timeout
+            )
+        assert self._http is not None
+        return await self._http.request(method, url, content=content, headers=headers)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         try:
             # httpx bounds each phase (connect, each read...); the outer deadline also bounds a
             # server that trickles its answer byte by byte.
             async with asyncio.timeout(self.timeout):
                 try:
-                    response = await self._http.request(method, url, **kwargs)
+                    response = await self._request(method, url, content, dict(headers or {}))
                 except httpx.RemoteProtocolError:
                     # The server closed a kept-alive connection just as we reused it (its idle
                     # timeout raced our request, common when this process is busy). Send the
@@ -209,7 +241,7 @@ class AcmeTransport:
                     # request at most once, since its nonce is single use (a copy of one it
                     # did handle gets badNonce).
                     self.reconnects += 1
-                    response = await self._http.request(method, url, **kwargs)
+                    response = await self._request(method, url, content, dict(headers or {}))
         except (httpx.TimeoutException, TimeoutError) as exc:
             message = f"{method} {url} timed out after {self.timeout:g}s"
             raise Timeout(method, url, message) from exc
@@ -316,7 +348,7 @@ class AcmeTransport:
                 nonce=await self._take_nonce(),
                 kid=None if use_jwk else self.account_url,
             )
-            response = await self._send("POST", url, json=body, headers=headers)
+            response = await self._send("POST", url, _json_bytes(body), headers)
             try:
                 self._raise_for_problem(response)
             except AcmeProblem as problem:
