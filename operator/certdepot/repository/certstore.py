@@ -88,11 +88,14 @@ class KeyCache:
 
 
 def current_managed(store: Store, name: str) -> dict[str, Any] | None:
-    """The certificate currently served for managed entry ``name``."""
-    m = store.get(tables.managed, name)
-    if m is None or not m["current_cert_id"]:
-        return None
-    return store.get(tables.certificates, m["current_cert_id"])
+    """The certificate currently served for managed entry ``name`` (one statement: it is
+    read at every download finalize)."""
+    def build() -> Any:
+        c, m = tables.certificates, tables.managed
+        return (sa.select(c).select_from(m.join(c, c.c.id == m.c.current_cert_id))
+                .where(m.c.name == sa.bindparam("p_name")))
+
+    return store.first("current-managed", build, p_name=name)
 
 
 def set_current(store: Store, name: str, cert_id: str) -> None:
