@@ -26,6 +26,7 @@ from typing import Any
 
 from bench import procstat, stats
 from bench import throughput as tp
+from bench.profile import Recorder, summarise
 from bench.stack import CLUSTER_TENANT, DOMAIN, Repository, Stack, managed_names
 from certdepot.testenv import procs
 
@@ -69,7 +70,7 @@ def read_counts(pid: int, counts: Path) -> dict[str, int]:
     """The statement counts of ``pid`` and its worker processes (SIGUSR1: write them)."""
     total: dict[str, int] = {}
     for p in [pid, *_children(pid)]:
-        out = counts.with_name(f"{counts.stem}-{p}.json") if p != pid else counts
+        out = counts.with_name(f"{counts.stem}-{p}.json")
         if out.exists():
             out.unlink()
         os.kill(p, signal.SIGUSR1)
@@ -83,7 +84,9 @@ def read_counts(pid: int, counts: Path) -> dict[str, int]:
 
 
 async def windows(repo: Repository, counts: Path, kind: str, concurrency: int,
-                  seconds: float, repeats: int) -> list[dict[str, Any]]:
+                  seconds: float, repeats: int, profile: Path | None = None
+                  ) -> list[dict[str, Any]]:
+    """``profile``: py-spy's collapsed stacks of the first window (the first process)."""
     names = list(managed_names(10).values())
     session = (tp.download_session(names) if kind == "download"
                else tp.plain_session(f"plain.{DOMAIN}"))
@@ -100,9 +103,11 @@ async def windows(repo: Repository, counts: Path, kind: str, concurrency: int,
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
-        for _ in range(repeats):
+        for i in range(repeats):
             sql0, cpu0 = read_counts(repo.pid, counts), tree_cpu(repo.pid)
-            latencies, errors, elapsed = await tp._load(clients, session, seconds)
+            with (Recorder(repo.pid, profile, rate=200) if profile and i == 0
+                  else contextlib.nullcontext()):
+                latencies, errors, elapsed = await tp._load(clients, session, seconds)
             cpu1, sql1 = tree_cpu(repo.pid), read_counts(repo.pid, counts)
             done = max(len(latencies), 1)
             lat = stats.latency(latencies)
@@ -111,8 +116,10 @@ async def windows(repo: Repository, counts: Path, kind: str, concurrency: int,
                 "server_cpu_ms": round((cpu1 - cpu0) / done * 1000, 2),
                 "sql": {k: round((sql1.get(k, 0) - sql0.get(k, 0)) / done, 2)
                         for k in sorted(set(sql1) | set(sql0))},
-                "p50_ms": round(lat["p50"] * 1000), "p99_ms": round(lat["p99"] * 1000),
-                "errors": sum(errors.values()), "load": procstat.load_average()[0],
+                "p50_ms": round(lat["p50"] * 1000) if latencies else None,
+                "p99_ms": round(lat["p99"] * 1000) if latencies else None,
+                "errors": sum(errors.values()), "first_errors": dict(errors.most_common(2)),
+                "load": procstat.load_average()[0],
             })
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
@@ -121,7 +128,8 @@ async def windows(repo: Repository, counts: Path, kind: str, concurrency: int,
 
 def median_line(label: str, runs: list[dict[str, Any]]) -> str:
     def med(key: str) -> float:
-        return float(stats.summary([r[key] for r in runs])["median"])
+        values = [r[key] for r in runs if r[key] is not None]
+        return float(stats.summary(values)["median"]) if values else float("nan")
     sql_keys = sorted({k for r in runs for k in r["sql"] if " " not in k})
     sql = {k: stats.summary([r["sql"].get(k, 0) for r in runs])["median"] for k in sql_keys}
     statements = stats.summary([sum(v for k, v in r["sql"].items()
@@ -129,7 +137,8 @@ def median_line(label: str, runs: list[dict[str, Any]]) -> str:
                                 for r in runs])["median"]
     return (f"{label:34} {med('sessions_per_s'):6.1f}/s cpu {med('server_cpu_ms'):5.2f} ms "
             f"sql {statements:5.2f} {sql} p50 {med('p50_ms'):.0f} p99 {med('p99_ms'):.0f} ms "
-            f"errors {sum(r['errors'] for r in runs)} load {[r['load'] for r in runs]}")
+            f"errors {sum(r['errors'] for r in runs)} load {[r['load'] for r in runs]}"
+            + "".join(f"\n    {e}" for r in runs for e in r["first_errors"]))
 
 
 def main() -> int:
@@ -142,6 +151,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=RESULTS / "repocost.json")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy on the repository during each first window (next to --out)")
     a = p.parse_args()
     kinds, stores, workers = a.kind or ["download"], a.store or ["sqlite"], a.workers or [1]
     sources: list[tuple[str, Path | None]] = [("new", None)]
@@ -165,10 +176,14 @@ def main() -> int:
                     try:
                         for kind in kinds:
                             label = f"{kind} {store} w={n} {tag}"
+                            spy = (a.out.with_name(f"{a.out.stem}-{label.replace(' ', '-')}"
+                                                   ".collapsed") if a.profile else None)
                             runs = asyncio.run(windows(repo, counts, kind, a.concurrency,
-                                                       a.seconds, a.repeats))
+                                                       a.seconds, a.repeats, spy))
                             results[label] = runs
                             print(median_line(label, runs), flush=True)
+                            if spy is not None:
+                                print(summarise(spy, 30), flush=True)
                     finally:
                         repo.stop()
     finally:

@@ -2,7 +2,7 @@
 
 A benchmark wrapper, never used in production: every statement the process sends through
 SQLAlchemy (any engine) is counted by its first word (SELECT, INSERT, UPDATE, DELETE, ...)
-plus ``COMMIT`` for each committed transaction; SIGUSR1 writes the counts to OUT as JSON,
+plus ``COMMIT`` for each committed transaction; SIGUSR1 writes the counts to OUT-<pid>.json,
 so a load generator can read them before and after a window (``bench.repocost``).
 """
 
@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -43,13 +45,25 @@ def main() -> int:
     sa.event.listen(Engine, "before_cursor_execute", _statement)
     sa.event.listen(Engine, "commit", _commit)
 
+    mine = out.with_name(f"{out.stem}-{os.getpid()}.json")
+
     def dump(_sig: int, _frame: FrameType | None) -> None:
-        tmp = out.with_suffix(".tmp")
+        tmp = mine.with_suffix(".tmp")
         tmp.write_text(json.dumps(dict(COUNTS)))
-        tmp.replace(out)
+        tmp.replace(mine)
 
     signal.signal(signal.SIGUSR1, dump)
     from certdepot.cli import main as certdepot_main
+    from certdepot.repository import workers as pool
+
+    # Workers (serve --workers N) are counted too: started under this wrapper.
+    start = pool._start
+
+    def counted(argv: Sequence[str], workers: int) -> list[subprocess.Popen[bytes]]:
+        rest = list(argv)[list(argv).index("certdepot.cli") + 1:]
+        return start([sys.executable, "-m", "bench.sqlcount", str(out), "--", *rest], workers)
+
+    pool._start = counted
 
     certdepot_main(argv, prog_name="certdepot")  # click: exits with the command's status
     return 0
