@@ -54,16 +54,21 @@ def main() -> int:
 
     signal.signal(signal.SIGUSR1, dump)
     from certdepot.cli import main as certdepot_main
-    from certdepot.repository import workers as pool
 
-    # Workers (serve --workers N) are counted too: started under this wrapper.
-    start = pool._start
+    try:
+        from certdepot.repository import workers as pool
+    except ImportError:  # an older checkout (--base) without workers
+        pool = None
+    if pool is not None:
+        # Workers (serve --workers N) are counted too: started under this wrapper.
+        start = pool._start
 
-    def counted(argv: Sequence[str], workers: int) -> list[subprocess.Popen[bytes]]:
-        rest = list(argv)[list(argv).index("certdepot.cli") + 1:]
-        return start([sys.executable, "-m", "bench.sqlcount", str(out), "--", *rest], workers)
+        def counted(argv: Sequence[str], workers: int) -> list[subprocess.Popen[bytes]]:
+            rest = list(argv)[list(argv).index("certdepot.cli") + 1:]
+            return start([sys.executable, "-m", "bench.sqlcount", str(out), "--", *rest],
+                         workers)
 
-    pool._start = counted
+        pool._start = counted
 
     certdepot_main(argv, prog_name="certdepot")  # click: exits with the command's status
     return 0
