@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -141,6 +142,18 @@ def median_line(label: str, runs: list[dict[str, Any]]) -> str:
             + "".join(f"\n    {e}" for r in runs for e in r["first_errors"]))
 
 
+def measure(repo: Repository, a: argparse.Namespace, kind: str, label: str
+            ) -> list[dict[str, Any]]:
+    spy = a.out.with_name(f"{a.out.stem}-{label.replace(' ', '-')}.collapsed") \
+        if a.profile else None
+    runs = asyncio.run(windows(repo, repo.workdir / "sqlcount.json", kind, a.concurrency,
+                               a.seconds, a.repeats, spy))
+    print(median_line(label, runs), flush=True)
+    if spy is not None:
+        print(summarise(spy, 30), flush=True)
+    return runs
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.repocost")
     p.add_argument("--kind", choices=["download", "plain"], action="append")
@@ -151,6 +164,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=RESULTS / "repocost.json")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repositories started per variant, alternating base and new")
     p.add_argument("--profile", action="store_true",
                    help="py-spy on the repository during each first window (next to --out)")
     a = p.parse_args()
@@ -162,32 +177,25 @@ def main() -> int:
     results: dict[str, Any] = {}
     try:
         pg = stack.start_postgres() if "postgresql" in stores else None
-        serial = 0
-        for store in stores:
-            for n in workers:
-                for tag, source in sources:
-                    serial += 1
-                    url = pg.new_database(f"rc{serial}") if store == "postgresql" and pg \
-                        else None
-                    repo = stack.repository(f"rc{serial}", url, certificates=10)
-                    repo.stop()
-                    counts = repo.workdir / "sqlcount.json"
-                    start(repo, source, counts, n)
-                    try:
-                        for kind in kinds:
-                            label = f"{kind} {store} w={n} {tag}"
-                            spy = (a.out.with_name(f"{a.out.stem}-{label.replace(' ', '-')}"
-                                                   ".collapsed") if a.profile else None)
-                            runs = asyncio.run(windows(repo, counts, kind, a.concurrency,
-                                                       a.seconds, a.repeats, spy))
-                            results[label] = runs
-                            print(median_line(label, runs), flush=True)
-                            if spy is not None:
-                                print(summarise(spy, 30), flush=True)
-                    finally:
-                        repo.stop()
+        variants = itertools.product(stores, range(a.rounds), workers, sources)
+        for serial, (store, _round, n, (tag, source)) in enumerate(variants, 1):
+            # One repository per (store, round, workers, source): base and new alternate.
+            url = pg.new_database(f"rc{serial}") if store == "postgresql" and pg else None
+            repo = stack.repository(f"rc{serial}", url, certificates=10)
+            repo.stop()
+            try:
+                start(repo, source, repo.workdir / "sqlcount.json", n)
+                for kind in kinds:
+                    label = f"{kind} {store} w={n} {tag}"
+                    results.setdefault(label, []).extend(measure(repo, a, kind, label))
+            finally:
+                repo.stop()
     finally:
         stack.close()
+    if a.rounds > 1:
+        print("medians over all rounds:")
+        for label, runs in results.items():
+            print(median_line(label, runs), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(results, indent=1))
     return 0
