@@ -13,6 +13,8 @@ plaintext is the private key as PKCS#8 DER. Built on joserfc.
   ``alg`` (if any) ECDH-ES. Returns only the members RFC 7638 names (kty, crv, x[, y]).
 - ``wrap_private_key(key, recipient_public_jwk) -> str``: the JWE for the recipient (the same
   checks; ``AcmeProblem(badPublicKey)``, never another exception, for a bad recipient).
+- ``wrap_pkcs8(der, recipient_public_jwk) -> str``: the same for a key already encoded as
+  PKCS#8 DER.
 - ``unwrap_private_key(jwe, ephemeral_private_key) -> PrivateKey``: ``KeyWrapError`` when the
   header is not the expected one or decryption fails.
 """
@@ -152,10 +154,16 @@ def validate_ephemeral_jwk(jwk: Any) -> dict[str, str]:
 
 def wrap_private_key(key: PrivateKey, recipient_public_jwk: Mapping[str, Any]) -> str:
     """Encrypt ``key`` (as PKCS#8 DER) to the recipient; returns the JWE compact string."""
+    return wrap_pkcs8(private_key_to_pkcs8_der(key), recipient_public_jwk)
+
+
+def wrap_pkcs8(pkcs8_der: bytes, recipient_public_jwk: Mapping[str, Any]) -> str:
+    """``wrap_private_key`` for a key already encoded as PKCS#8 DER (the repository keeps
+    the encoding of a managed certificate's key, not the key object, between downloads)."""
     recipient = _import_public(recipient_public_jwk)
     header = {"alg": ALG, "enc": ENC, "cty": CTY}
     try:
-        return jwe.encrypt_compact(header, private_key_to_pkcs8_der(key), recipient)
+        return jwe.encrypt_compact(header, pkcs8_der, recipient)
     except (JoseError, ValueError) as exc:  # no key material in the message
         raise _bad(f"cannot be encrypted to: {type(exc).__name__}") from None
 

@@ -73,18 +73,26 @@ def repository() -> None:
 @repository.command()
 @_config_option
 @click.option("--log-level", default="info", show_default=True)
-def serve(config_path: Path, log_level: str) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Repository processes serving the listeners (default: the "
+                   "configuration's workers, 1).")
+@click.option("--pool-worker", is_flag=True, hidden=True)
+def serve(config_path: Path, log_level: str, workers: int | None, pool_worker: bool) -> None:
     """Run the ACME server (and renewal) described by the configuration."""
+    from certdepot.repository import workers as pool
     from certdepot.repository.server import serve as run
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = _load(config_path)
+    count = workers or config.workers
     try:
+        if count > 1 and not pool_worker:
+            sys.exit(pool.supervise(config, config_path, log_level, count))
         # uvloop: the event loop, its sockets and TLS in C; under load the repository spent
         # a large share of its CPU in the pure-Python selector loop and SSL protocol.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(run(config, log_level))
+            runner.run(run(config, log_level, reuse_port=pool_worker))
     except ConfigError as exc:
         click.echo(f"error: {config_path}: {exc}", err=True)
         sys.exit(2)

@@ -243,6 +243,9 @@ class Config(ConfigModel):
     # Largest configuration file read, at start and at each reload (configfile.py).
     config_max_bytes: int = Field(default=configfile.MAX_BYTES, ge=1024)
     kubernetes: KubernetesResources = Field(default_factory=KubernetesResources)
+    # Repository processes serving the listeners on this host (workers.py); ``serve
+    # --workers`` overrides it.
+    workers: int = Field(default=1, ge=1, le=64)
 
     @property
     def source(self) -> Path | None:

@@ -67,11 +67,19 @@ def delivered(repo: Repo, account: Mapping[str, Any], cert: Mapping[str, Any],
                "cluster": who.cluster, "resource": resource}
         held = {"cert_id": cert["id"], "serial": cert["serial"], "delivered": now,
                 "last_checkin": now, "tenant": account.get("tenant")}
-        rows = repo.store.find(tables.consumers, **key)
-        if rows:
-            repo.store.update(tables.consumers, rows[0]["id"], **held)
-        else:
+        # Most deliveries go to a consumer already recorded: one UPDATE, not a read first.
+        if not repo.store.run("consumer-delivered", _update_consumer,
+                              **{f"p_{k}": v for k, v in key.items()}, **held):
             repo.store.insert(tables.consumers, **key, **held)
+
+
+def _update_consumer() -> Any:
+    t = tables.consumers
+    return t.update().where(*(t.c[k] == sa.bindparam(f"p_{k}") for k in _IDENTITY))
+
+
+# A consumer's identity (uq_consumers_identity).
+_IDENTITY = ("managed_name", "account_id", "cluster", "resource")
 
 
 def checked_in(repo: Repo, cert: Mapping[str, Any], headers: Mapping[str, str]) -> int:

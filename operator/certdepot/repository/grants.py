@@ -128,13 +128,16 @@ def owner(repo: Repo, row: dict[str, Any]) -> dict[str, Any] | None:
     return repo.store.get(tables.accounts, row["account_id"])
 
 
-def require_certificate(repo: Repo, cert: dict[str, Any], account: dict[str, Any]) -> None:
+def require_certificate(repo: Repo, cert: dict[str, Any], account: dict[str, Any], *,
+                        issued: dict[str, Any] | None = None) -> None:
     """Certificate fetch: the certificate is served through one of ``account``'s orders
     (the one that issued it, or a download order linking it) whose grant still holds;
-    a certificate no order of the account links is unknown to it (404)."""
+    a certificate no order of the account links is unknown to it (404). ``issued``: the
+    order that issued it, when the caller read it already in this request."""
     rows: list[dict[str, Any]] = []
     if cert["order_id"]:
-        issued = repo.store.get(tables.orders, cert["order_id"])
+        if issued is None or issued["id"] != cert["order_id"]:
+            issued = repo.store.get(tables.orders, cert["order_id"])
         if issued is not None and issued["account_id"] == account["id"]:
             rows.append(issued)
     if not rows:  # a managed certificate: linked by the account's download orders

@@ -22,7 +22,6 @@ from starlette.responses import Response
 
 from certdepot.acme import fields, jws
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import store as tables
 from certdepot.repository import tenants
 from certdepot.repository.state import Repo
 
@@ -257,7 +256,7 @@ def _verify(repo: Repo, body: bytes, url: str, use_jwk: bool | None,
         if parsed.kid is None:
             raise AcmeProblem("malformed", "this resource must be signed with kid")
         acct_id = account_id_from_kid(repo, parsed.kid)
-        account = repo.store.get(tables.accounts, acct_id) if acct_id else None
+        account = repo.store.account(acct_id) if acct_id else None
         if account is None:
             raise AcmeProblem("accountDoesNotExist", "no such account")
         signer_jwk = dict(account["jwk"])

@@ -84,7 +84,9 @@ async def issue_in_background(repo: Repo, row: dict[str, Any], issuer_name: str,
 
 
 def _order_issued(repo: Repo, order_id: str, chain: str, issuer: str, account_id: str) -> None:
-    cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=issuer,
-                                         now=repo.clock(), order_id=order_id,
-                                         account_id=account_id)
-    repo.store.update(tables.orders, order_id, status="valid", cert_id=cert_id)
+    # One transaction: the certificate and the order that links it are stored together.
+    with repo.store.unit():
+        cert_id = certstore.save_certificate(repo.store, repo.vault, chain, issuer=issuer,
+                                             now=repo.clock(), order_id=order_id,
+                                             account_id=account_id)
+        repo.store.update(tables.orders, order_id, status="valid", cert_id=cert_id)

@@ -136,6 +136,8 @@ def write_files(workdir: Path, pair: tuple[bytes, bytes], out: Path | None
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pair[1])
-    if out is not None:
-        out.write_bytes(pair[0])
+    if out is not None:  # replaced whole: several workers may write it at once
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(pair[0])
+        os.replace(tmp, out)
     return cert_path, key_path

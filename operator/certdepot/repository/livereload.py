@@ -45,7 +45,8 @@ log = logging.getLogger("certdepot.repository.livereload")
 
 #: Fields only read at start: a new value needs a restart.
 RESTART_ONLY = ("base_url", "listeners", "storage", "key_encryption_key", "limits",
-                "kubernetes", "config_reload_interval", "max_body_bytes", "config_max_bytes")
+                "kubernetes", "config_reload_interval", "max_body_bytes", "config_max_bytes",
+                "workers")
 
 
 def keep_restart_only(running: Config, new: Config) -> Config:

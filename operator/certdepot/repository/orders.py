@@ -46,18 +46,16 @@ PROCESSING_LIMIT = 900.0
 
 
 def _new_authz(repo: Repo, order_id: str, account_id: str, name: str, *, valid: bool,
-               challenge_types: list[str]) -> str:
-    authz_id = new_id()
-    wildcard = name.startswith("*.")
+               challenge_types: list[str]) -> dict[str, Any]:
+    """An authorization row (the order's are inserted together: ``_insert_order``)."""
     challenges = [] if valid else [
         {"id": new_id(), "type": t, "token": secrets.token_urlsafe(32), "status": "pending"}
         for t in challenge_types]
-    repo.store.insert(tables.authzs, id=authz_id, order_id=order_id, account_id=account_id,
-                      status="valid" if valid else "pending",
-                      identifier={"type": "dns", "value": name.removeprefix("*.")},
-                      expires=repo.clock() + AUTHZ_LIFETIME, wildcard=wildcard,
-                      challenges=challenges)
-    return authz_id
+    return {"id": new_id(), "order_id": order_id, "account_id": account_id,
+            "status": "valid" if valid else "pending",
+            "identifier": {"type": "dns", "value": name.removeprefix("*.")},
+            "expires": repo.clock() + AUTHZ_LIFETIME, "wildcard": name.startswith("*."),
+            "challenges": challenges}
 
 
 def create_order(repo: Repo, account: dict[str, Any], payload: dict[str, Any]
@@ -146,11 +144,13 @@ def _insert_order(repo: Repo, account: dict[str, Any], order_id: str, data: dict
     """Store the order and one authorization per name: valid where granted, else pending
     with its challenges (no http-01 for a wildcard). Ready when every name is granted."""
     challenge_types = ["http-01", "dns-01"]
-    data["authzs"] = [
+    authzs = [
         _new_authz(repo, order_id, account["id"], n, valid=g,
                    challenge_types=[t for t in challenge_types
                                     if not (n.startswith("*.") and t == "http-01")])
         for n, g in zip(names, granted, strict=True)]
+    repo.store.insert_many(tables.authzs, authzs)  # one statement for all of them
+    data["authzs"] = [a["id"] for a in authzs]
     status = "ready" if all(granted) else "pending"
     row = {"id": order_id, "account_id": account["id"], "status": status,
            "expires": repo.clock() + ORDER_LIFETIME, "data": data, "cert_id": None,
@@ -259,4 +259,5 @@ def _finalize_download(repo: Repo, row: dict[str, Any], payload: dict[str, Any]
     if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
                              status="valid", cert_id=cert["id"], data=data):
         raise AcmeProblem("orderNotReady", "order is already finalized")
-    return repo.store.get(tables.orders, row["id"]) or row
+    # The row as just written (compare-and-set on "ready": nobody else changed it since).
+    return {**row, "status": "valid", "cert_id": cert["id"], "data": data}

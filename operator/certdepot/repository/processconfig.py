@@ -85,6 +85,9 @@ class Limits(ConfigModel):
     # oldest are dropped (their holders get badNonce and retry with the fresh one).
     max_outstanding_nonces: int = Field(default=100_000, ge=1000)
     max_profile_length: int = Field(default=64, ge=1)
+    # Managed certificates' private keys each repository process keeps decrypted (as
+    # PKCS#8 DER) between downloads, least recently used first out; 0: none kept.
+    key_cache_entries: int = Field(default=1000, ge=0)
     # An RFC 9773 CertID: base64url(AKI) "." base64url(serial), about 60 characters.
     max_replaces_length: int = Field(default=256, ge=16)
 

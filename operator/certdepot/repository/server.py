@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from certdepot.repository import listener_tls
+from certdepot.repository import listener_tls, workers
 from certdepot.repository.app import create_app
 from certdepot.repository.bootstrap import build_repo
 from certdepot.repository.config import Config, ConfigError
@@ -57,7 +57,8 @@ def split_address(address: str, key: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(config: Config, log_level: str = "info") -> None:
+async def serve(config: Config, log_level: str = "info", *, reuse_port: bool = False) -> None:
+    """``reuse_port``: one of several workers (workers.py), each binding every listener."""
     repo = build_repo(config)
     app = create_app(repo, run_background=True)
     servers: list[uvicorn.Server] = []
@@ -104,7 +105,9 @@ async def serve(config: Config, log_level: str = "info") -> None:
                  ", ".join(f"{s.config.host}:{s.config.port}" for s in servers),
                  repo.replica_id)
         try:
-            await asyncio.gather(*(s.serve() for s in servers))
+            await asyncio.gather(*(
+                s.serve([workers.reuse_port_socket(s.config.host, s.config.port)]
+                        if reuse_port else None) for s in servers))
         finally:
             for issuer in repo.issuers.values():
                 await issuer.close()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from certdepot.repository.certstore import KeyCache
 from certdepot.repository.config import Config, Tenant
 from certdepot.repository.issuers import Issuer
 from certdepot.repository.keyvault import KeyVault
@@ -46,6 +47,8 @@ class Repo:
     # Set when a new configuration was installed (livereload.py): the renewal loop wakes
     # at once, so a newly declared certificate is obtained without waiting a full interval.
     config_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Managed certificates' keys between downloads (certstore.KeyCache).
+    key_cache: KeyCache = field(default_factory=KeyCache)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run work in the background, keeping a reference so it is not collected and

@@ -194,6 +194,9 @@ def _deleted(store: Store, account: Mapping[str, Any]) -> bool:
     created again under the name: the CLI may run on a host whose clock differs from the
     server's, and a fast clock would cut off every new account. A deleted tenant's accounts
     are deactivated instead, in the transaction that deletes it.)"""
+    held = account.get(tables.TENANT_HELD)
+    if held is not None:  # read with the account, in this request's transaction
+        return not held
     return store.get(tables.tenants, account["tenant"]) is None
 
 

@@ -92,6 +92,7 @@ async def test_store_error_in_a_handler_keeps_the_nonce(env: Env) -> None:
         raise _pg_down()
 
     env.repo.store.get = get  # type: ignore[method-assign]
+    env.repo.store.scalar = get  # type: ignore[method-assign]  # newOrder's first read
     r = await c.post(d["newOrder"], {
         "identifiers": [{"type": "dns", "value": "a.example.test"}]})
     _assert_unavailable(r)

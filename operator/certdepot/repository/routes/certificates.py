@@ -35,13 +35,14 @@ def certificate(request: Request, signed: Signed) -> Response:
     cert = repo.store.get(tables.certificates, request.path_params["cert"])
     if cert is None:
         raise AcmeProblem("malformed", "no such certificate", status=404)
+    issued = None
     if cert["order_id"]:
         issued = repo.store.get(tables.orders, cert["order_id"])
         if issued is not None and issued["account_id"] == signed.account["id"] and \
                 issued["data"].get("auto_renewal"):
             star.require_active(repo, issued)  # RFC 8739 §3.3: not after cancel or end
     # Who may read it (404 for anyone else) and whether the grant still holds (403).
-    grants.require_certificate(repo, cert, signed.account)
+    grants.require_certificate(repo, cert, signed.account, issued=issued)
     return pem_response(repo, cert)
 
 

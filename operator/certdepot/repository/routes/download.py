@@ -12,7 +12,7 @@ from starlette.routing import Route
 import certdepot.repository.consumers as consumers
 from certdepot.acme import fields, keywrap
 from certdepot.acme.problems import AcmeProblem
-from certdepot.repository import certstore, grants
+from certdepot.repository import grants
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_headers, acme_post, repo_of
 
@@ -37,8 +37,8 @@ def private_key(request: Request, signed: Signed) -> Response:
     cert = repo.store.get(tables.certificates, order["cert_id"])
     if cert is None or cert["key"] is None:
         raise AcmeProblem("serverInternal", "the certificate's key is not held here")
-    token = keywrap.wrap_private_key(certstore.open_key(repo.vault, cert),
-                                     order["data"]["ephemeral_jwk"])
+    der = repo.key_cache.pkcs8(repo.vault, cert, repo.config.limits.key_cache_entries)
+    token = keywrap.wrap_pkcs8(der, order["data"]["ephemeral_jwk"])
     repo.store.insert(tables.deliveries, tenant=signed.account.get("tenant"),
                       account_id=signed.account["id"], managed_name=cert["managed_name"],
                       cert_id=cert["id"], serial=cert["serial"], delivered=repo.clock())
