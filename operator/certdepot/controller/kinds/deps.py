@@ -29,6 +29,7 @@ class Memory:
 
     window: RenewalWindow | None = None
     window_checked_at: datetime | None = None
+    window_serial: str | None = None  # the certificate the last check (or download) was about
     last_warning: str = ""
     status: dict[str, Any] = field(default_factory=dict)  # the status we last wrote
 
