@@ -23,6 +23,7 @@ from certdepot.controller.gateway.acme_gateway import AcmeGateway
 from certdepot.controller.gateway.sharing import RenewalWatch
 from certdepot.controller.kinds.deps import Deps
 from certdepot.controller.kube.api import RealKubeApi
+from certdepot.controller.kube.secrets import MANAGED_SECRETS_SELECTOR
 from certdepot.controller.loops import Runtime
 from certdepot.controller.ops.health import ApiReachability, start_health, start_metrics
 from certdepot.controller.ops.leader import LeaseElector
@@ -97,6 +98,10 @@ def _kopf_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="certdepot.io")
     settings.persistence.diffbase_storage = WatchOnlyDiffBase()
     settings.watching.server_timeout = 120
+    # Only certdepot's own Secrets, filtered by the API server: the handler wants no others,
+    # and a cluster's other Secrets (thousands, often large) would each cost a watch event
+    # (decoding, kopf's bookkeeping) for nothing.
+    settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_SECRETS_SELECTOR
     settings.networking.request_timeout = 60
 
 

@@ -23,6 +23,7 @@ from certdepot.controller.kube.api import Conflict, KubeApi
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "certdepot"
+MANAGED_SECRETS_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"  # the operator's Secret watch
 OWNER_ANNOTATION = "certdepot.io/owner"  # "<Kind>/<namespace>/<name>"
 OWNER_UID_ANNOTATION = "certdepot.io/owner-uid"
 SERIAL_ANNOTATION = "certdepot.io/serial"
