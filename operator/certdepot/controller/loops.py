@@ -191,11 +191,23 @@ class Supervisor:
             )
             return
         entry.body = lean_copy(body)
+        self._caught_up(entry.body)
         request = renewrequest.requested(meta)
         if meta.get("generation") != entry.generation or request != entry.renewal_request:
             entry.generation = meta.get("generation")
             entry.renewal_request = request
             self.runtime.wakeups.wake(key)
+
+    def _caught_up(self, body: Mapping[str, Any]) -> None:
+        """The watch delivered the status we last wrote: the copy kept to overlay it until
+        then (run_step) is no longer needed; it was a second status per object."""
+        meta = body.get("metadata") or {}
+        memory = self.runtime.deps.memories.get(str(meta.get("uid") or meta.get("name")))
+        if memory is None or not memory.status:
+            return
+        status = body.get("status") or {}
+        if all(status.get(k) == v for k, v in memory.status.items()):
+            memory.status = {}
 
     def forget(self, key: str, kind: str, meta: Mapping[str, Any]) -> None:
         entry = self.entries.pop(key, None)
@@ -235,7 +247,7 @@ class Supervisor:
 class Runtime:
     """The operator's shared state, handed to kopf handlers as ``memo``.
 
-    kopf copies the memo per object, shallowly: every copy shares these same objects."""
+    kopf copies the memo per object, shallowly; here a copy is the same instance."""
 
     deps: Deps
     wakeups: Wakeups = field(default_factory=Wakeups)
@@ -246,3 +258,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self)
+
+    def __copy__(self) -> Runtime:
+        # kopf copies the memo for every object it sees (each CertificateDownload and each
+        # certdepot Secret): nothing here is per object, so one shared instance does.
+        return self
