@@ -171,6 +171,8 @@ async def run_step(
 
 
 class _Stop:
+    __slots__ = ("set",)
+
     def __init__(self) -> None:
         self.set = False
 
@@ -178,7 +180,7 @@ class _Stop:
         return self.set
 
 
-@dataclass
+@dataclass(slots=True)  # one per object: no __dict__
 class _Entry:
     body: dict[str, Any]
     task: asyncio.Task[None]

@@ -238,7 +238,7 @@ log = logging.getLogger("certdepot.operator")
 Ask = Callable[[Endpoint, x509.Certificate], Awaitable[RenewalWindow | None]]
 
 
-@dataclass
+@dataclass(slots=True)  # one per object: no __dict__
 class _Watch:
     endpoint: Endpoint
     cert: x509.Certificate

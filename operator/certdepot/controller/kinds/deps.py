@@ -23,7 +23,7 @@ def no_events(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> 
     return None
 
 
-@dataclass
+@dataclass(slots=True)  # one per object: no __dict__
 class Memory:
     """What the operator remembers about one object between steps (lost on restart, harmless)."""
 
