@@ -213,7 +213,13 @@ class Supervisor:
             holder: dict[str, Any] = lean_copy(body)
 
             async def step() -> float:
-                return await run_step(kind, self.entries[key].body, self.runtime, reconcile)
+                # At most runtime.step_slots steps at once: in a rollout of N objects each
+                # step holds its copy of the object, its certificate and key, and its
+                # requests while it waits for a connection to the repository; unbounded,
+                # N of them were the operator's peak memory. The body is the freshest
+                # one when the turn comes.
+                async with self.runtime.step_slots:
+                    return await run_step(kind, self.entries[key].body, self.runtime, reconcile)
 
             task = asyncio.create_task(
                 run(key, step, self.runtime.wakeups, stop), name=f"reconcile {key}"
@@ -291,6 +297,8 @@ class Runtime:
     # Ingresses the shim has seen annotated (namespace/name): one whose annotation was
     # removed is synced once more, to delete its CertificateDownloads.
     shimmed_ingresses: set[str] = field(default_factory=set)
+    # Steps running at once (--max-concurrent-steps); see run_step.
+    step_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(256))
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self)

@@ -61,6 +61,8 @@ class RunOptions:
     renewal_info_min_seconds: float = 5.0
     # Sent to repositories (Certdepot-Cluster) so their inventory tells clusters apart.
     cluster_id: str = ""
+    # Objects reconciled at once (the others wait): bounds memory in a large rollout.
+    max_concurrent_steps: int = 256
 
 
 def post_event(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -137,7 +139,7 @@ def _assemble(options: RunOptions, kube: RealKubeApi) -> tuple[Runtime, AcmeGate
         backoff=BackoffPolicy(options.backoff_base_seconds, options.backoff_cap_seconds),
     )
     deps = Deps(kube=kube, gateway=gateway, settings=settings, events=post_event, metrics=metrics)
-    runtime = Runtime(deps)
+    runtime = Runtime(deps, step_slots=asyncio.Semaphore(options.max_concurrent_steps))
     renewals = deps.renewals = RenewalWatch(
         gateway.renewal_window,
         runtime.wakeups.wake,

@@ -106,3 +106,44 @@ def test_lean_copy_keeps_what_is_read_and_shares_keys() -> None:
     key_one = next(iter(one["status"]["conditions"][0]))
     key_two = next(iter(two["status"]["conditions"][0]))
     assert key_one is key_two  # one string for every object's copy
+
+
+async def test_steps_run_at_most_step_slots_at_once(ca: MiniCA) -> None:
+    deps = Deps(kube=FakeKube(), gateway=FakeRepository(ca))
+    sup = Supervisor(Runtime(deps, step_slots=asyncio.Semaphore(2)))
+    release = asyncio.Event()
+    running, most, done = 0, 0, 0
+
+    async def reconcile(b: Mapping[str, Any]) -> Step:
+        nonlocal running, most, done
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+        done += 1
+        return Step({}, 3600.0)
+
+    for n in range(5):
+        sup.observe(
+            "CertificateDownload",
+            "ADDED",
+            {
+                **body(f"u-{n}"),
+                "metadata": {
+                    "name": f"web-{n}",
+                    "namespace": "team-a",
+                    "uid": f"u-{n}",
+                    "generation": 1,
+                },
+            },
+            reconcile,
+        )
+    await asyncio.sleep(0.05)
+    assert (running, most) == (2, 2)  # the other three wait their turn
+    release.set()
+    for _ in range(100):
+        if done == 5:
+            break
+        await asyncio.sleep(0.01)
+    assert done == 5 and most == 2
+    await sup.stop_all()
