@@ -104,6 +104,10 @@ def _kopf_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     # and a cluster's other Secrets (thousands, often large) would each cost a watch event
     # (decoding, kopf's bookkeeping) for nothing.
     settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_SECRETS_SELECTOR
+    # kopf keeps a worker task and queue per object until no event came for this long
+    # (default 5 s): in a rollout of N objects nearly all N at once. Our handlers only hand
+    # the object to its loop, so a worker is cheap to start again for a later event.
+    settings.batching.idle_timeout = 1.0
     settings.networking.request_timeout = 60
 
 
