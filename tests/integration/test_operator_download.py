@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from repository_harness import base_config, cli
 from test_operator_support import (
@@ -152,6 +154,45 @@ def test_secret_deleted_by_hand_comes_back(setup: Setup) -> None:
     )
     print(f"\nmeasured: Secret deleted -> back {time.monotonic() - started:.2f}s")
     assert after == before  # the same certificate, downloaded again
+
+
+def secret_watch_events(kube: KubeEnv) -> int:
+    """Secret watch events the API server has sent to all its watchers so far."""
+    context = ssl.create_default_context(cafile=str(kube.ca_path))
+    context.load_cert_chain(str(kube.admin_cert), str(kube.admin_key))
+    text = httpx.get(f"{kube.server}/metrics", verify=context, timeout=30).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("apiserver_watch_events_total{") and 'resource="secrets"' in line
+    )
+
+
+def created_secrets_events(s: Setup, prefix: str, labels: dict[str, str]) -> int:
+    """The watch events that creating 10 Secrets with ``labels`` caused, for all watchers."""
+    before = secret_watch_events(s.kube)
+    for n in range(10):
+        meta = {"name": f"{prefix}-{n}", "namespace": "team-b", "labels": labels}
+        apply(s.kube, {"apiVersion": "v1", "kind": "Secret", "metadata": meta})
+    time.sleep(1)  # the watch cache dispatches within milliseconds
+    return secret_watch_events(s.kube) - before
+
+
+def test_other_secrets_are_filtered_by_the_api_server(setup: Setup) -> None:
+    """The operator's Secret watch asks for certdepot's Secrets only (a label selector): of
+    10 Secrets labelled as certdepot's and 10 others, only the first reach its watch (the API
+    server's own watchers see both alike); its own Secret deleted still comes back."""
+    s = setup
+    wait_condition(s.kube, "certificatedownload", "web", "team-a", status="True", proc=s.op.proc)
+    unrelated = created_secrets_events(s, "unrelated", {"app": "other"})
+    labelled = created_secrets_events(s, "labelled", {"app.kubernetes.io/managed-by": "certdepot"})
+    assert labelled - unrelated >= 10, (labelled, unrelated)
+    serial = secret_serial(s, "web-tls")
+    s.kube.kubectl("delete", "secret", "web-tls", "-n", "team-a")
+    wait_for(
+        "the Secret to come back", lambda: secret_serial(s, "web-tls"), timeout=30, proc=s.op.proc
+    )
+    assert secret_serial(s, "web-tls") == serial
 
 
 def test_altered_secret_is_put_right(setup: Setup) -> None:

@@ -34,6 +34,7 @@ API (pure):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -162,10 +163,28 @@ def _san_lists(extensions: Any) -> dict[str, list[str]]:
 
 def validate_template(template: Any) -> list[str]:
     """Problems of a template itself (empty list when usable): RFC 9115's JSON Schema,
-    then what the schema cannot say (acme/templateschema.py)."""
+    then what the schema cannot say (acme/templateschema.py).
+
+    Judged once per template content: a delegation's template is checked with every CSR
+    built or received for it, and the JSON Schema validation cost more than the rest of
+    the check (an operator's DelegatedCertificates, a repository's delegated orders)."""
     from certdepot.acme import templateschema
 
-    return templateschema.validate(template)
+    try:
+        content = json.dumps(template, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return templateschema.validate(template)  # not JSON: judged each time (it is wrong)
+    known = _JUDGED.get(content)
+    if known is None:
+        if len(_JUDGED) >= _JUDGED_MAX:
+            _JUDGED.clear()
+        known = _JUDGED[content] = tuple(templateschema.validate(template))
+    return list(known)
+
+
+#: validate_template's answers by template content (canonical JSON); bounded.
+_JUDGED: dict[str, tuple[str, ...]] = {}
+_JUDGED_MAX = 256
 
 
 def _match_subject(

@@ -110,6 +110,14 @@ def operator_group() -> None:
     "download, and its result for this long. 0: each downloads on its own.",
 )
 @click.option(
+    "--max-concurrent-steps",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="At most this many objects are reconciled at once; the others wait their turn. "
+    "Bounds the operator's memory in a rollout of thousands of objects.",
+)
+@click.option(
     "--renewal-info-min-seconds",
     type=click.FloatRange(min=1.0),
     default=5.0,
@@ -150,6 +158,7 @@ def run(
     log_json: bool,
     ingress_shim: bool,
     download_reuse_seconds: float,
+    max_concurrent_steps: int,
     renewal_info_min_seconds: float,
     cluster_id: str,
     verbose: bool,
@@ -177,6 +186,7 @@ def run(
         log_json=log_json,
         ingress_shim=ingress_shim,
         download_reuse_seconds=download_reuse_seconds,
+        max_concurrent_steps=max_concurrent_steps,
         renewal_info_min_seconds=renewal_info_min_seconds,
         cluster_id=cluster_id,
         verbose=verbose,

@@ -35,14 +35,39 @@ Reconcile = Callable[[Mapping[str, Any]], Awaitable[Step]]
 # --- the loops -----------------------------------------------------------------------------------
 
 
-class Wakeups:
-    """Named wake-up events; a key is "<Kind>/<namespace>/<name>"."""
+class _Waker:
+    """One object's wake-up flag, and the future its loop sleeps on, if it sleeps."""
+
+    __slots__ = ("waiter", "woken")
 
     def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
+        self.woken = False
+        self.waiter: asyncio.Future[None] | None = None
 
-    def event(self, key: str) -> asyncio.Event:
-        return self._events.setdefault(key, asyncio.Event())
+    def is_set(self) -> bool:
+        return self.woken
+
+    def set(self) -> None:
+        self.woken = True
+        _settle(self.waiter)
+
+
+def _settle(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+class Wakeups:
+    """Named wake-up flags; a key is "<Kind>/<namespace>/<name>"."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, _Waker] = {}
+
+    def event(self, key: str) -> _Waker:
+        waker = self._events.get(key)
+        if waker is None:
+            waker = self._events[key] = _Waker()
+        return waker
 
     def wake(self, key: str) -> None:
         if key in self._events:
@@ -62,13 +87,22 @@ class Wakeups:
         Whoever sets ``stopped`` also cancels the loop's task (Supervisor.forget and
         stop_all), which ends the wait: no polling. Waking every sleeping loop once a second
         to look at the flag cost CPU in proportion to the objects (1,000 timers a second at
-        1,000 CertificateDownloads)."""
-        event = self.event(key)
+        1,000 CertificateDownloads). A sleep is one future and one timer: an asyncio.Event
+        under wait_for was a task, a coroutine and an Event more per sleeping object (memory
+        at N=10,000)."""
+        waker = self.event(key)
         if stopped or seconds <= 0:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=seconds)
-        event.clear()
+        if not waker.woken:
+            loop = asyncio.get_running_loop()
+            waiter = waker.waiter = loop.create_future()
+            timer = loop.call_later(seconds, _settle, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                waker.waiter = None
+        waker.woken = False
 
 
 async def run(
@@ -137,6 +171,8 @@ async def run_step(
 
 
 class _Stop:
+    __slots__ = ("set",)
+
     def __init__(self) -> None:
         self.set = False
 
@@ -144,7 +180,7 @@ class _Stop:
         return self.set
 
 
-@dataclass
+@dataclass(slots=True)  # one per object: no __dict__
 class _Entry:
     body: dict[str, Any]
     task: asyncio.Task[None]
@@ -177,7 +213,13 @@ class Supervisor:
             holder: dict[str, Any] = lean_copy(body)
 
             async def step() -> float:
-                return await run_step(kind, self.entries[key].body, self.runtime, reconcile)
+                # At most runtime.step_slots steps at once: in a rollout of N objects each
+                # step holds its copy of the object, its certificate and key, and its
+                # requests while it waits for a connection to the repository; unbounded,
+                # N of them were the operator's peak memory. The body is the freshest
+                # one when the turn comes.
+                async with self.runtime.step_slots:
+                    return await run_step(kind, self.entries[key].body, self.runtime, reconcile)
 
             task = asyncio.create_task(
                 run(key, step, self.runtime.wakeups, stop), name=f"reconcile {key}"
@@ -191,11 +233,23 @@ class Supervisor:
             )
             return
         entry.body = lean_copy(body)
+        self._caught_up(entry.body)
         request = renewrequest.requested(meta)
         if meta.get("generation") != entry.generation or request != entry.renewal_request:
             entry.generation = meta.get("generation")
             entry.renewal_request = request
             self.runtime.wakeups.wake(key)
+
+    def _caught_up(self, body: Mapping[str, Any]) -> None:
+        """The watch delivered the status we last wrote: the copy kept to overlay it until
+        then (run_step) is no longer needed; it was a second status per object."""
+        meta = body.get("metadata") or {}
+        memory = self.runtime.deps.memories.get(str(meta.get("uid") or meta.get("name")))
+        if memory is None or not memory.status:
+            return
+        status = body.get("status") or {}
+        if all(status.get(k) == v for k, v in memory.status.items()):
+            memory.status = {}
 
     def forget(self, key: str, kind: str, meta: Mapping[str, Any]) -> None:
         entry = self.entries.pop(key, None)
@@ -235,7 +289,7 @@ class Supervisor:
 class Runtime:
     """The operator's shared state, handed to kopf handlers as ``memo``.
 
-    kopf copies the memo per object, shallowly: every copy shares these same objects."""
+    kopf copies the memo per object, shallowly; here a copy is the same instance."""
 
     deps: Deps
     wakeups: Wakeups = field(default_factory=Wakeups)
@@ -243,6 +297,13 @@ class Runtime:
     # Ingresses the shim has seen annotated (namespace/name): one whose annotation was
     # removed is synced once more, to delete its CertificateDownloads.
     shimmed_ingresses: set[str] = field(default_factory=set)
+    # Steps running at once (--max-concurrent-steps); see run_step.
+    step_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(256))
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self)
+
+    def __copy__(self) -> Runtime:
+        # kopf copies the memo for every object it sees (each CertificateDownload and each
+        # certdepot Secret): nothing here is per object, so one shared instance does.
+        return self

@@ -23,6 +23,7 @@ from certdepot.controller.gateway.acme_gateway import AcmeGateway
 from certdepot.controller.gateway.sharing import RenewalWatch
 from certdepot.controller.kinds.deps import Deps
 from certdepot.controller.kube.api import RealKubeApi
+from certdepot.controller.kube.secrets import MANAGED_SECRETS_SELECTOR
 from certdepot.controller.loops import Runtime
 from certdepot.controller.ops.health import ApiReachability, start_health, start_metrics
 from certdepot.controller.ops.leader import LeaseElector
@@ -60,6 +61,8 @@ class RunOptions:
     renewal_info_min_seconds: float = 5.0
     # Sent to repositories (Certdepot-Cluster) so their inventory tells clusters apart.
     cluster_id: str = ""
+    # Objects reconciled at once (the others wait): bounds memory in a large rollout.
+    max_concurrent_steps: int = 256
 
 
 def post_event(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -97,6 +100,14 @@ def _kopf_settings(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="certdepot.io")
     settings.persistence.diffbase_storage = WatchOnlyDiffBase()
     settings.watching.server_timeout = 120
+    # Only certdepot's own Secrets, filtered by the API server: the handler wants no others,
+    # and a cluster's other Secrets (thousands, often large) would each cost a watch event
+    # (decoding, kopf's bookkeeping) for nothing.
+    settings.watching.label_selectors["", "v1", "secrets"] = MANAGED_SECRETS_SELECTOR
+    # kopf keeps a worker task and queue per object until no event came for this long
+    # (default 5 s): in a rollout of N objects nearly all N at once. Our handlers only hand
+    # the object to its loop, so a worker is cheap to start again for a later event.
+    settings.batching.idle_timeout = 1.0
     settings.networking.request_timeout = 60
 
 
@@ -132,7 +143,7 @@ def _assemble(options: RunOptions, kube: RealKubeApi) -> tuple[Runtime, AcmeGate
         backoff=BackoffPolicy(options.backoff_base_seconds, options.backoff_cap_seconds),
     )
     deps = Deps(kube=kube, gateway=gateway, settings=settings, events=post_event, metrics=metrics)
-    runtime = Runtime(deps)
+    runtime = Runtime(deps, step_slots=asyncio.Semaphore(options.max_concurrent_steps))
     renewals = deps.renewals = RenewalWatch(
         gateway.renewal_window,
         runtime.wakeups.wake,

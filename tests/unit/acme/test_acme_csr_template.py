@@ -237,3 +237,27 @@ def test_signature_type_is_enforced() -> None:
 def test_validate_template_rejects_bad_extensions(bad: dict[str, Any]) -> None:
     template = {"keyTypes": FULL["keyTypes"], "extensions": bad}
     assert csr_template.validate_template(template), bad
+
+
+def test_a_template_is_judged_once_per_content(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JSON Schema runs once per template content, not per CSR; a changed template is
+    judged afresh, and the answers are the same as uncached ones."""
+    from certdepot.acme import templateschema
+
+    calls: list[object] = []
+    real = templateschema.validate
+
+    def counting(template: object) -> list[str]:
+        calls.append(template)
+        return real(template)
+
+    monkeypatch.setattr(templateschema, "validate", counting)
+    monkeypatch.setattr(csr_template, "_JUDGED", {})
+    template = copy.deepcopy(dict(csr_template.P256_TLS_SERVER))
+    for _ in range(3):
+        assert csr_template.validate_template(copy.deepcopy(template)) == []
+    assert len(calls) == 1
+    broken = {**template, "keyTypes": "none"}
+    assert csr_template.validate_template(broken) == real(broken) != []
+    assert csr_template.validate_template(broken) == real(broken)
+    assert len(calls) == 2

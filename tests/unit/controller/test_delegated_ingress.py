@@ -69,7 +69,9 @@ async def test_template_is_used_and_key_type_checked(deps: Deps, repo: FakeRepos
     assert ok.status["conditions"][0]["status"] == "True"
     csr = x509.load_der_x509_csr(repo.csrs[-1])
     assert csr.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-    bad = await delegated.reconcile(body(privateKey={"algorithm": "RSA", "size": 2048}), deps)
+    changed = body(privateKey={"algorithm": "RSA", "size": 2048})
+    changed["status"] = ok.status  # the same object, its spec changed after a first step
+    bad = await delegated.reconcile(changed, deps)
     cond = bad.status["conditions"][0]
     # The old certificate is still valid and stays; the failure is reported beside it.
     assert (cond["status"], cond["reason"]) == ("True", "RenewalFailed")

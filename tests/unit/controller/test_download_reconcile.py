@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from typing import Any
 
 from cryptography import x509
 
@@ -104,12 +105,54 @@ async def test_unmanaged_secret_is_never_overwritten(
         "data": {"password": base64.b64encode(b"hunter2").decode()},
     }
     kube.secrets[("team-a", "web-tls")] = dict(foreign)
-    step = await download.reconcile(download_body(), deps)
+    body = download_body()
+    step = await download.reconcile(body, deps)
     assert kube.secrets[("team-a", "web-tls")] == foreign
     ready = step.status["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("False", "SecretConflict")
-    assert repo.downloads == 0
+    assert "adoptExistingSecret" in ready["message"]
+    # A first step does not read the Secret first (it is almost always missing): the one
+    # download it made is dropped when the create finds the Secret someone else's.
+    assert repo.downloads == 1
     assert events[-1][:2] == ("Warning", "SecretConflict")
+    body["status"] = step.status
+    again = await download.reconcile(body, deps)
+    assert again.status["conditions"][0]["reason"] == "SecretConflict"
+    assert repo.downloads == 1  # later steps read it first: refused before any download
+    assert kube.secrets[("team-a", "web-tls")] == foreign
+
+
+async def test_first_step_creates_the_secret_without_reading_it(
+    deps: Deps, kube: FakeKube, repo: FakeRepository
+) -> None:
+    chain = repo.manage(NAMES)
+    reads: list[tuple[str, str]] = []
+    get = kube.get_secret
+
+    async def counting(namespace: str, name: str) -> dict[str, Any] | None:
+        if name == "web-tls":
+            reads.append((namespace, name))
+        return await get(namespace, name)
+
+    kube.get_secret = counting  # type: ignore[method-assign]
+    body = download_body()
+    body["status"] = (await download.reconcile(body, deps)).status
+    assert reads == [] and secret_chain(kube)[0] == chain[0]
+    assert (await download.reconcile(body, deps)).status["conditions"][0]["reason"] == "UpToDate"
+    assert reads == [("team-a", "web-tls")]  # a step after the first reads it
+
+
+async def test_first_step_replaces_its_own_secret_found_on_create(
+    deps: Deps, kube: FakeKube, repo: FakeRepository
+) -> None:
+    """The object recreated under the same name (its status gone): its Secret, ours, exists;
+    the create's conflict reads it and replaces it."""
+    first = repo.manage(NAMES)
+    await download.reconcile(download_body(), deps)
+    newer = repo.manage(NAMES)
+    step = await download.reconcile(download_body(), deps)
+    assert step.status["conditions"][0]["status"] == "True"
+    assert secret_chain(kube)[0] == newer[0] != first[0]
 
 
 async def test_adopting_an_unmanaged_secret_when_asked(

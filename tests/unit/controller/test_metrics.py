@@ -88,3 +88,57 @@ async def test_a_resource_is_unknown_until_its_first_reconcile_reports(ca: MiniC
     sup.observe("CertificateDownload", "DELETED", body, reconcile)
     assert conditions(deps.metrics, READY, "CertificateDownload", "team-a", "web") == {}
     await sup.stop_all()
+
+
+def test_request_metrics_bind_each_label_set_once() -> None:
+    """RequestMetrics counts and times like labels() per request, with each child looked up
+    once (the per-request labels() lookup cost the operator 5% of its CPU)."""
+    from certdepot.controller.gateway.acme_gateway import RequestMetrics
+
+    m = Metrics()
+    looked_up: list[tuple[str, ...]] = []
+    counter, histogram = m.acme_requests, m.acme_duration
+    real_counter, real_histogram = counter.labels, histogram.labels
+
+    def counting_counter(*labels: str) -> Any:
+        looked_up.append(labels)
+        return real_counter(*labels)
+
+    def counting_histogram(*labels: str) -> Any:
+        looked_up.append(labels)
+        return real_histogram(*labels)
+
+    counter.labels = counting_counter  # type: ignore[method-assign]
+    histogram.labels = counting_histogram  # type: ignore[method-assign]
+    recorder = RequestMetrics(m)
+    for _ in range(5):
+        recorder.record("POST", "200", 0.01)
+    recorder.record("POST", "400", 0.01)
+    get = m.registry.get_sample_value
+    assert get("certdepot_acme_client_requests_total", {"method": "POST", "status": "200"}) == 5
+    assert get("certdepot_acme_client_requests_total", {"method": "POST", "status": "400"}) == 1
+    assert looked_up == [("POST", "200"), ("POST",), ("POST", "400")]
+
+
+def test_per_resource_series_cost_little_memory() -> None:
+    """Readiness, expiry and renewal of a resource are one small record, not five labelled
+    Gauge children (3.8 KB per resource before: a tenth of the operator at N=10,000)."""
+    import tracemalloc
+
+    m = Metrics()
+    at = datetime(2026, 12, 20, tzinfo=UTC)
+    names = [f"web-{i}" for i in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for name in names:
+            m.observe("CertificateDownload", "team-a", name, ready=None)
+            m.observe("CertificateDownload", "team-a", name, ready=True, not_after=at, renewal=at)
+        per_resource = (tracemalloc.get_traced_memory()[0] - before) / len(names)
+    finally:
+        tracemalloc.stop()
+    assert per_resource < 600, f"{per_resource:.0f} bytes per resource"
+    get = m.registry.get_sample_value
+    labels = {"kind": "CertificateDownload", "namespace": "team-a", "name": "web-1999"}
+    assert get("certdepot_certificate_expiration_timestamp_seconds", labels) == at.timestamp()
+    assert get("certdepot_certificate_ready_status", {**labels, "condition": "True"}) == 1

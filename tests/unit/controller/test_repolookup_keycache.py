@@ -107,3 +107,22 @@ async def test_missing_key_secret_is_never_cached() -> None:
     put_key(kube, "depot-key")
     await lookup.resolve(kube, REF, "team-a", Settings())
     assert kube.secret_gets == 3
+
+
+async def test_concurrent_misses_read_the_key_once() -> None:
+    """A rollout's first steps all miss the cache at once: they share one GET."""
+    import asyncio
+
+    class SlowKube(CountingKube):
+        async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+            await asyncio.sleep(0.02)
+            return await super().get_secret(namespace, name)
+
+    kube = SlowKube()
+    key = put_key(kube, "depot-key")
+    put_repo(kube, "7")
+    endpoints = await asyncio.gather(
+        *(lookup.resolve(kube, REF, "team-a", Settings()) for _ in range(20))
+    )
+    assert {pem(e.account_key) for e in endpoints} == {pem(key)}
+    assert kube.secret_gets == 1

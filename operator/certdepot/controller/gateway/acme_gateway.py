@@ -158,11 +158,34 @@ _consumer_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.C
 MAX_NAMED_RESOURCES = 200
 
 
+class RequestMetrics:
+    """The request counter and duration histogram, their labelled children bound once per
+    (method, status) rather than looked up per request (``labels()`` was 5% of the
+    operator's CPU in a rollout)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._counts: dict[tuple[str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
+
+    def record(self, method: str, status: str, seconds: float) -> None:
+        count = self._counts.get((method, status))
+        if count is None:
+            count = self._counts[method, status] = self._metrics.acme_requests.labels(
+                method, status
+            )
+        duration = self._durations.get(method)
+        if duration is None:
+            duration = self._durations[method] = self._metrics.acme_duration.labels(method)
+        count.inc()
+        duration.observe(seconds)
+
+
 class MeasuredTransport(httpx.AsyncBaseTransport):
     """Counts and times every HTTP request to a repository (method, status), and adds the
     consumer-identity headers of the task sending it."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, metrics: Metrics) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, metrics: RequestMetrics) -> None:
         self._inner = inner
         self._metrics = metrics
 
@@ -177,8 +200,7 @@ class MeasuredTransport(httpx.AsyncBaseTransport):
             status = str(response.status_code)
             return response
         finally:
-            self._metrics.acme_requests.labels(request.method, status).inc()
-            self._metrics.acme_duration.labels(request.method).observe(time.monotonic() - start)
+            self._metrics.record(request.method, status, time.monotonic() - start)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -208,6 +230,7 @@ class AcmeGateway:
         # a download names them all, as one coalesced download serves them all.
         self._resources: dict[tuple[Any, ...], set[str]] = {}
         self._metrics = metrics
+        self._request_metrics = RequestMetrics(metrics)  # shared by every pooled client
         self._timeout = timeout
         self._poll_timeout = poll_timeout
         self._transport = transport  # tests: httpx.ASGITransport to an in-process repository
@@ -236,7 +259,7 @@ class AcmeGateway:
             endpoint.directory_url,
             endpoint.account_key,
             account_url=endpoint.account_url,
-            transport=MeasuredTransport(inner, self._metrics),
+            transport=MeasuredTransport(inner, self._request_metrics),
             verify=verify,
             timeout=self._timeout,
             poll_timeout=self._poll_timeout,

@@ -33,6 +33,14 @@ they re-fetch within one poll interval instead of at their next timed recheck.
 The reaction time to a rotation is therefore at most the repository's ``ariRetryAfter``
 (default 30 s; ceiling ``--renewal-info-seconds``) plus one download. The cost is one GET
 per certificate per interval and cluster, however many objects hold it.
+
+A certificate just downloaded (``watch(..., fresh=True)``) is not asked about at once: its
+window is the local rule's until its first poll, which comes one interval later (the
+repository's ``Retry-After`` as last answered for that directory, spread over the second
+half of it so a mass rollout does not come back as one burst). Only when no answer from that
+directory is known yet does one certificate ask at once, to learn the interval for all the
+others. A rollout of N certificates thus costs no renewalInfo request per certificate, and a
+rotation right after it is still noticed within one interval.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -229,7 +238,7 @@ log = logging.getLogger("certdepot.operator")
 Ask = Callable[[Endpoint, x509.Certificate], Awaitable[RenewalWindow | None]]
 
 
-@dataclass
+@dataclass(slots=True)  # one per object: no __dict__
 class _Watch:
     endpoint: Endpoint
     cert: x509.Certificate
@@ -257,6 +266,7 @@ class RenewalWatch:
         floor: float = 5.0,
         ceiling: float = 300.0,
         error_delay: float = 30.0,
+        jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.0),  # noqa: S311 - spread
     ) -> None:
         self._ask = ask
         self._wake = wake
@@ -267,11 +277,18 @@ class RenewalWatch:
         self._watches: dict[Hashable, _Watch] = {}
         self._held: dict[str, Hashable] = {}  # holder -> the watch it is in
         self.polls = 0  # renewalInfo requests made (tests, metrics)
+        # Per directory URL: the poll interval its last answer set, and the event that a
+        # first answer came (fresh certificates wait for it rather than all asking at once).
+        self._interval: dict[str, float] = {}
+        self._learning: dict[str, asyncio.Event] = {}
+        self.jitter = jitter
 
     def watch(
-        self, holder: str, endpoint: Endpoint, cert: x509.Certificate
+        self, holder: str, endpoint: Endpoint, cert: x509.Certificate, *, fresh: bool = False
     ) -> RenewalWindow | None:
-        """``holder`` (a wake key) now holds ``cert``; the latest answer about it, if any."""
+        """``holder`` (a wake key) now holds ``cert``; the latest answer about it, if any.
+
+        ``fresh``: the certificate was just downloaded, so its first poll waits an interval."""
         key = watch_key(endpoint, cert)
         if self._held.get(holder) != key:
             self.forget(holder)
@@ -280,7 +297,7 @@ class RenewalWatch:
         if w is None:
             w = self._watches[key] = _Watch(endpoint, cert)
             w.task = asyncio.get_running_loop().create_task(
-                self._poll(key, w), name=f"renewalInfo {cert.serial_number:x}"
+                self._poll(key, w, fresh), name=f"renewalInfo {cert.serial_number:x}"
             )
         w.holders.add(holder)
         return w.window
@@ -302,13 +319,51 @@ class RenewalWatch:
             return self.ceiling
         return min(self.ceiling, max(self.floor, window.retry_after))
 
-    async def _poll(self, key: Hashable, w: _Watch) -> None:
+    async def _first_wait(self, url: str, asking: list[bool]) -> None:
+        """Before a fresh certificate's first poll: one interval of its directory, learnt
+        from the first answer if none is known yet (then ``asking`` says this poll asks now
+        to learn it). Never longer than ``ceiling``."""
+        began = time.monotonic()
+        if url not in self._interval:
+            learning = self._learning.get(url)
+            if learning is None:
+                self._learning[url] = asyncio.Event()
+                asking.append(True)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(learning.wait(), self.ceiling)
+        interval = self._interval.get(url, self.ceiling) * self.jitter()
+        await asyncio.sleep(max(0.0, began + min(interval, self.ceiling) - time.monotonic()))
+
+    def _learnt(self, url: str, interval: float | None) -> None:
+        """An answer (its poll interval) or a failure (None) from ``url``: fresh certificates
+        waiting to learn the interval may go on."""
+        if interval is not None:
+            self._interval[url] = interval
+        learning = self._learning.pop(url, None)
+        if learning is not None:
+            learning.set()
+
+    async def _poll(self, key: Hashable, w: _Watch, fresh: bool = False) -> None:
+        url = w.endpoint.directory_url
+        asking: list[bool] = []
+        if fresh:
+            await self._first_wait(url, asking)
+        try:
+            await self._polls(key, w)
+        finally:
+            if asking:  # cancelled before its answer: the others wait no longer
+                self._learnt(url, None)
+
+    async def _polls(self, key: Hashable, w: _Watch) -> None:
         woken_for: RenewalWindow | None = None
+        url = w.endpoint.directory_url
         while self._watches.get(key) is w:
             self.polls += 1
             try:
                 w.window = await self._ask(w.endpoint, w.cert)
                 delay = self.delay(w.window)
+                self._learnt(url, delay)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -319,6 +374,7 @@ class RenewalWatch:
                     self.error_delay,
                 )
                 delay = self.error_delay
+                self._learnt(url, None)
             due = w.window is not None and w.window.start <= self._now()
             if due and w.window != woken_for:
                 woken_for = w.window

@@ -74,9 +74,7 @@ async def begin(body: Mapping[str, Any], deps: Deps, kind: str) -> Start | Step:
     memory = deps.memory(owner.uid or owner.ref)
     state: secrets.SecretState | None = None
     try:
-        state = secrets.inspect(
-            await deps.kube.get_secret(owner.namespace, spec["secretName"]), owner
-        )
+        state = await _secret_state(body, deps, owner)
         endpoint = await lookup.resolve(
             deps.kube,
             spec.get("repositoryRef") or {},
@@ -96,6 +94,19 @@ async def begin(body: Mapping[str, Any], deps: Deps, kind: str) -> Start | Step:
         endpoint=endpoint,
         renewal_request=renewrequest.pending(body.get("metadata") or {}, body.get("status") or {}),
     )
+
+
+async def _secret_state(
+    body: Mapping[str, Any], deps: Deps, owner: secrets.Owner
+) -> secrets.SecretState:
+    """The Secret, read; but not on an object's very first step (no status yet, no adoption
+    asked): a new object's Secret is almost always missing, so it is created without a GET
+    first, and read only if it turns out to exist (secrets.write_bundle). A rollout of N
+    objects saves N GETs; the check that a Secret not ours is never overwritten stays."""
+    spec = body.get("spec") or {}
+    if not (body.get("status") or {}).get("conditions") and not spec.get("adoptExistingSecret"):
+        return secrets.UNREAD
+    return secrets.inspect(await deps.kube.get_secret(owner.namespace, spec["secretName"]), owner)
 
 
 # --- the certificate kept, or a new one installed ---------------------------------------------

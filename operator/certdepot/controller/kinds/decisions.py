@@ -12,7 +12,7 @@ from typing import Any
 
 from certdepot.controller.core.certinfo import CertInfo
 from certdepot.controller.gateway.model import RenewalWindow
-from certdepot.controller.kube.secrets import SecretState
+from certdepot.controller.kube.secrets import SecretState, conflict_message
 
 DEFAULT_RENEW_BEFORE = timedelta(days=30)
 
@@ -105,7 +105,7 @@ def _secret_decision(
         return Decision(
             False,
             "SecretConflict",
-            f"{state.foreign}; set adoptExistingSecret: true to take it over",
+            conflict_message(state.foreign),
             conflict=True,
             next_check=now + recheck,
         )

@@ -23,12 +23,13 @@ def no_events(obj: Mapping[str, Any], type_: str, reason: str, message: str) -> 
     return None
 
 
-@dataclass
+@dataclass(slots=True)  # one per object: no __dict__
 class Memory:
     """What the operator remembers about one object between steps (lost on restart, harmless)."""
 
     window: RenewalWindow | None = None
     window_checked_at: datetime | None = None
+    window_serial: str | None = None  # the certificate the last check (or download) was about
     last_warning: str = ""
     status: dict[str, Any] = field(default_factory=dict)  # the status we last wrote
 

@@ -69,14 +69,14 @@ async def _renewal_window(start: Start, deps: Deps) -> RenewalWindow | None:
         # wakes this object (its wake key is the owner's ref) when the answer says "renew now".
         memory.window = deps.renewals.watch(start.owner.ref, start.endpoint, state.bundle.chain[0])
         return memory.window
-    fresh = memory.window is not None and memory.window.serial == state.info.serial
+    fresh = memory.window_serial == state.info.serial
     due = (
         memory.window_checked_at is None
         or now - memory.window_checked_at >= deps.settings.renewal_info_interval
     )
     if fresh and not due:
         return memory.window
-    memory.window_checked_at = now
+    memory.window_checked_at, memory.window_serial = now, state.info.serial
     try:
         memory.window = await deps.gateway.renewal_window(start.endpoint, state.bundle.chain[0])
     except Exception:
@@ -93,17 +93,22 @@ async def _fetch(start: Start, deps: Deps, decision: decisions.Decision) -> Step
         start.endpoint, names, current, resource=f"{owner.namespace}/{owner.name}"
     )
     bundle, leaf = _checked(result, names, now)
+    reason, message = _news(start, leaf, current, decision)  # from the window that led here
     if state.info is not None and state.ours and leaf.serial == state.info.serial:
         # The repository has nothing newer: don't ask again for this serial until ARI changes.
         memory.window = None
     elif deps.renewals is not None:
         # Follow the new certificate's renewal information from now on (a second rotation
-        # soon after the first must reach this object too).
-        deps.renewals.watch(owner.ref, start.endpoint, bundle.chain[0])
+        # soon after the first must reach this object too), from one interval on: until
+        # then the local rule's window holds, and a rollout asks nothing per certificate.
+        deps.renewals.watch(owner.ref, start.endpoint, bundle.chain[0], fresh=True)
+    else:
+        # The same without the shared poll: the first renewalInfo question comes one
+        # renewal_info_interval after this download.
+        memory.window, memory.window_checked_at, memory.window_serial = None, now, leaf.serial
     renew_at = decisions.renewal_time(
         optional_duration(spec.get("renewBefore")), leaf.not_before, leaf.not_after
     )
-    reason, message = _news(start, leaf, current, decision)
     new_status = await certificate.install(
         start,
         deps,

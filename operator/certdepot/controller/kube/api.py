@@ -9,20 +9,47 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast
 
 from certdepot.controller.core.resources import CLUSTER_REPOSITORIES, GROUP, PLURALS, VERSION
 
+#: Never read here, and often the largest parts of an object: the API server's field
+#: ownership bookkeeping, and kubectl apply's copy of the whole applied object.
+_DROPPED_METADATA = frozenset({"managedFields"})
+_DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+#: String values up to this length are interned: kinds, reasons, condition types...
+_INTERNED_VALUE = 64
+
 
 def lean_copy(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of an API object to keep, without ``metadata.managedFields``: the API
-    server's field-ownership bookkeeping, often the largest part of an object and never
-    read here. The supervisor keeps a copy of every object at every watch event."""
-    out = {k: copy.deepcopy(v) for k, v in obj.items() if k != "metadata"}
+    """A deep copy of an API object to keep, without what is never read (``_DROPPED_*``),
+    its keys and short strings interned. The supervisor keeps a copy of every object, so
+    at N=10,000 objects the keys alone ("metadata", "lastTransitionTime", ...: each JSON
+    document decoded has its own copies) were megabytes."""
+    out = {sys.intern(k): _copy(v) for k, v in obj.items() if k != "metadata"}
     meta = obj.get("metadata") or {}
-    out["metadata"] = {k: copy.deepcopy(v) for k, v in meta.items() if k != "managedFields"}
+    kept = {sys.intern(k): _copy(v) for k, v in meta.items() if k not in _DROPPED_METADATA}
+    annotations = kept.get("annotations")
+    if isinstance(annotations, dict) and not _DROPPED_ANNOTATIONS.isdisjoint(annotations):
+        kept["annotations"] = {
+            k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS
+        }
+    out["metadata"] = kept
     return out
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= _INTERNED_VALUE else value
+    if isinstance(value, Mapping):
+        return {sys.intern(k) if isinstance(k, str) else k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy(v) for v in value]
+    if value is None or isinstance(value, int | float):
+        return value  # bool is an int
+    return copy.deepcopy(value)
 
 
 class Conflict(Exception):

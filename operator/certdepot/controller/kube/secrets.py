@@ -18,11 +18,12 @@ from cryptography import x509
 from certdepot.acme import crypto
 from certdepot.acme.timefmt import rfc3339
 from certdepot.controller.core import certinfo
-from certdepot.controller.core.errors import ReconcileError
+from certdepot.controller.core.errors import ReconcileError, SecretConflict
 from certdepot.controller.kube.api import Conflict, KubeApi
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "certdepot"
+MANAGED_SECRETS_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"  # the operator's Secret watch
 OWNER_ANNOTATION = "certdepot.io/owner"  # "<Kind>/<namespace>/<name>"
 OWNER_UID_ANNOTATION = "certdepot.io/owner-uid"
 SERIAL_ANNOTATION = "certdepot.io/serial"
@@ -60,6 +61,18 @@ class SecretState:
     resource_version: str = ""
     secret_type: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # False: not read, taken to be missing (an object's first step; see certificate.begin).
+    # Writing it then only creates: should the Secret exist after all, it is read and
+    # judged before anything is replaced.
+    read: bool = True
+
+
+UNREAD = SecretState(exists=False, read=False)
+
+
+def conflict_message(foreign: str) -> str:
+    """Why a Secret that is not ours is left alone (status, Event)."""
+    return f"{foreign}; set adoptExistingSecret: true to take it over"
 
 
 def inspect(secret: Mapping[str, Any] | None, owner: Owner) -> SecretState:
@@ -247,9 +260,28 @@ async def write_bundle(
     state: SecretState,
     bundle: certinfo.Bundle,
 ) -> None:
-    """Build the Secret for ``body``'s spec from a chain, root and key, and write it."""
+    """Build the Secret for ``body``'s spec from a chain, root and key, and write it.
+
+    A Secret not read first (``state.read`` False) is only created: when it exists after
+    all (HTTP 409), it is read now, and one that is not ours is left alone as if it had been
+    read first (SecretConflict); ours is replaced."""
+    if not state.read:
+        try:
+            await kube.create_secret(_secret_for(body, owner, state, bundle))
+            return
+        except Conflict:
+            name = str((body.get("spec") or {})["secretName"])
+            state = inspect(await kube.get_secret(owner.namespace, name), owner)
+        if state.foreign:
+            raise SecretConflict(conflict_message(state.foreign))
+    await write(kube, _secret_for(body, owner, state, bundle), state)
+
+
+def _secret_for(
+    body: Mapping[str, Any], owner: Owner, state: SecretState, bundle: certinfo.Bundle
+) -> dict[str, Any]:
     spec = body.get("spec") or {}
-    secret = build(
+    return build(
         name=spec["secretName"],
         owner=owner,
         chain=bundle.chain,
@@ -259,4 +291,3 @@ async def write_bundle(
         template=spec.get("secretTemplate"),
         existing_metadata=state.metadata if state.exists else None,
     )
-    await write(kube, secret, state)

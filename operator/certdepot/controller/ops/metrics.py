@@ -8,10 +8,12 @@ prefix. docs/operations.md ("Metrics") lists every metric and the names they rep
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # The kinds whose readiness is a certificate's (cert-manager's Certificate); the others
 # (CertificateRepository, ClusterCertificateRepository) are the issuers of this world.
@@ -21,35 +23,62 @@ CONDITIONS = ("True", "False", "Unknown")
 LABELS = ["kind", "namespace", "name"]
 
 
-class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        self.certificate_ready = Gauge(
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+class PerResource(Collector):
+    """The per-resource series (readiness, expiry, next renewal), kept as one small tuple
+    per resource and turned into metric families at scrape time.
+
+    prometheus_client's labelled Gauges kept five child objects per resource (three
+    condition series, expiry, renewal), each with its own value and lock: 3.8 KB per
+    CertificateDownload, a tenth of the operator's memory per object at N=10,000. The
+    exposition is the same."""
+
+    def __init__(self) -> None:
+        # (kind, namespace, name) -> (condition, notAfter, renewal); None: not known yet.
+        self.items: dict[Key, tuple[str, float | None, float | None]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        cert_ready = GaugeMetricFamily(
             "certdepot_certificate_ready_status",
             "The Ready condition of a CertificateDownload or DelegatedCertificate "
             "(1 on the series of its current status)",
-            [*LABELS, "condition"],
-            registry=self.registry,
+            labels=[*LABELS, "condition"],
         )
-        self.repository_ready = Gauge(
+        repo_ready = GaugeMetricFamily(
             "certdepot_certificaterepository_ready_status",
             "The Ready condition (ACME account registered) of a CertificateRepository or "
             "ClusterCertificateRepository (1 on the series of its current status)",
-            [*LABELS, "condition"],
-            registry=self.registry,
+            labels=[*LABELS, "condition"],
         )
-        self.expiration = Gauge(
+        expiration = GaugeMetricFamily(
             "certdepot_certificate_expiration_timestamp_seconds",
             "notAfter of the certificate in the Secret, in seconds since the epoch",
-            LABELS,
-            registry=self.registry,
+            labels=LABELS,
         )
-        self.renewal = Gauge(
+        renewal = GaugeMetricFamily(
             "certdepot_certificate_renewal_timestamp_seconds",
             "When the operator will fetch or renew next, in seconds since the epoch",
-            LABELS,
-            registry=self.registry,
+            labels=LABELS,
         )
+        # A copy taken at once: the scrape may run beside the event loop's updates.
+        for key, (current, not_after, renew_at) in list(self.items.items()):
+            ready = cert_ready if key[0] in CERTIFICATE_KINDS else repo_ready
+            for condition in CONDITIONS:
+                ready.add_metric([*key, condition], 1.0 if condition == current else 0.0)
+            if not_after is not None:
+                expiration.add_metric(list(key), not_after)
+            if renew_at is not None:
+                renewal.add_metric(list(key), renew_at)
+        yield from (cert_ready, repo_ready, expiration, renewal)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.per_resource = PerResource()
+        self.registry.register(self.per_resource)
         self.acme_requests = Counter(
             "certdepot_acme_client_requests_total",
             "HTTP requests to repositories",
@@ -80,9 +109,6 @@ class Metrics:
             registry=self.registry,
         )
 
-    def _ready_gauge(self, kind: str) -> Gauge:
-        return self.certificate_ready if kind in CERTIFICATE_KINDS else self.repository_ready
-
     def observe(
         self,
         kind: str,
@@ -95,20 +121,13 @@ class Metrics:
     ) -> None:
         """Record a resource's readiness (None: not reconciled yet, Unknown) and, once it
         holds one, its certificate's expiry and next renewal."""
-        current = "Unknown" if ready is None else str(ready)
-        gauge = self._ready_gauge(kind)
-        for condition in CONDITIONS:
-            gauge.labels(kind, namespace, name, condition).set(1 if condition == current else 0)
-        if not_after is not None:
-            self.expiration.labels(kind, namespace, name).set(not_after.timestamp())
-        if renewal is not None:
-            self.renewal.labels(kind, namespace, name).set(renewal.timestamp())
+        key = (kind, namespace, name)
+        _, was_not_after, was_renewal = self.per_resource.items.get(key, ("", None, None))
+        self.per_resource.items[key] = (
+            "Unknown" if ready is None else str(ready),
+            not_after.timestamp() if not_after is not None else was_not_after,
+            renewal.timestamp() if renewal is not None else was_renewal,
+        )
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
-        gauge = self._ready_gauge(kind)
-        for condition in CONDITIONS:
-            with contextlib.suppress(KeyError):
-                gauge.remove(kind, namespace, name, condition)
-        for per_resource in (self.expiration, self.renewal):
-            with contextlib.suppress(KeyError):
-                per_resource.remove(kind, namespace, name)
+        self.per_resource.items.pop((kind, namespace, name), None)
