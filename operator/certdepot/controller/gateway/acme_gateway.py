@@ -24,7 +24,7 @@ import contextvars
 import hashlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,7 @@ import httpx
 from cryptography import x509
 
 from certdepot.acme import fields, jws
+from certdepot.acme.aiohttp_transport import AiohttpTransport
 from certdepot.acme.client import AcmeClient
 from certdepot.acme.problems import AcmeProblem
 from certdepot.acme.transport_errors import TransportError
@@ -206,6 +207,37 @@ class MeasuredTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class MeasuredAiohttpTransport(AiohttpTransport):
+    """MeasuredTransport's metrics and consumer headers on the aiohttp transport, which
+    AcmeTransport drives through ``send`` without an httpx.AsyncClient (half the client's
+    CPU per request: docs/performance.md, "The ACME client's HTTP layer")."""
+
+    def __init__(self, verify: bool | ssl.SSLContext, metrics: RequestMetrics) -> None:
+        super().__init__(verify)
+        self._metrics = metrics
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        content: bytes | None = None,
+        *,
+        io_timeout: float | None = None,
+    ) -> httpx.Response:
+        extra = _consumer_headers.get()
+        if extra:
+            headers = {**headers, **extra}
+        start = time.monotonic()
+        status = "error"
+        try:
+            response = await super().send(method, url, headers, content, io_timeout=io_timeout)
+            status = str(response.status_code)
+            return response
+        finally:
+            self._metrics.record(method, status, time.monotonic() - start)
+
+
 def _verify(endpoint: Endpoint) -> bool | ssl.SSLContext:
     if endpoint.ca_pem is None:
         return True
@@ -250,16 +282,19 @@ class AcmeGateway:
 
     def _new_client(self, endpoint: Endpoint) -> AcmeClient:
         verify = _verify(endpoint)
-        # Idle connections are dropped well before the repository's keep-alive timeout
-        # (uvicorn: 5 s), so a reused connection is never one the server is closing.
-        inner = self._transport or httpx.AsyncHTTPTransport(
-            verify=verify, limits=httpx.Limits(keepalive_expiry=2.0)
+        # The aiohttp transport drops idle connections after 2 s, well before the
+        # repository's keep-alive timeout (uvicorn: 5 s), so a reused connection is never
+        # one the server is closing. Tests give an httpx transport (ASGI, in process).
+        transport: httpx.AsyncBaseTransport = (
+            MeasuredTransport(self._transport, self._request_metrics)
+            if self._transport
+            else MeasuredAiohttpTransport(verify, self._request_metrics)
         )
         return AcmeClient(
             endpoint.directory_url,
             endpoint.account_key,
             account_url=endpoint.account_url,
-            transport=MeasuredTransport(inner, self._request_metrics),
+            transport=transport,
             verify=verify,
             timeout=self._timeout,
             poll_timeout=self._poll_timeout,
