@@ -77,8 +77,13 @@ def test_docs_list_every_metric_with_its_type_and_labels(section: str, metrics: 
     assert docs == have
 
 
+def everything() -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {**exported(seeded(OperatorMetrics(CollectorRegistry()))),
+            **exported(RepositoryMetrics())}
+
+
 def test_names_follow_prometheus_conventions() -> None:
-    every = {**exported(seeded(OperatorMetrics(CollectorRegistry()))), **exported(RepositoryMetrics())}
+    every = everything()
     for name, (kind, _) in every.items():
         assert name.startswith("certdepot_"), name
         assert (kind == "counter") == name.endswith("_total"), name
@@ -90,7 +95,7 @@ def test_names_follow_prometheus_conventions() -> None:
 
 
 def test_dashboard_and_alerts_use_only_exported_metrics() -> None:
-    every = {**exported(seeded(OperatorMetrics(CollectorRegistry()))), **exported(RepositoryMetrics())}
+    every = everything()
     chart = ROOT / "charts" / "certdepot"
     used = set()
     for path in (chart / "dashboards" / "certdepot.json",
