@@ -187,7 +187,4 @@ def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
                            lifetime=dt.timedelta(seconds=round(win.lifetime)),
                            profile=data.get("profile"),
                            not_before=not_before, not_after=not_after)
-    repo.start_and_wait(
-        issuance.issue_in_background(repo, row, data["issuer"], request, account["id"]),
-        f"issue-{row['id']}", issuance.FINALIZE_WAIT)
-    return repo.store.get(tables.orders, row["id"]) or row
+    return issuance.issue_for_order(repo, row, new_data, request, account["id"])
