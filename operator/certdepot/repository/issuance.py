@@ -16,6 +16,7 @@ from certdepot.repository import certstore
 from certdepot.repository import store as tables
 from certdepot.repository.issuers import IssueRequest, IssuerError, SignsNow
 from certdepot.repository.state import Repo
+from certdepot.repository.store import new_id
 
 log = logging.getLogger("certdepot.repository.orders")
 
@@ -69,17 +70,20 @@ def order_error(repo: Repo, row: dict[str, Any], problem: AcmeProblem) -> None:
 
 def issue_for_order(repo: Repo, row: dict[str, Any], data: dict[str, Any],
                     request: IssueRequest, account_id: str) -> dict[str, Any]:
-    """Issue for order ``row`` once finalize claimed it (ready -> processing; ``data`` is
-    the order's data as claimed). The order as the finalize answer shows it.
+    """Finalize's issuance for order ``row`` (ready; ``data``: its data from now on). The
+    order is claimed with a compare-and-set on ``ready`` (orderNotReady if another
+    finalize was first); returns the order as the finalize answer shows it.
 
     An issuer that signs locally (``SignsNow``: the local CA) signs here, in the request's
-    thread and store unit: the certificate, the order made valid and the request's nonce
-    commit together, and a store error rolls it all back (a 503; the client retries the
-    finalize). Any other issuer (an upstream CA: network, seconds) runs on the event loop
-    and the request waits up to ``FINALIZE_WAIT`` for it; a slow one leaves the order
-    processing and the client polls."""
+    thread and store unit, and the order goes from ready to valid in one write: the
+    certificate, the order and the request's nonce commit together, and a store error
+    rolls it all back (a 503; the order is still ready). Any other issuer (an upstream CA:
+    network, seconds) runs on the event loop while the order is processing, and the
+    request waits up to ``FINALIZE_WAIT`` for it; a slow one leaves the order processing
+    and the client polls."""
     issuer = repo.issuers.get(data["issuer"])
     if issuer is not None and not isinstance(issuer, SignsNow):
+        _claim(repo, row, status="processing", data=data)
         repo.start_and_wait(issue_in_background(repo, row, data["issuer"], request,
                                                 account_id),
                             f"issue-{row['id']}", FINALIZE_WAIT)
@@ -89,10 +93,21 @@ def issue_for_order(repo: Repo, row: dict[str, Any], data: dict[str, Any],
             raise KeyError(data["issuer"])
         chain = issuer.sign_now(request)
     except Exception as exc:
+        _claim(repo, row, status="processing", data=data)
         _issuer_failed(repo, row, data["issuer"], exc)
         return repo.store.get(tables.orders, row["id"]) or row
-    cert_id = _store_issued(repo, row["id"], chain, data["issuer"], account_id)
+    cert_id = new_id()
+    # Claimed and made valid at once; the certificate row follows in the same transaction.
+    _claim(repo, row, status="valid", data=data, cert_id=cert_id)
+    certstore.save_certificate(repo.store, repo.vault, chain, issuer=data["issuer"],
+                               now=repo.clock(), order_id=row["id"], account_id=account_id,
+                               cert_id=cert_id)
     return {**row, "status": "valid", "cert_id": cert_id, "data": data}
+
+
+def _claim(repo: Repo, row: dict[str, Any], **values: Any) -> None:
+    if not repo.store.update(tables.orders, row["id"], where={"status": "ready"}, **values):
+        raise AcmeProblem("orderNotReady", "order is already being finalized")
 
 
 def _issuer_failed(repo: Repo, row: dict[str, Any], issuer_name: str,

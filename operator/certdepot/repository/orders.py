@@ -224,9 +224,6 @@ def finalize(repo: Repo, account: dict[str, Any], order_id: str,
     csrpolicy.check(csr)
     wanted = csrpolicy.check_order_names(csr, data["identifiers"])
     claimed = {**data, "processing_started": repo.clock()}
-    if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
-                             status="processing", data=claimed):
-        raise AcmeProblem("orderNotReady", "order is already being finalized")
     request = IssueRequest(csr_der=csr_der, dns_names=wanted,
                            profile=data.get("profile"), replaces=data.get("replaces"))
     # The local CA signs before we answer; slow issuers leave the order processing and

@@ -296,3 +296,27 @@ async def test_a_store_error_after_signing_rolls_the_finalize_back(
     again = await c.post(order["finalize"], {"csr": jws.b64encode(csr)})
     assert again.status_code == 200, again.text
     assert again.json()["status"] == "valid"
+
+
+async def test_a_second_finalize_of_a_claimed_order_signs_nothing_stored(env: Env) -> None:
+    """Two finalizes of one order (two replicas, say) both reach issuance: the ready ->
+    valid compare-and-set lets one store its certificate; the other is orderNotReady."""
+    from certdepot.acme.problems import AcmeProblem
+    from certdepot.repository import issuance
+    from certdepot.repository import store as tables
+    from certdepot.repository.issuers import IssueRequest
+
+    c = await env.tenant_client("team-a")
+    created = await c.new_order(["x.a.example.test"])
+    order_id = created.headers["Location"].rsplit("/", 1)[1]
+    row = env.repo.store.get(tables.orders, order_id)
+    assert row is not None and row["status"] == "ready"
+    csr = crypto.build_csr(crypto.generate_private_key(), ["x.a.example.test"])
+    request = IssueRequest(csr_der=csr, dns_names=["x.a.example.test"])
+    first = issuance.issue_for_order(env.repo, row, row["data"], request, row["account_id"])
+    assert first["status"] == "valid"
+    with pytest.raises(AcmeProblem) as refused:
+        issuance.issue_for_order(env.repo, row, row["data"], request, row["account_id"])
+    assert refused.value.short_type == "orderNotReady"
+    assert [r["id"] for r in env.repo.store.find(tables.certificates, order_id=order_id)] \
+        == [first["cert_id"]]
