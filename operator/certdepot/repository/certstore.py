@@ -30,9 +30,11 @@ def ari_id_of(cert: x509.Certificate) -> str:
 def save_certificate(store: Store, vault: KeyVault, chain_pem: str, *, issuer: str,
                      now: float, managed_name: str | None = None,
                      key: crypto.PrivateKey | None = None, order_id: str | None = None,
-                     account_id: str | None = None) -> str:
+                     account_id: str | None = None, cert_id: str | None = None) -> str:
+    """Store an issued certificate (its key sealed, if given) as a new row; its id
+    (``cert_id``: chosen by the caller, who links it first)."""
     leaf = crypto.parse_pem_chain(chain_pem)[0]
-    cert_id = new_id()
+    cert_id = cert_id or new_id()
     sealed = (vault.seal(crypto.private_key_to_pkcs8_der(key), key_label(cert_id))
               if key is not None else None)
     store.insert(tables.certificates, id=cert_id, managed_name=managed_name,

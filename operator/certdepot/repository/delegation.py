@@ -179,15 +179,9 @@ def finalize(repo: Repo, account: dict[str, Any], row: dict[str, Any],
     new_data = {**data, "processing_started": repo.clock()}
     if data.get("auto_renewal"):
         new_data["csr"] = payload["csr"]  # STAR re-issues from it
-    if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
-                             status="processing", data=new_data):
-        raise AcmeProblem("orderNotReady", "order is already being finalized")
     not_before, not_after = win.datetimes()
     request = IssueRequest(csr_der=csr_der, dns_names=wanted,
                            lifetime=dt.timedelta(seconds=round(win.lifetime)),
                            profile=data.get("profile"),
                            not_before=not_before, not_after=not_after)
-    repo.start_and_wait(
-        issuance.issue_in_background(repo, row, data["issuer"], request, account["id"]),
-        f"issue-{row['id']}", issuance.FINALIZE_WAIT)
-    return repo.store.get(tables.orders, row["id"]) or row
+    return issuance.issue_for_order(repo, row, new_data, request, account["id"])

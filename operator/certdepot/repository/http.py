@@ -176,16 +176,16 @@ def threaded(fn: Callable[[Request], Response]) -> Handler:
 
 
 def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False,
-              waits: Callable[[Signed], bool] | None = None
+              waits: Callable[[Repo, Signed], bool] | None = None
               ) -> Callable[[Callable[[Request, Signed], Response]], Handler]:
     """An ACME POST endpoint: the request is verified (``verify_post``), then the
     handler runs with the verified request, both in one store unit.
 
     Where: a worker thread, unless the store runs requests inline (SQLite: see
     ``Store.runs_inline``), in which case on the event loop itself. A handler that may
-    wait for work on the event loop (``Repo.start_and_wait``: issuance at finalize) says
-    so with ``waits(signed)``; such a request is verified inline and handled in a
-    worker thread, in a second unit."""
+    wait for work on the event loop (``Repo.start_and_wait``: issuance by an upstream CA
+    at finalize) says so with ``waits(repo, signed)``; such a request is verified inline
+    and handled in a worker thread, in a second unit."""
 
     def wrap(fn: Callable[[Request, Signed], Response]) -> Handler:
         def verified(request: Request, body: bytes, url: str) -> Response:
@@ -208,7 +208,7 @@ def acme_post(*, use_jwk: bool | None = False, allow_deactivated: bool = False,
                 return await run_in_threadpool(verified, request, body, url)
             with repo.store.unit():
                 signed = _verify(repo, body, url, use_jwk, allow_deactivated)
-                if waits is None or not waits(signed):
+                if waits is None or not waits(repo, signed):
                     return fn(request, signed)
             return await run_in_threadpool(handled, request, signed)
 

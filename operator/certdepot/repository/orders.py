@@ -28,9 +28,8 @@ from certdepot.repository import (
 from certdepot.repository import store as tables
 from certdepot.repository.config import Tenant
 from certdepot.repository.issuance import (
-    FINALIZE_WAIT,
     ORDER_LIFETIME,
-    issue_in_background,
+    issue_for_order,
     order_error,
     parse_identifiers,
 )
@@ -208,7 +207,7 @@ def refresh_order(repo: Repo, row: dict[str, Any]) -> dict[str, Any]:
 
 def finalize(repo: Repo, account: dict[str, Any], order_id: str,
              payload: dict[str, Any]) -> dict[str, Any]:
-    """Runs in a worker thread (blocking store); issuance goes to the event loop."""
+    """Runs in the request's store unit (see ``http.acme_post`` for which thread)."""
     row = get_order_for(repo, order_id, account)
     if row["status"] != "ready":
         raise AcmeProblem("orderNotReady", f"order is {row['status']}, not ready")
@@ -224,17 +223,12 @@ def finalize(repo: Repo, account: dict[str, Any], order_id: str,
     csr, csr_der = csrpolicy.finalize_csr(payload)
     csrpolicy.check(csr)
     wanted = csrpolicy.check_order_names(csr, data["identifiers"])
-    if not repo.store.update(tables.orders, row["id"], where={"status": "ready"},
-                             status="processing",
-                             data={**data, "processing_started": repo.clock()}):
-        raise AcmeProblem("orderNotReady", "order is already being finalized")
+    claimed = {**data, "processing_started": repo.clock()}
     request = IssueRequest(csr_der=csr_der, dns_names=wanted,
                            profile=data.get("profile"), replaces=data.get("replaces"))
-    # Fast issuers (local CA) finish before we answer; slow ones leave the order
-    # processing and the client polls (Retry-After).
-    repo.start_and_wait(issue_in_background(repo, row, data["issuer"], request, account["id"]),
-                        f"issue-{row['id']}", FINALIZE_WAIT)
-    return repo.store.get(tables.orders, row["id"]) or row
+    # The local CA signs before we answer; slow issuers leave the order processing and
+    # the client polls (Retry-After).
+    return issue_for_order(repo, row, claimed, request, account["id"])
 
 
 def check_ephemeral_jwk(jwk: Any) -> dict[str, str]:

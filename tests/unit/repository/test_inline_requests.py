@@ -85,10 +85,8 @@ async def test_start_and_wait_refuses_the_loop_thread(env: Env) -> None:
     coro.close()
 
 
-async def test_finalize_with_a_csr_is_handled_in_a_thread(
-        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issuance waits for work on the loop, so it cannot run on the loop; the order is
-    still valid in the finalize answer (local CA)."""
+async def _finalize_threads(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads a plain finalize ran on; the finalize answer is a valid order."""
     from certdepot.acme import crypto, jws
     from certdepot.repository import orders as order_logic
 
@@ -106,17 +104,61 @@ async def test_finalize_with_a_csr_is_handled_in_a_thread(
     r = await c.post(order["finalize"], {"csr": jws.b64encode(csr)})
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "valid"
+    cert = await c.post(r.json()["certificate"], None)
+    assert cert.status_code == 200 and "BEGIN CERTIFICATE" in cert.text
+    return threads
+
+
+class Upstreamish:
+    """The local CA seen through ``issue`` only, as an upstream ACME CA is (no
+    ``sign_now``): issuance runs on the event loop and the request waits for it."""
+
+    can_issue = True
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name = inner, inner.name
+
+    async def issue(self, request: Any) -> str:
+        chain: str = await self.inner.issue(request)
+        return chain
+
+    async def suggested_renewal(self, cert: Any) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_local_ca_finalize_signs_on_the_event_loop(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local CA signs in place (SignsNow): no hop to a thread and back, and the
+    certificate is in the finalize answer."""
+    from certdepot.repository.issuers import SignsNow
+
+    assert isinstance(env.repo.issuers["local"], SignsNow)
+    assert await _finalize_threads(env, monkeypatch) == [threading.get_ident()]
+
+
+async def test_a_finalize_for_an_upstream_issuer_is_handled_in_a_thread(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An issuer that waits on a network runs on the loop while the request waits for it,
+    so the request cannot run on the loop; the order is still valid in the answer."""
+    env.repo.issuers["local"] = Upstreamish(env.repo.issuers["local"])
+    threads = await _finalize_threads(env, monkeypatch)
     assert threads and threads[0] != threading.get_ident()
 
 
-def test_only_a_csr_finalize_waits() -> None:
+async def test_only_a_csr_finalize_for_an_upstream_issuer_waits(env: Env) -> None:
     from certdepot.repository.http import Signed
     from certdepot.repository.routes.orders import _issues
 
     def signed(payload: dict[str, Any] | None) -> Signed:
         return Signed({}, payload, b"", {}, None)
 
-    assert _issues(signed({"csr": "x"}))
-    assert _issues(signed({"csr": "x", "ephemeral-jwk": {}}))
-    assert not _issues(signed({"ephemeral-jwk": {}}))
-    assert not _issues(signed(None))
+    repo = env.repo
+    assert not _issues(repo, signed({"csr": "x"}))  # the local CA only: signs in place
+    repo.issuers["local"] = Upstreamish(repo.issuers["local"])
+    assert _issues(repo, signed({"csr": "x"}))
+    assert _issues(repo, signed({"csr": "x", "ephemeral-jwk": {}}))
+    assert not _issues(repo, signed({"ephemeral-jwk": {}}))
+    assert not _issues(repo, signed(None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from repository_testkit import Env
 
 from certdepot.acme import crypto, jws
@@ -238,3 +239,84 @@ async def test_csr_policy_refuses_weak_keys_and_ca_usages(env: Env) -> None:
     doc = await finalize(crypto.build_csr(key, ["x.a.example.test"],
                                           extended_key_usage=["serverAuth", "codeSigning"]))
     assert str(doc["type"]).endswith(":badCSR") and "extendedKeyUsage" in str(doc["detail"])
+
+
+async def test_a_failed_local_ca_signature_fails_the_order_in_the_answer(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local CA signs inside the finalize request: its refusal fails the order there
+    (invalid, with the issuer's message), the order stays failed, and it is not signed
+    again by a second finalize."""
+    from certdepot.repository.issuers import IssueRequest, IssuerError
+
+    calls: list[IssueRequest] = []
+
+    def refusing(request: IssueRequest) -> str:
+        calls.append(request)
+        raise IssuerError("issuer local: lifetime exceeds the root's validity")
+
+    monkeypatch.setattr(env.repo.issuers["local"], "sign_now", refusing)
+    c = await env.tenant_client("team-a")
+    order = (await c.new_order(["x.a.example.test"])).json()
+    csr = crypto.build_csr(crypto.generate_private_key(), ["x.a.example.test"])
+    f = await c.post(order["finalize"], {"csr": jws.b64encode(csr)})
+    assert f.status_code == 200, f.text
+    assert f.json()["status"] == "invalid"
+    assert f.json()["error"]["detail"] == ("issuance failed: issuer local: lifetime "
+                                           "exceeds the root's validity")
+    assert (await c.post(f.headers["Location"], None)).json()["status"] == "invalid"
+    again = await c.post(order["finalize"], {"csr": jws.b64encode(csr)})
+    assert again.json()["type"].endswith(":orderNotReady")
+    assert len(calls) == 1
+
+
+async def test_a_store_error_after_signing_rolls_the_finalize_back(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signing, storing the certificate and making the order valid are one transaction
+    with the request: a store failure while storing leaves the order ready (nothing
+    half-written) and the client may finalize again."""
+    import sqlalchemy as sa
+
+    from certdepot.repository import certstore
+
+    original = certstore.save_certificate
+
+    def failing(*args: object, **kwargs: object) -> str:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    c = await env.tenant_client("team-a")
+    created = await c.new_order(["x.a.example.test"])
+    order = created.json()
+    csr = crypto.build_csr(crypto.generate_private_key(), ["x.a.example.test"])
+    monkeypatch.setattr(certstore, "save_certificate", failing)
+    f = await c.post(order["finalize"], {"csr": jws.b64encode(csr)})
+    assert f.status_code == 503, f.text
+    assert f.json()["detail"] == "the certificate store is temporarily unavailable"
+    assert (await c.post(created.headers["Location"], None)).json()["status"] == "ready"
+    monkeypatch.setattr(certstore, "save_certificate", original)
+    again = await c.post(order["finalize"], {"csr": jws.b64encode(csr)})
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "valid"
+
+
+async def test_a_second_finalize_of_a_claimed_order_signs_nothing_stored(env: Env) -> None:
+    """Two finalizes of one order (two replicas, say) both reach issuance: the ready ->
+    valid compare-and-set lets one store its certificate; the other is orderNotReady."""
+    from certdepot.acme.problems import AcmeProblem
+    from certdepot.repository import issuance
+    from certdepot.repository import store as tables
+    from certdepot.repository.issuers import IssueRequest
+
+    c = await env.tenant_client("team-a")
+    created = await c.new_order(["x.a.example.test"])
+    order_id = created.headers["Location"].rsplit("/", 1)[1]
+    row = env.repo.store.get(tables.orders, order_id)
+    assert row is not None and row["status"] == "ready"
+    csr = crypto.build_csr(crypto.generate_private_key(), ["x.a.example.test"])
+    request = IssueRequest(csr_der=csr, dns_names=["x.a.example.test"])
+    first = issuance.issue_for_order(env.repo, row, row["data"], request, row["account_id"])
+    assert first["status"] == "valid"
+    with pytest.raises(AcmeProblem) as refused:
+        issuance.issue_for_order(env.repo, row, row["data"], request, row["account_id"])
+    assert refused.value.short_type == "orderNotReady"
+    assert [r["id"] for r in env.repo.store.find(tables.certificates, order_id=order_id)] \
+        == [first["cert_id"]]

@@ -89,6 +89,10 @@ class LocalCa:
         return self.root.public_bytes(serialization.Encoding.PEM).decode()
 
     async def issue(self, request: IssueRequest) -> str:
+        return self.sign_now(request)
+
+    def sign_now(self, request: IssueRequest) -> str:
+        """Sign the CSR (``issuers.SignsNow``): CPU only, well under a millisecond."""
         try:
             csr = crypto.load_csr(request.csr_der)
         except ValueError as exc:

@@ -11,6 +11,8 @@ from certdepot.acme.problems import AcmeProblem
 from certdepot.repository import orders as logic
 from certdepot.repository import store as tables
 from certdepot.repository.http import Signed, acme_json, acme_post, repo_of
+from certdepot.repository.issuers import SignsNow
+from certdepot.repository.state import Repo
 from certdepot.repository.views import order_json
 
 
@@ -47,10 +49,13 @@ def order(request: Request, signed: Signed) -> Response:
                      headers=_retry(row["status"]))
 
 
-def _issues(signed: Signed) -> bool:
-    # Plain and delegated orders issue from a CSR and wait for it (start_and_wait); a
-    # download order (ephemeral-jwk) never waits. Without a csr no order gets that far.
-    return "csr" in (signed.payload or {})
+def _issues(repo: Repo, signed: Signed) -> bool:
+    # Plain and delegated orders issue from a CSR; a download order (ephemeral-jwk) never
+    # waits, nor does a CSR when every issuer signs in place (the local CA: SignsNow).
+    # Otherwise the order's issuer may be an upstream CA, which the request waits for on
+    # the event loop (start_and_wait). Without a csr no order gets that far.
+    return "csr" in (signed.payload or {}) and not all(
+        isinstance(i, SignsNow) for i in repo.issuers.values() if i.can_issue)
 
 
 @acme_post(waits=_issues)
