@@ -17,6 +17,9 @@ def main() -> int:
     p.add_argument("run", type=Path)
     p.add_argument("phase_run", type=Path)
     p.add_argument("--phases", type=lambda s: s.split(","), required=True)
+    p.add_argument("--why", default=None,
+                   help="why the phases were run again (RESULTS.md says it; default: "
+                        "re-run on a quieter machine)")
     p.add_argument("--publish", action="store_true",
                    help="write the result to bench/RESULTS.json, RESULTS.md, results.png")
     args = p.parse_args()
@@ -29,7 +32,8 @@ def main() -> int:
         run.setdefault("phase_runs", {})[phase] = {
             "started": other.get("started"), "finished": other.get("finished"),
             "load_average": other.get("load_average"), "args": other.get("args"),
-            "main_run_error": run.setdefault("errors", {}).pop(phase, None)}
+            "main_run_error": run.setdefault("errors", {}).pop(phase, None),
+            "why": args.why}
     run["targets"] = report.targets(run)
     out = args.run.with_name(args.run.stem + "-merged.json")
     out.write_text(json.dumps(run, indent=2, default=str))

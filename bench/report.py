@@ -324,8 +324,9 @@ def markdown(r: dict[str, Any]) -> str:
     for phase, info in (r.get("phase_runs") or {}).items():
         why = ("after it failed in the main run (`phase_runs` in RESULTS.json says why)"
                if info.get("main_run_error") else
-               "replacing the main run's figures for that phase (re-run on a quieter machine)")
-        lines += ["", f"Phase {phase} comes from a separate run of only that phase, "
+               "replacing the main run's figures for that phase ("
+               + (info.get("why") or "re-run on a quieter machine") + ")")
+        lines += ["", f"Phase {phase} comes from a separate run of only the re-run phases, "
                   f"{info.get('started')} to {info.get('finished')} (load average at start "
                   f"{_load((info.get('load_average') or {}).get('start'))}), {why}."]
     if r.get("errors"):
