@@ -42,8 +42,26 @@ def _workers(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+ESTABLISHED, LISTEN = "01", "0A"  # /proc/net/tcp's socket states
+
+
 def _established(pid: int, port: int) -> int:
     """Established TCP connections on ``port`` that process ``pid`` holds."""
+    return _sockets(pid, port, ESTABLISHED)
+
+
+def _wait_listening(workers: list[int], port: int, timeout: float = 30) -> None:
+    """Until every worker has its listening socket on ``port``: the kernel spreads new
+    connections only over the sockets bound so far, and the directory answers as soon as
+    the first worker is up."""
+    deadline = time.monotonic() + timeout
+    while not all(_sockets(w, port, LISTEN) for w in workers):
+        assert time.monotonic() < deadline, {w: _sockets(w, port, LISTEN) for w in workers}
+        time.sleep(0.2)
+
+
+def _sockets(pid: int, port: int, state: str) -> int:
+    """TCP sockets on local ``port`` in ``state`` that process ``pid`` holds."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -56,7 +74,7 @@ def _established(pid: int, port: int) -> int:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             cols = line.split()
-            if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "01" \
+            if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == state \
                     and cols[9] in inodes:
                 count += 1
     return count
@@ -97,6 +115,7 @@ def test_two_workers_share_port_and_store(tmp_path: Path) -> None:
     with running(tmp_path, path, port) as repo:
         workers = _workers(repo.proc.pid)
         assert len(workers) == 2, repo.proc.tail()
+        _wait_listening(workers, port)
         asyncio.run(_first_download(repo.directory_url, repo.ca_path, eab))
         got, held = asyncio.run(_downloads(repo.directory_url, repo.ca_path, eab, 16, port,
                                            workers))
