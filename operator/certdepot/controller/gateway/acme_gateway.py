@@ -24,7 +24,7 @@ import contextvars
 import hashlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -169,6 +169,19 @@ class RequestMetrics:
         self._counts: dict[tuple[str, str], Any] = {}
         self._durations: dict[str, Any] = {}
 
+    async def measure(self, method: str, exchange: Awaitable[httpx.Response]
+                      ) -> httpx.Response:
+        """Await one request's ``exchange``, counted and timed (status "error" when it
+        raised): the one place both transports record a request."""
+        start = time.monotonic()
+        status = "error"
+        try:
+            response = await exchange
+            status = str(response.status_code)
+            return response
+        finally:
+            self.record(method, status, time.monotonic() - start)
+
     def record(self, method: str, status: str, seconds: float) -> None:
         count = self._counts.get((method, status))
         if count is None:
@@ -191,17 +204,9 @@ class MeasuredTransport(httpx.AsyncBaseTransport):
         self._metrics = metrics
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        extra = _consumer_headers.get()
-        if extra:
-            request.headers.update(extra)
-        start = time.monotonic()
-        status = "error"
-        try:
-            response = await self._inner.handle_async_request(request)
-            status = str(response.status_code)
-            return response
-        finally:
-            self._metrics.record(request.method, status, time.monotonic() - start)
+        request.headers.update(_consumer_headers.get() or {})
+        return await self._metrics.measure(
+            request.method, self._inner.handle_async_request(request))
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -228,14 +233,8 @@ class MeasuredAiohttpTransport(AiohttpTransport):
         extra = _consumer_headers.get()
         if extra:
             headers = {**headers, **extra}
-        start = time.monotonic()
-        status = "error"
-        try:
-            response = await super().send(method, url, headers, content, io_timeout=io_timeout)
-            status = str(response.status_code)
-            return response
-        finally:
-            self._metrics.record(method, status, time.monotonic() - start)
+        return await self._metrics.measure(
+            method, super().send(method, url, headers, content, io_timeout=io_timeout))
 
 
 def _verify(endpoint: Endpoint) -> bool | ssl.SSLContext:
